@@ -1,0 +1,61 @@
+"""The Starlette application: one middleware list, one set of error handlers, routes
+gathered from the resource modules."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from api.auth import Authenticator
+from api.body_limit import BodyLimitMiddleware
+from api.errors import EXCEPTION_HANDLERS
+from api.openapi import build_openapi
+from api.routes import health, it_requests, tasks, workspaces
+from api.settings import MAX_BODY_BYTES, ApiSettings
+from ledger.artifact_store import artifact_store_from_env
+from ledger.database import create_pool, resolve_database_url
+from ledger.migrate import apply_migrations
+from ledger.policy import PolicyConfig, load_policy
+from ledger.repository import Ledger
+
+ENDPOINTS = [*tasks.ENDPOINTS, *workspaces.ENDPOINTS, *it_requests.ENDPOINTS]
+
+
+def create_app(
+    settings: ApiSettings,
+    *,
+    database_url: str | None = None,
+    policy: PolicyConfig | None = None,
+) -> Starlette:
+    """The API. The database is `database_url`, else `DATABASE_URL`, else the embedded
+    server; migrations are applied at start-up."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        url = database_url or await asyncio.to_thread(resolve_database_url)
+        pool = await create_pool(url)
+        try:
+            async with pool.acquire() as connection:
+                await apply_migrations(connection)
+            app.state.ledger = Ledger(pool, policy or load_policy())
+            app.state.artifacts = artifact_store_from_env()
+            yield
+        finally:
+            await pool.close()
+
+    app = Starlette(
+        routes=[*health.ROUTES, *(item.route() for item in ENDPOINTS)],
+        middleware=[Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.authenticator = Authenticator(
+        secret=settings.jwt_secret,
+        jwks_url=settings.jwks_url,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+    app.state.openapi = build_openapi(ENDPOINTS)
+    return app

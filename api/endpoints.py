@@ -1,0 +1,140 @@
+"""How a route is declared: one `Endpoint` says its path, the role it needs, its body,
+query and response models, and the statuses it answers. The same declaration drives
+authentication, validation and `/openapi.json`, so the document cannot drift from
+what the code does."""
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.errors import ApiError
+from ledger.policy import Role
+from ledger.repository import Actor, Ledger
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+QueryT = TypeVar("QueryT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Call(Generic[BodyT, QueryT]):
+    """What a handler gets: the request, who is calling, and the validated input."""
+
+    request: Request
+    actor: Actor
+    ledger: Ledger
+    body: BodyT
+    query: QueryT
+
+    def path_param(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+
+# A handler answers with a status and a model, or (for raw content) a ready Response.
+Handler = Callable[[Call[Any, Any]], Awaitable[tuple[int, BaseModel] | Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    summary: str
+    role: Role
+    response: type[BaseModel] | None  # None: raw bytes (application/octet-stream)
+    statuses: tuple[int, ...]
+    handler: Handler
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    tag: str = "tasks"
+    # Documents the Idempotency-Key header; the handler honours it.
+    idempotency_key: bool = False
+
+    def route(self) -> Route:
+        return Route(self.path, self._asgi, methods=[self.method], name=self.handler.__name__)
+
+    async def _asgi(self, request: Request) -> Response:
+        principal = await request.app.state.authenticator.authenticate(
+            request.headers.get("authorization")
+        )
+        request.state.principal = principal
+        actor = principal.actor_for(self.role)
+        call = Call(
+            request=request,
+            actor=actor,
+            ledger=request.app.state.ledger,
+            body=await _parse_body(request, self.body) if self.body else None,
+            query=_validate(self.query, dict(request.query_params), "query")
+            if self.query
+            else None,
+        )
+        result = await self.handler(call)
+        if isinstance(result, Response):
+            return result
+        status, payload = result
+        return JSONResponse(payload.model_dump(mode="json"), status_code=status)
+
+
+def endpoint(
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    role: Role,
+    response: type[BaseModel] | None,
+    statuses: tuple[int, ...],
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    tag: str = "tasks",
+    idempotency_key: bool = False,
+) -> Callable[[Handler], Endpoint]:
+    def declare(handler: Handler) -> Endpoint:
+        return Endpoint(
+            method,
+            path,
+            summary,
+            role,
+            response,
+            statuses,
+            handler,
+            body,
+            query,
+            tag,
+            idempotency_key,
+        )
+
+    return declare
+
+
+async def _parse_body(request: Request, model: type[BodyT]) -> BodyT:
+    raw = await request.body()
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from error
+    return _validate(model, data, "body")
+
+
+def _validate(model: type[BodyT], data: Any, where: str) -> BodyT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        # Only location, message and type: the offending input may itself be a secret.
+        problems = [
+            {
+                "location": [where, *map(str, problem["loc"])],
+                "message": problem["msg"],
+                "type": problem["type"],
+            }
+            for problem in error.errors(include_url=False, include_input=False)
+        ]
+        raise ApiError(
+            400, "invalid_request", f"the request {where} is not valid", {"problems": problems}
+        ) from error

@@ -1,0 +1,101 @@
+"""The one place errors become responses: `{"error": {"code", "message", "details"}}`.
+
+Every failure, expected or not, leaves through here, so a client never sees a
+traceback or an HTML page, and a bug shows up as a JSON 500 with a request id that
+matches the log line instead of leaking internals.
+"""
+
+from typing import Any
+
+import asyncpg
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ExceptionHandler
+
+from ledger.errors import (
+    ConfigError,
+    Conflict,
+    InvalidTransition,
+    LedgerError,
+    NotFound,
+    PolicyError,
+)
+from ledger.repository import BadRequest
+
+log = structlog.get_logger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status_code: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+def error_response(
+    status_code: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details or {}}},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+_LEDGER_STATUS: dict[type[LedgerError], int] = {
+    NotFound: 404,
+    InvalidTransition: 409,
+    Conflict: 409,
+    PolicyError: 403,
+    BadRequest: 400,
+    ConfigError: 500,
+}
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _api_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return error_response(error.status_code, error.code, error.message, error.details)
+
+
+async def _ledger_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, LedgerError)
+    status = next((code for kind, code in _LEDGER_STATUS.items() if isinstance(error, kind)), 500)
+    return error_response(status, error.code, error.message, error.details)
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    code = _HTTP_CODES.get(error.status_code, "http_error")
+    message = "no such route" if error.status_code == 404 else str(error.detail)
+    return error_response(error.status_code, code, message)
+
+
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    log.warning("database_unavailable", path=request.url.path, error=type(error).__name__)
+    return error_response(503, "database_unavailable", "the database is not reachable; retry")
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path, method=request.method)
+    return error_response(500, "internal_error", "an unexpected error occurred")
+
+
+EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
+    ApiError: _api_error,
+    LedgerError: _ledger_error,
+    HTTPException: _http_error,
+    asyncpg.PostgresConnectionError: _database_unavailable,
+    asyncpg.CannotConnectNowError: _database_unavailable,
+    asyncpg.TooManyConnectionsError: _database_unavailable,
+    ConnectionError: _database_unavailable,
+    Exception: _unexpected,
+}

@@ -1,0 +1,139 @@
+"""`/openapi.json`, generated from the endpoint declarations and their pydantic models."""
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from api.endpoints import Endpoint
+from api.schemas import ErrorResponse, HealthResponse
+
+_DESCRIPTIONS = {
+    200: "OK",
+    201: "Created",
+    400: "Invalid request",
+    401: "Missing or invalid token",
+    403: "The caller's role does not allow this",
+    404: "Not found (or another tenant's)",
+    409: "Conflict: illegal transition for the current status, or an idempotency clash",
+    413: "Body larger than 1 MiB",
+    503: "Not ready",
+}
+_PATH_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
+
+
+def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
+    models: set[type[BaseModel]] = {ErrorResponse, HealthResponse}
+    for item in endpoints:
+        if item.response:
+            models.add(item.response)
+        if item.body:
+            models.add(item.body)
+    keyed = [(model, "validation") for model in sorted(models, key=lambda m: m.__name__)]
+    refs, schema = models_json_schema(keyed, ref_template="#/components/schemas/{model}")
+
+    def ref(model: type[BaseModel]) -> dict[str, Any]:
+        return refs[(model, "validation")]
+
+    def error(status: int) -> dict[str, Any]:
+        return {
+            "description": _DESCRIPTIONS.get(status, "Error"),
+            "content": {"application/json": {"schema": ref(ErrorResponse)}},
+        }
+
+    paths: dict[str, dict[str, Any]] = {}
+    for item in endpoints:
+        path = _PATH_PARAM.sub(r"{\1}", item.path)
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid"}
+                if kind == "uuid"
+                else {"type": "string"},
+            }
+            for name, kind in _PATH_PARAM.findall(item.path)
+        ]
+        if item.query:
+            for name, field in item.query.model_json_schema()["properties"].items():
+                parameters.append({"name": name, "in": "query", "required": False, "schema": field})
+        if item.idempotency_key:
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                }
+            )
+        responses: dict[str, Any] = {}
+        for status in (*item.statuses, 413) if item.body else item.statuses:
+            if status < 300:
+                content = (
+                    {"application/json": {"schema": ref(item.response)}}
+                    if item.response
+                    else {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    }
+                )
+                responses[str(status)] = {"description": _DESCRIPTIONS[status], "content": content}
+            else:
+                responses[str(status)] = error(status)
+        operation: dict[str, Any] = {
+            "operationId": item.handler.__name__,
+            "summary": item.summary,
+            "tags": [item.tag],
+            "security": [{"bearer": []}],
+            "x-required-role": item.role,
+            "parameters": parameters,
+            "responses": responses,
+        }
+        if item.body:
+            operation["requestBody"] = {
+                "required": False,
+                "content": {"application/json": {"schema": ref(item.body)}},
+            }
+        paths.setdefault(path, {})[item.method.lower()] = operation
+
+    for probe, summary in (
+        ("/healthz", "The process is up."),
+        ("/readyz", "The database is reachable and migrated."),
+    ):
+        paths[probe] = {
+            "get": {
+                "operationId": probe.strip("/"),
+                "summary": summary,
+                "tags": ["health"],
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/json": {"schema": ref(HealthResponse)}},
+                    },
+                    "503": {
+                        "description": "Not ready",
+                        "content": {"application/json": {"schema": ref(HealthResponse)}},
+                    },
+                },
+            }
+        }
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Agent Workbench API",
+            "version": "0.1.0",
+            "description": "A governed task queue for AI agents.",
+        },
+        "components": {
+            "schemas": schema.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+        "paths": paths,
+    }

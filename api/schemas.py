@@ -1,0 +1,144 @@
+"""Response bodies and query parameters, as the API returns and accepts them and as
+`/openapi.json` describes them."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger.models import Artifact, ITRequest, Task, TraceEvent
+from ledger.policy import Verdict
+from ledger.states import TaskStatus
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Response):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorResponse(_Response):
+    error: ErrorBody
+
+
+class TaskListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    status: TaskStatus | None = None
+    lane: str | None = Field(default=None, max_length=100)
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=500)
+
+
+class TraceListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=1000, ge=1, le=5000)
+
+
+class TaskListResponse(_Response):
+    tasks: list[Task]
+    next_cursor: str | None
+
+
+class TaskCreatedResponse(_Response):
+    task: Task
+    policy_verdict: Verdict
+
+
+class TaskFromITResponse(TaskCreatedResponse):
+    itr_context: ITRequest
+
+
+class TaskResponse(_Response):
+    task: Task
+
+
+class TransitionResponse(_Response):
+    task: Task
+    trace: TraceEvent
+
+
+class TracesResponse(_Response):
+    traces: list[TraceEvent]
+
+
+class ArtifactsResponse(_Response):
+    artifacts: list[Artifact]
+
+
+class DispatchInfo(_Response):
+    lane: str
+    transport: str | None
+    run_id: str | None
+    reason: str
+
+
+class DispatchResponse(_Response):
+    status: Literal["dispatched", "not_configured"]
+    dispatch: DispatchInfo
+    task: Task
+
+
+class RunResponse(_Response):
+    status: str
+    task: Task
+    sdk_available: bool
+    artifacts: list[Artifact]
+    traces: list[TraceEvent]
+
+
+class LaneInfo(_Response):
+    name: str
+    description: str
+    profile: str
+    max_mutation_level: str
+    decision: Literal["allow", "require_approval"]
+    requires_rollback_plan: bool
+    source_systems: list[str]
+    max_attempts: int
+
+
+class NamedInfo(_Response):
+    name: str
+    description: str
+
+
+class ProfileInfo(_Response):
+    name: str
+    description: str
+    allowed_providers: list[str]
+    submit_roles: list[str]
+
+
+class RoleInfo(_Response):
+    subject: str
+    tenant_id: str
+    roles: list[str]
+    effective_role: str
+    can_create: bool
+    can_approve: bool
+    can_break_glass: bool
+
+
+class WorkspacesResponse(_Response):
+    lanes: list[LaneInfo]
+    sources: list[NamedInfo]
+    role: RoleInfo
+    providers: list[NamedInfo]
+    policy_profiles: list[ProfileInfo]
+    mutation_levels: list[str]
+    policy_version: str
+
+
+class ITRequestResponse(_Response):
+    it_request: ITRequest
+
+
+class HealthResponse(_Response):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

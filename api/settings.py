@@ -1,0 +1,56 @@
+"""The API's settings, read once from the environment."""
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.database import data_dir
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str
+    port: int
+    jwt_secret: str | None
+    jwks_url: str | None
+    jwt_audience: str | None
+    jwt_issuer: str | None
+    # True when the secret was made for local use (no DATABASE_URL, none configured):
+    # the CLI then prints a ready operator token.
+    local_secret: bool
+
+    @classmethod
+    def from_env(cls) -> "ApiSettings":
+        secret = os.environ.get("WORKBENCH_JWT_SECRET") or None
+        jwks_url = os.environ.get("WORKBENCH_JWKS_URL") or None
+        local_secret = False
+        if not secret and not jwks_url:
+            if os.environ.get("DATABASE_URL"):
+                raise SystemExit(
+                    "WORKBENCH_JWT_SECRET or WORKBENCH_JWKS_URL must be set when DATABASE_URL "
+                    "is: replicas must agree on how tokens are verified"
+                )
+            secret, local_secret = local_jwt_secret(data_dir()), True
+        return cls(
+            host=os.environ.get("WORKBENCH_HOST", "127.0.0.1"),
+            port=int(os.environ.get("WORKBENCH_PORT", "8000")),
+            jwt_secret=secret,
+            jwks_url=jwks_url,
+            jwt_audience=os.environ.get("WORKBENCH_JWT_AUDIENCE") or None,
+            jwt_issuer=os.environ.get("WORKBENCH_JWT_ISSUER") or None,
+            local_secret=local_secret,
+        )
+
+
+def local_jwt_secret(directory: Path) -> str:
+    """The signing secret for local use, made once and kept (mode 0600) beside the
+    embedded database, so tokens minted earlier keep working after a restart."""
+    path = directory / "jwt-secret"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""The task ledger: schema, named SQL, the state machine, policy and the one asyncpg call site."""

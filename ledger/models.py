@@ -1,0 +1,151 @@
+"""The ledger's typed vocabulary: what callers send in, and the records they get back.
+
+The API validates request bodies with the `*Request` models (unknown fields and wrong
+types are rejected, never coerced) and answers with the record models, which are also
+what `/openapi.json` describes.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger.policy import Verdict
+from ledger.states import RunStatus, TaskStatus
+
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.:-]*$")]
+ShortText = Annotated[str, Field(min_length=1, max_length=500)]
+LongText = Annotated[str, Field(min_length=1, max_length=100_000)]
+Reason = Annotated[str, Field(max_length=2_000)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TaskCreateRequest(_Request):
+    lane: Name
+    title: ShortText
+    instructions: LongText
+    source_systems: list[Name] = Field(default_factory=list, max_length=50)
+    scope: dict[str, Any] = Field(default_factory=dict)
+    mutation_level: Name = "read_only"
+    model_provider: Name = "offline"
+    break_glass_acknowledged: bool = False
+
+
+class TaskFromITRequest(_Request):
+    lane: Name
+    title: ShortText | None = None
+    instructions: LongText | None = None
+    mutation_level: Name = "read_only"
+    model_provider: Name = "offline"
+
+
+class ApproveRequest(_Request):
+    reason: Reason = ""
+    break_glass_acknowledged: bool = False
+
+
+class ReasonRequest(_Request):
+    reason: Reason = ""
+
+
+class RollbackRequest(_Request):
+    reason: Annotated[str, Field(min_length=1, max_length=2_000)]
+    remediation: Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+class ITRequestCreate(_Request):
+    request_number: Name
+    title: ShortText
+    description: Annotated[str, Field(max_length=100_000)] = ""
+    requester: Annotated[str, Field(max_length=200)] = ""
+    source_system: Name | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+
+class Task(_Record):
+    id: UUID
+    tenant_id: str
+    lane: str
+    title: str
+    instructions: str
+    source_systems: list[str]
+    scope: dict[str, Any]
+    mutation_level: str
+    model_provider: str
+    status: TaskStatus
+    policy_verdict: Verdict
+    break_glass: dict[str, Any] | None
+    approval: dict[str, Any] | None
+    rollback: dict[str, Any] | None
+    terminal_reason: str | None
+    attempt: int
+    max_attempts: int
+    current_run_id: UUID | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Run(_Record):
+    id: UUID
+    task_id: UUID
+    lane: str
+    attempt: int
+    status: RunStatus
+    previous_run_id: UUID | None
+    claimed_by: str | None
+    lease_until: datetime | None
+    heartbeat_at: datetime | None
+    failure_kind: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TraceEvent(_Record):
+    seq: int
+    task_id: UUID
+    run_id: UUID | None
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    actor: str
+    message: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class Artifact(_Record):
+    id: UUID
+    task_id: UUID
+    run_id: UUID | None
+    name: str
+    media_type: str
+    sha256: str
+    size_bytes: int
+    metadata: dict[str, Any]
+    download_url: str
+    created_at: datetime
+
+
+class ITRequest(_Record):
+    request_number: str
+    title: str
+    description: str
+    requester: str
+    source_system: str | None
+    details: dict[str, Any]
+    created_by: str
+    created_at: datetime
+
+
+DispatchStatus = Literal["dispatched", "not_configured"]

@@ -1,0 +1,146 @@
+"""Lanes, policy profiles and the verdict every task gets at creation.
+
+The configuration is a YAML file (`WORKBENCH_LANES_FILE`, else the `lanes.yaml` shipped
+beside this module). A verdict is a pure function of the lane, the requested mutation
+level, source systems, scope, model provider and the caller's role, so the same request
+under the same `policy_version` always gets the same answer.
+"""
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ledger.errors import ConfigError
+
+Decision = Literal["allow", "require_approval", "deny"]
+Role = Literal["viewer", "operator", "owner", "worker"]
+
+DEFAULT_LANES_FILE = Path(__file__).with_name("lanes.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Described(_Strict):
+    description: str = ""
+
+
+class Profile(_Strict):
+    description: str = ""
+    allowed_providers: list[str]
+    submit_roles: list[Role] = ["operator", "owner"]
+
+
+class Lane(_Strict):
+    description: str = ""
+    profile: str
+    max_mutation_level: str
+    decision: Literal["allow", "require_approval"]
+    requires_rollback_plan: bool = False
+    source_systems: list[str]
+    max_attempts: int = Field(default=3, ge=1, le=100)
+
+
+class PolicyConfig(_Strict):
+    policy_version: str
+    secret_keys: list[str]
+    mutation_levels: list[str]
+    providers: dict[str, Described]
+    sources: dict[str, Described]
+    profiles: dict[str, Profile]
+    lanes: dict[str, Lane]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "PolicyConfig":
+        for name, lane in self.lanes.items():
+            if lane.profile not in self.profiles:
+                raise ValueError(f"lane {name}: unknown profile {lane.profile!r}")
+            if lane.max_mutation_level not in self.mutation_levels:
+                raise ValueError(f"lane {name}: unknown mutation level {lane.max_mutation_level!r}")
+            unknown = set(lane.source_systems) - set(self.sources)
+            if unknown:
+                raise ValueError(f"lane {name}: unknown source systems {sorted(unknown)}")
+        for name, profile in self.profiles.items():
+            unknown = set(profile.allowed_providers) - set(self.providers)
+            if unknown:
+                raise ValueError(f"profile {name}: unknown providers {sorted(unknown)}")
+        return self
+
+    @cached_property
+    def _level_rank(self) -> dict[str, int]:
+        return {level: rank for rank, level in enumerate(self.mutation_levels)}
+
+    def evaluate(
+        self,
+        *,
+        lane_name: str,
+        mutation_level: str,
+        source_systems: list[str],
+        scope: dict[str, Any],
+        model_provider: str,
+        role: Role,
+    ) -> "Verdict":
+        """The verdict for one request. The caller has checked that the lane, level and
+        provider exist; everything else that is wrong is a `deny` with one reason each."""
+        lane = self.lanes[lane_name]
+        profile = self.profiles[lane.profile]
+        denials: list[str] = []
+        if self._level_rank[mutation_level] > self._level_rank[lane.max_mutation_level]:
+            denials.append(
+                f"mutation level {mutation_level} exceeds lane {lane_name} ceiling "
+                f"{lane.max_mutation_level}"
+            )
+        if model_provider not in profile.allowed_providers:
+            denials.append(
+                f"model provider {model_provider} is not allowed by profile {lane.profile}"
+            )
+        denials.extend(
+            f"source system {source} is not allowed in lane {lane_name}"
+            for source in source_systems
+            if source not in lane.source_systems
+        )
+        if lane.requires_rollback_plan and not scope.get("rollback"):
+            denials.append(f"lane {lane_name} requires a rollback plan in scope.rollback")
+        if role not in profile.submit_roles:
+            denials.append(f"role {role} may not submit to lane {lane_name}")
+
+        if denials:
+            return Verdict(
+                decision="deny",
+                reasons=denials,
+                profile=lane.profile,
+                policy_version=self.policy_version,
+            )
+        reason = (
+            f"lane {lane_name} allows {mutation_level} without approval"
+            if lane.decision == "allow"
+            else f"lane {lane_name} requires operator approval"
+        )
+        return Verdict(
+            decision=lane.decision,
+            reasons=[reason],
+            profile=lane.profile,
+            policy_version=self.policy_version,
+        )
+
+
+class Verdict(_Strict):
+    decision: Decision
+    reasons: list[str]
+    profile: str
+    policy_version: str
+
+
+def load_policy(path: str | os.PathLike[str] | None = None) -> PolicyConfig:
+    """Read and validate the lanes file; a bad file fails start-up with the reason."""
+    source = Path(path or os.environ.get("WORKBENCH_LANES_FILE") or DEFAULT_LANES_FILE)
+    try:
+        raw = yaml.safe_load(source.read_text())
+        return PolicyConfig.model_validate(raw)
+    except (OSError, yaml.YAMLError, ValidationError) as error:
+        raise ConfigError(f"cannot load lanes file {source}: {error}") from error

@@ -1,0 +1,76 @@
+-- name: insert_task
+-- Records a new task with its verdict; status is queued, awaiting_approval or denied.
+INSERT INTO tasks (
+    id, tenant_id, lane, title, instructions, source_systems, scope, mutation_level,
+    model_provider, status, policy_verdict, break_glass, terminal_reason, current_run_id,
+    attempt, max_attempts, created_by, idempotency_key, request_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: find_task_by_idempotency_key
+-- The task an earlier request with the same Idempotency-Key created.
+SELECT * FROM tasks WHERE tenant_id = $1 AND idempotency_key = $2;
+
+-- name: get_task
+-- One task, scoped to its tenant: another tenant's task does not exist.
+SELECT * FROM tasks WHERE tenant_id = $1 AND id = $2;
+
+-- name: list_tasks
+-- One page, newest first, after the keyset cursor (created_at, id) when one is given.
+SELECT * FROM tasks
+WHERE tenant_id = $1
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR lane = $3)
+  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $6;
+
+-- name: move_task
+-- The guarded transition: moves the task to $4 only from a status in $3.
+WITH locked AS (
+    SELECT id, status FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+)
+UPDATE tasks
+SET status = $4, terminal_reason = $5, updated_at = now()
+FROM locked
+WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])
+RETURNING tasks.*, locked.status AS from_status;
+
+-- name: queue_next_attempt
+-- Approve or retry: from a status in $3 back to queued with run $4 as the next attempt.
+WITH locked AS (
+    SELECT id, status, current_run_id FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+)
+UPDATE tasks
+SET status = 'queued', attempt = tasks.attempt + 1, current_run_id = $4, terminal_reason = NULL,
+    approval = coalesce($5, tasks.approval), updated_at = now()
+FROM locked
+WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])
+RETURNING tasks.*, locked.status AS from_status, locked.current_run_id AS previous_run_id;
+
+-- name: reject_task
+-- An operator's rejection of a task awaiting approval; the decision is kept on the task.
+WITH locked AS (
+    SELECT id, status FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+)
+UPDATE tasks
+SET status = 'denied', approval = $4, terminal_reason = $5, updated_at = now()
+FROM locked
+WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])
+RETURNING tasks.*, locked.status AS from_status;
+
+-- name: request_rollback
+-- Records the rollback/remediation request on a finished task.
+WITH locked AS (
+    SELECT id, status FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+)
+UPDATE tasks
+SET status = 'rollback_requested', rollback = $4, updated_at = now()
+FROM locked
+WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])
+RETURNING tasks.*, locked.status AS from_status;
+
+-- name: get_task_status
+-- The current status, for the 409 that answers an illegal transition.
+SELECT status FROM tasks WHERE tenant_id = $1 AND id = $2;

@@ -1,0 +1,48 @@
+"""Secret redaction: applied when data enters the ledger and in the log pipeline, so a
+secret in a request never reaches a response, a trace event or a log line."""
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+REDACTED = "[redacted]"
+
+# Secrets that hide inside free text rather than under a named key.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)\bbearer\s+[a-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)\b(?:password|pwd|accountkey|sharedaccesskey)\s*=\s*[^;\s]+"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
+)
+
+
+class Redactor:
+    """Replaces values under secret-bearing keys, and secret-looking text anywhere.
+
+    A key is secret-bearing when, lower-cased with `-` read as `_`, it ends with one of
+    the configured names: `db_password` and `github_token` match `password` and
+    `token`, while `input_tokens` (a count) does not.
+    """
+
+    def __init__(self, secret_keys: Iterable[str]) -> None:
+        self._suffixes = tuple(key.lower().replace("-", "_") for key in secret_keys)
+
+    def is_secret_key(self, key: str) -> bool:
+        return key.lower().replace("-", "_").endswith(self._suffixes)
+
+    def text(self, value: str) -> str:
+        for pattern in _SECRET_PATTERNS:
+            value = pattern.sub(REDACTED, value)
+        return value
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                key: REDACTED if self.is_secret_key(str(key)) else self.value(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.value(item) for item in value]
+        if isinstance(value, str):
+            return self.text(value)
+        return value

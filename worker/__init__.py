@@ -1,0 +1,1 @@
+"""Workers: receive runs, claim them, execute agents, record the outcome."""

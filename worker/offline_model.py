@@ -1,0 +1,453 @@
+"""A deterministic, fully offline model for the OpenAI Agents SDK.
+
+``OfflineModel`` lets the worker drive real agents (the real ``Runner``, real tools, real
+tracing) with no network access and no API key: in tests, demos and air-gapped lanes. Instead of
+sampling it answers by the fixed rules below, so the same conversation always gets the same
+answer. Use it with ``RunConfig(model_provider=OfflineModelProvider())``.
+
+Directives
+    The instruction text is the agent's system instructions followed by the latest user message.
+    Every line of it that reads::
+
+        #call <tool_name> {json arguments}
+
+    is a directive (leading whitespace is allowed; without arguments it means ``{}``).
+    Directives are numbered 0, 1, 2, ... in order of appearance, instructions first.
+
+Call ids
+    Directive ``n`` gets the call id ``"call_" + sha256(f"{n}:{tool_name}:{arguments}")[:24]``
+    (hex digest), where ``arguments`` is the canonical JSON of the object (sorted keys, compact
+    separators). Replaying a conversation, e.g. resuming a saved ``RunState`` in another process,
+    therefore reproduces the same ids.
+
+One turn
+    A directive is done once the input holds a ``function_call_output`` with its call id. The
+    model looks at the first directive that is not done:
+
+    * its arguments are not a JSON object: final message
+      ``offline model: invalid JSON arguments for tool '<name>': <reason>``;
+    * its tool is not one of the function tools offered to the model: final message
+      ``offline model: tool '<name>' is not available (offered: <names or none>)``;
+    * otherwise: one ``function_call`` item for it, and nothing else.
+
+    When every directive is done the answer is the final message::
+
+        offline model: completed <N> tool call(s)
+        - <tool name>: <output>    (one entry per tool result in the input, in input order)
+        task: <first non-blank line of the latest user message that is not a directive>
+
+Usage is counted in whitespace-separated words: input is the system instructions plus the text of
+every input item, output is the message text or the tool name plus its arguments; every response
+is one request. Each response is traced in its own ``generation_span`` with model ``"offline"``.
+
+Final messages are plain text, so agents with a structured ``output_type`` are not supported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from agents.agent_output import AgentOutputSchemaBase
+from agents.handoffs import Handoff
+from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
+from agents.model_settings import ModelSettings
+from agents.models.interface import Model, ModelProvider, ModelTracing
+from agents.tool import FunctionTool, Tool
+from agents.tracing import GenerationSpanData, Span, generation_span
+from agents.usage import Usage, model_usage_to_span_usage
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseContentPartAddedEvent,
+    ResponseContentPartDoneEvent,
+    ResponseCreatedEvent,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseFunctionToolCall,
+    ResponseInProgressEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+    ResponseUsage,
+)
+from openai.types.responses.response_prompt_param import ResponsePromptParam
+
+MODEL_NAME = "offline"
+
+_DIRECTIVE = re.compile(r"^\s*#call\s+(?P<name>\S+)(?:\s+(?P<arguments>.*?))?\s*$")
+
+_Item = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _Directive:
+    name: str
+    arguments: str
+    """Canonical JSON of the arguments, or the raw text when ``error`` is set."""
+    error: str | None
+    call_id: str
+
+
+@dataclass(frozen=True)
+class _Turn:
+    item: ResponseOutputMessage | ResponseFunctionToolCall
+    item_id: str
+    text: str
+    """The message text, or the tool name plus arguments; what output usage is counted on."""
+    usage: Usage
+    response_id: str
+
+
+class OfflineModel(Model):
+    """Answers by the module's directive rules without leaving the process."""
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
+        items = _as_items(input)
+        with _open_span(system_instructions, items, model_settings, tracing) as span:
+            turn = _respond(system_instructions, items, tools)
+            _record(span, turn, tracing)
+        return ModelResponse(output=[turn.item], usage=turn.usage, response_id=turn.response_id)
+
+    async def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        items = _as_items(input)
+        with _open_span(system_instructions, items, model_settings, tracing) as span:
+            turn = _respond(system_instructions, items, tools)
+            # Recorded before streaming so the span is complete even if the consumer stops early.
+            _record(span, turn, tracing)
+            for event in _stream_events(turn):
+                yield event
+
+
+class OfflineModelProvider(ModelProvider):
+    """Serves ``OfflineModel`` for every model name."""
+
+    def get_model(self, model_name: str | None) -> OfflineModel:
+        # Any name, so agents configured for hosted models run offline unchanged.
+        return OfflineModel()
+
+
+def _as_items(input: str | list[TResponseInputItem]) -> list[_Item]:
+    # A bare string is the SDK's shorthand for one user message; normalising it lets every rule
+    # work on a single shape.
+    if isinstance(input, str):
+        return [{"role": "user", "content": input}]
+    return [cast(_Item, item) for item in input]
+
+
+def _content_text(content: object) -> str:
+    """Text of a message content or a tool output: a string, or a list of parts with text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _item_text(item: _Item) -> str:
+    kind = item.get("type", "message")
+    if kind == "message":
+        return _content_text(item.get("content"))
+    if kind == "function_call":
+        return f"{item.get('name', '')} {item.get('arguments', '')}"
+    if kind == "function_call_output":
+        return _content_text(item.get("output"))
+    return ""
+
+
+def _latest_user_text(items: Sequence[_Item]) -> str:
+    for item in reversed(items):
+        if item.get("role") == "user" and item.get("type", "message") == "message":
+            return _content_text(item.get("content"))
+    return ""
+
+
+def _canonical_arguments(raw: str) -> tuple[str, str | None]:
+    """Return (canonical JSON, None), or (raw text, reason) when it is not a JSON object."""
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return raw, str(exc)
+    if not isinstance(parsed, dict):
+        return raw, "arguments must be a JSON object"
+    # Canonical form so that spacing or key order in the directive cannot change the call id.
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False), None
+
+
+def _parse_directives(text: str) -> list[_Directive]:
+    directives: list[_Directive] = []
+    for line in text.splitlines():
+        match = _DIRECTIVE.match(line)
+        if match is None:
+            continue
+        name = match["name"]
+        arguments, error = _canonical_arguments(match["arguments"] or "{}")
+        seed = f"{len(directives)}:{name}:{arguments}"
+        call_id = f"call_{hashlib.sha256(seed.encode()).hexdigest()[:24]}"
+        directives.append(_Directive(name, arguments, error, call_id))
+    return directives
+
+
+def _summary(items: Sequence[_Item], task_text: str) -> str:
+    names = {
+        item.get("call_id"): item.get("name")
+        for item in items
+        if item.get("type") == "function_call"
+    }
+    results = [item for item in items if item.get("type") == "function_call_output"]
+    task_line = next(
+        (
+            line.strip()
+            for line in task_text.splitlines()
+            if line.strip() and _DIRECTIVE.match(line) is None
+        ),
+        "(none)",
+    )
+    lines = [f"offline model: completed {len(results)} tool call(s)"]
+    lines += [
+        f"- {names.get(item.get('call_id'), item.get('call_id'))}: "
+        f"{_content_text(item.get('output'))}"
+        for item in results
+    ]
+    lines.append(f"task: {task_line}")
+    return "\n".join(lines)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _digest(value: object) -> str:
+    encoded = json.dumps(value, sort_keys=True, default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()[:24]
+
+
+def _respond(system_instructions: str | None, items: Sequence[_Item], tools: list[Tool]) -> _Turn:
+    task_text = _latest_user_text(items)
+    directives = _parse_directives(f"{system_instructions or ''}\n{task_text}")
+    done = {item.get("call_id") for item in items if item.get("type") == "function_call_output"}
+    pending = next((d for d in directives if d.call_id not in done), None)
+    offered = sorted(tool.name for tool in tools if isinstance(tool, FunctionTool))
+    # Ids hash the whole request so that replaying a conversation reproduces them exactly.
+    digest = _digest([system_instructions, list(items)])
+
+    item: ResponseOutputMessage | ResponseFunctionToolCall
+    if pending is not None and pending.error is None and pending.name in offered:
+        item_id = f"fc_{pending.call_id.removeprefix('call_')}"
+        text = f"{pending.name} {pending.arguments}"
+        item = ResponseFunctionToolCall(
+            type="function_call",
+            id=item_id,
+            call_id=pending.call_id,
+            name=pending.name,
+            arguments=pending.arguments,
+            status="completed",
+        )
+    else:
+        if pending is None:
+            text = _summary(items, task_text)
+        elif pending.error is not None:
+            reason = pending.error
+            text = f"offline model: invalid JSON arguments for tool {pending.name!r}: {reason}"
+        else:
+            available = ", ".join(offered) or "none"
+            text = f"offline model: tool {pending.name!r} is not available (offered: {available})"
+        item_id = f"msg_{digest}"
+        item = ResponseOutputMessage(
+            type="message",
+            id=item_id,
+            role="assistant",
+            status="completed",
+            content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+        )
+
+    input_tokens = _words(system_instructions or "") + sum(_words(_item_text(i)) for i in items)
+    output_tokens = _words(text)
+    usage = Usage(
+        requests=1,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+    )
+    return _Turn(item=item, item_id=item_id, text=text, usage=usage, response_id=f"resp_{digest}")
+
+
+def _open_span(
+    system_instructions: str | None,
+    items: Sequence[_Item],
+    model_settings: ModelSettings,
+    tracing: ModelTracing,
+) -> Span[GenerationSpanData]:
+    span_input = list(items)
+    if system_instructions:
+        span_input.insert(0, {"role": "system", "content": system_instructions})
+    return generation_span(
+        input=span_input if tracing.include_data() else None,
+        model=MODEL_NAME,
+        model_config=model_settings.to_traceable_dict(),
+        disabled=tracing.is_disabled(),
+    )
+
+
+def _record(span: Span[GenerationSpanData], turn: _Turn, tracing: ModelTracing) -> None:
+    if tracing.include_data():
+        span.span_data.output = [turn.item.model_dump()]
+    span.span_data.usage = model_usage_to_span_usage(turn.usage)
+
+
+def _response(
+    turn: _Turn,
+    status: Literal["in_progress", "completed"],
+) -> Response:
+    completed = status == "completed"
+    usage = turn.usage
+    return Response(
+        id=turn.response_id,
+        # A fixed timestamp keeps replayed streams byte-identical.
+        created_at=0,
+        model=MODEL_NAME,
+        object="response",
+        output=[turn.item] if completed else [],
+        parallel_tool_calls=False,
+        tool_choice="auto",
+        tools=[],
+        status=status,
+        usage=ResponseUsage(
+            input_tokens=usage.input_tokens,
+            input_tokens_details=usage.input_tokens_details,
+            output_tokens=usage.output_tokens,
+            output_tokens_details=usage.output_tokens_details,
+            total_tokens=usage.total_tokens,
+        )
+        if completed
+        else None,
+    )
+
+
+def _stream_events(turn: _Turn) -> Iterator[TResponseStreamEvent]:
+    """The Responses API event sequence that a hosted model would emit for ``turn``."""
+    sequence = itertools.count()
+    started = _response(turn, "in_progress")
+    yield ResponseCreatedEvent(
+        type="response.created", response=started, sequence_number=next(sequence)
+    )
+    yield ResponseInProgressEvent(
+        type="response.in_progress", response=started, sequence_number=next(sequence)
+    )
+
+    item = turn.item
+    if isinstance(item, ResponseFunctionToolCall):
+        yield ResponseOutputItemAddedEvent(
+            type="response.output_item.added",
+            item=item.model_copy(update={"arguments": "", "status": "in_progress"}),
+            output_index=0,
+            sequence_number=next(sequence),
+        )
+        yield ResponseFunctionCallArgumentsDeltaEvent(
+            type="response.function_call_arguments.delta",
+            item_id=turn.item_id,
+            output_index=0,
+            delta=item.arguments,
+            sequence_number=next(sequence),
+        )
+        yield ResponseFunctionCallArgumentsDoneEvent(
+            type="response.function_call_arguments.done",
+            item_id=turn.item_id,
+            output_index=0,
+            name=item.name,
+            arguments=item.arguments,
+            sequence_number=next(sequence),
+        )
+    else:
+        yield ResponseOutputItemAddedEvent(
+            type="response.output_item.added",
+            item=item.model_copy(update={"content": [], "status": "in_progress"}),
+            output_index=0,
+            sequence_number=next(sequence),
+        )
+        yield ResponseContentPartAddedEvent(
+            type="response.content_part.added",
+            item_id=turn.item_id,
+            output_index=0,
+            content_index=0,
+            part=ResponseOutputText(type="output_text", text="", annotations=[]),
+            sequence_number=next(sequence),
+        )
+        # One delta per line, so consumers see real incremental text rather than one blob.
+        for chunk in turn.text.splitlines(keepends=True):
+            yield ResponseTextDeltaEvent(
+                type="response.output_text.delta",
+                item_id=turn.item_id,
+                output_index=0,
+                content_index=0,
+                delta=chunk,
+                logprobs=[],
+                sequence_number=next(sequence),
+            )
+        yield ResponseTextDoneEvent(
+            type="response.output_text.done",
+            item_id=turn.item_id,
+            output_index=0,
+            content_index=0,
+            text=turn.text,
+            logprobs=[],
+            sequence_number=next(sequence),
+        )
+        yield ResponseContentPartDoneEvent(
+            type="response.content_part.done",
+            item_id=turn.item_id,
+            output_index=0,
+            content_index=0,
+            part=ResponseOutputText(type="output_text", text=turn.text, annotations=[]),
+            sequence_number=next(sequence),
+        )
+
+    yield ResponseOutputItemDoneEvent(
+        type="response.output_item.done",
+        item=item,
+        output_index=0,
+        sequence_number=next(sequence),
+    )
+    yield ResponseCompletedEvent(
+        type="response.completed",
+        response=_response(turn, "completed"),
+        sequence_number=next(sequence),
+    )
