@@ -1,0 +1,54 @@
+"""`/openapi.json` describes every route, and real responses match their schemas."""
+
+import jsonschema
+import pytest
+
+from api.app import ENDPOINTS
+
+TASKS = "/api/agents/tasks"
+
+
+@pytest.fixture(scope="module")
+async def document(http):
+    response = await http.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+async def test_every_route_is_documented(document) -> None:
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    for item in ENDPOINTS:
+        path = item.path.replace(":uuid", "")
+        assert (path, item.method.lower()) in documented, item.path
+    assert ("/healthz", "get") in documented and ("/readyz", "get") in documented
+    assert len([p for p in document["paths"] if p.startswith("/api/agents/")]) >= 13
+
+
+def _validate(document, path: str, method: str, status: int, body) -> None:
+    operation = document["paths"][path][method]
+    schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+    jsonschema.validate(body, {**schema, "components": document["components"]})
+
+
+async def test_responses_match_their_schemas(document, http, auth, new_task) -> None:
+    created = await new_task()
+    _validate(document, TASKS, "post", 201, created)
+    task_id = created["task"]["id"]
+    one = f"{TASKS}/{{task_id}}"
+    checks = [
+        ("get", TASKS, TASKS, 200),
+        ("get", one, f"{TASKS}/{task_id}", 200),
+        ("get", one + "/traces", f"{TASKS}/{task_id}/traces", 200),
+        ("get", one + "/artifacts", f"{TASKS}/{task_id}/artifacts", 200),
+        ("post", one + "/dispatch", f"{TASKS}/{task_id}/dispatch", 200),
+        ("post", one + "/run", f"{TASKS}/{task_id}/run", 200),
+        ("post", one + "/approve", f"{TASKS}/{task_id}/approve", 409),
+        ("get", "/api/agents/workspaces", "/api/agents/workspaces", 200),
+        ("get", one, f"{TASKS}/00000000-0000-0000-0000-000000000000", 404),
+    ]
+    for method, template, url, status in checks:
+        response = await http.request(
+            method, url, headers=auth(), json={} if method == "post" else None
+        )
+        assert response.status_code == status, (url, response.text)
+        _validate(document, template, method, status, response.json())
