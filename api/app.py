@@ -3,6 +3,7 @@ gathered from the resource modules."""
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -14,8 +15,11 @@ from api.errors import EXCEPTION_HANDLERS
 from api.openapi import build_openapi
 from api.routes import health, it_requests, tasks, workspaces
 from api.settings import MAX_BODY_BYTES, ApiSettings
+from dispatcher.outbox import Outbox
+from lanes.registry import LaneRegistry
 from ledger.artifact_store import artifact_store_from_env
 from ledger.database import create_pool, resolve_database_url
+from ledger.leases import Leases
 from ledger.migrate import apply_migrations
 from ledger.policy import PolicyConfig, load_policy
 from ledger.repository import Ledger
@@ -39,9 +43,14 @@ def create_app(
         try:
             async with pool.acquire() as connection:
                 await apply_migrations(connection)
-            app.state.ledger = Ledger(pool, policy or load_policy())
+            config = policy or load_policy()
+            app.state.ledger = Ledger(pool, config)
+            app.state.leases = Leases(pool, config)
+            app.state.lanes = LaneRegistry(pool, config)
+            app.state.outbox = Outbox(pool, app.state.lanes, actor=f"api:{socket.gethostname()}")
             app.state.artifacts = artifact_store_from_env()
             yield
+            await app.state.lanes.close()
         finally:
             await pool.close()
 

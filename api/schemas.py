@@ -101,6 +101,9 @@ class LaneInfo(_Response):
     requires_rollback_plan: bool
     source_systems: list[str]
     max_attempts: int
+    transport: str | None  # postgres, servicebus, or None: dispatch is not_configured
+    lease_seconds: float
+    dispatch_timeout_seconds: float
 
 
 class NamedInfo(_Response):

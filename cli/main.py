@@ -2,9 +2,12 @@
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+import asyncpg
 import structlog
 import uvicorn
 
@@ -12,24 +15,42 @@ from api.app import create_app
 from api.auth import mint_token
 from api.settings import ApiSettings
 from cli.logs import configure_logging
+from dispatcher.service import DispatcherConfig, run_dispatcher
+from lanes.registry import LaneRegistry
+from ledger.artifact_store import artifact_store_from_env
 from ledger.database import create_pool, resolve_database_url
 from ledger.errors import ConfigError
 from ledger.migrate import apply_migrations
-from ledger.policy import load_policy
+from ledger.policy import PolicyConfig, load_policy
 from ledger.redaction import Redactor
+from worker.executors import EXECUTORS
+from worker.service import Worker, WorkerConfig
 
 log = structlog.get_logger("workbench")
-
-_NOT_BUILT = "{name}: not built yet; the lane pipeline arrives in a later release. Idling."
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("api", help="serve the REST API")
-    commands.add_parser("dispatcher", help="move runnable runs to their lanes")
-    commands.add_parser("worker", help="claim and execute runs")
-    commands.add_parser("up", help="API, dispatcher and worker in one process (local use)")
+    commands.add_parser("dispatcher", help="send due runs to their lanes; rescue expired leases")
+    worker = commands.add_parser("worker", help="claim and execute runs from lanes")
+    up = commands.add_parser("up", help="API, dispatcher and a worker in one process (local use)")
+    for command in (worker, up):
+        command.add_argument(
+            "--lanes",
+            default="",
+            help="comma-separated lanes (default: every lane with a transport)",
+        )
+        command.add_argument(
+            "--concurrency", type=int, default=4, help="runs executed at once (default 4)"
+        )
+        command.add_argument(
+            "--executor",
+            choices=sorted(EXECUTORS),
+            default="sdk",
+            help="sdk runs agents; noop and sleep exercise the queue itself",
+        )
     commands.add_parser("migrate", help="apply pending database migrations and exit")
     token = commands.add_parser("token", help="mint an HS256 token for local use")
     token.add_argument(
@@ -51,11 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(Redactor(policy.secret_keys))
     match args.command:
         case "api":
-            asyncio.run(_serve(with_placeholders=False))
+            asyncio.run(_until_signal(lambda stop: _serve_api(stop)))
+        case "dispatcher":
+            asyncio.run(_until_signal(lambda stop: _dispatch(policy, stop)))
+        case "worker":
+            asyncio.run(_until_signal(lambda stop: _work(policy, args, stop)))
         case "up":
-            asyncio.run(_serve(with_placeholders=True))
-        case "dispatcher" | "worker":
-            asyncio.run(_idle_service(args.command))
+            asyncio.run(_until_signal(lambda stop: _up(policy, args, stop)))
         case "migrate":
             asyncio.run(_migrate())
         case "token":
@@ -73,6 +96,16 @@ def main(argv: list[str] | None = None) -> None:
             )
 
 
+async def _until_signal(service: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `service` until SIGTERM or SIGINT sets its stop event; it then finishes what
+    it holds and returns, and the process exits 0."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await service(stop)
+
+
 async def _migrate() -> None:
     pool = await create_pool(await asyncio.to_thread(resolve_database_url), max_size=1)
     try:
@@ -83,25 +116,57 @@ async def _migrate() -> None:
         await pool.close()
 
 
-async def _idle_service(name: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await _placeholder(name, stop)
+@contextlib.asynccontextmanager
+async def _database(max_size: int) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(await asyncio.to_thread(resolve_database_url), max_size=max_size)
+    try:
+        async with pool.acquire() as connection:
+            await apply_migrations(connection)
+        yield pool
+    finally:
+        await pool.close()
 
 
-async def _placeholder(name: str, stop: asyncio.Event) -> None:
-    log.warning(_NOT_BUILT.format(name=name))
-    await stop.wait()
+async def _dispatch(policy: PolicyConfig, stop: asyncio.Event) -> None:
+    async with _database(max_size=4) as pool:
+        await run_dispatcher(pool, policy, stop, DispatcherConfig())
 
 
-async def _serve(*, with_placeholders: bool) -> None:
+def _worker(pool: asyncpg.Pool, policy: PolicyConfig, args: argparse.Namespace) -> Worker:
+    lanes = [lane for lane in args.lanes.split(",") if lane] or LaneRegistry(
+        pool, policy
+    ).configured()
+    config = WorkerConfig(lanes=lanes, concurrency=args.concurrency)
+    return Worker(pool, policy, config, EXECUTORS[args.executor], artifact_store_from_env())
+
+
+async def _work(policy: PolicyConfig, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    async with _database(max_size=args.concurrency + 4) as pool:
+        await _worker(pool, policy, args).run(stop)
+
+
+async def _up(policy: PolicyConfig, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    async with _database(max_size=args.concurrency + 6) as pool:
+        await asyncio.gather(
+            _serve_api(stop),
+            run_dispatcher(pool, policy, stop, DispatcherConfig()),
+            _worker(pool, policy, args).run(stop),
+        )
+
+
+class _Server(uvicorn.Server):
+    # Signals are handled once, by _until_signal, for every part of the process; uvicorn
+    # would otherwise take them over and re-raise them at exit (exit code -15, not 0).
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_api(stop: asyncio.Event) -> None:
     settings = ApiSettings.from_env()
-    app = create_app(settings)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
-            app,
+            create_app(settings),
             host=settings.host,
             port=settings.port,
             log_level="warning",
@@ -109,19 +174,19 @@ async def _serve(*, with_placeholders: bool) -> None:
             access_log=False,
         )
     )
-    done = asyncio.Event()
-    placeholders = (
-        [asyncio.create_task(_placeholder(name, done)) for name in ("dispatcher", "worker")]
-        if with_placeholders
-        else []
-    )
+
+    async def stop_when_asked() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(stop_when_asked())
     banner = asyncio.create_task(_announce(server, settings))
     try:
-        await server.serve()  # handles SIGINT/SIGTERM itself
+        await server.serve()
     finally:
-        done.set()
-        banner.cancel()
-        await asyncio.gather(*placeholders, banner, return_exceptions=True)
+        for helper in (watcher, banner):
+            helper.cancel()
+        await asyncio.gather(watcher, banner, return_exceptions=True)
 
 
 async def _announce(server: uvicorn.Server, settings: ApiSettings) -> None:

@@ -5,6 +5,7 @@ types are rejected, never coerced) and answers with the record models, which are
 what `/openapi.json` describes.
 """
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -149,3 +150,10 @@ class ITRequest(_Record):
 
 
 DispatchStatus = Literal["dispatched", "not_configured"]
+
+
+def artifact_record(row: Mapping[str, Any]) -> Artifact:
+    """An artifact row as clients see it: a download route instead of the storage key."""
+    return Artifact.model_validate(
+        {**row, "download_url": f"/api/agents/tasks/{row['task_id']}/artifacts/{row['id']}/content"}
+    )

@@ -36,6 +36,18 @@ class Profile(_Strict):
     submit_roles: list[Role] = ["operator", "owner"]
 
 
+class Transport(_Strict):
+    """How runs of a lane reach workers. A lane without one is `not_configured`."""
+
+    kind: Literal["postgres", "servicebus"]
+    # Service Bus queue name; the lane name when unset.
+    queue: str | None = None
+    # How long a received message stays invisible before it is delivered again.
+    lock_seconds: float = Field(default=30.0, gt=0, le=300)
+    # Deliveries before a message is dead-lettered (Service Bus: the queue's setting).
+    max_delivery_count: int = Field(default=10, ge=1, le=2000)
+
+
 class Lane(_Strict):
     description: str = ""
     profile: str
@@ -44,6 +56,14 @@ class Lane(_Strict):
     requires_rollback_plan: bool = False
     source_systems: list[str]
     max_attempts: int = Field(default=3, ge=1, le=100)
+    transport: Transport | None = None
+    # A worker must heartbeat within this many seconds or the reaper retries the run.
+    lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    # A dispatched run not claimed within this long is sent again.
+    dispatch_timeout_seconds: float = Field(default=120.0, ge=1, le=86400)
+    # Retry backoff: base * 2^(attempt-1) seconds, capped, with jitter.
+    retry_backoff_seconds: float = Field(default=2.0, ge=0, le=3600)
+    retry_backoff_max_seconds: float = Field(default=300.0, ge=0, le=86400)
 
 
 class PolicyConfig(_Strict):

@@ -23,15 +23,16 @@ from ledger.models import (
     Artifact,
     ITRequest,
     ITRequestCreate,
-    Run,
     Task,
     TaskCreateRequest,
     TraceEvent,
+    artifact_record,
 )
 from ledger.policy import PolicyConfig, Role, Verdict
 from ledger.redaction import Redactor
 from ledger.sql import query
 from ledger.states import RunStatus, TaskStatus, allowed_from
+from ledger.traces import append_trace
 
 log = structlog.get_logger(__name__)
 
@@ -280,7 +281,7 @@ class Ledger:
     async def list_artifacts(self, tenant_id: str, task_id: UUID) -> list[Artifact]:
         await self.get_task(tenant_id, task_id)
         rows = await self.pool.fetch(query("list_artifacts"), tenant_id, task_id)
-        return [self._artifact(row) for row in rows]
+        return [artifact_record(dict(row)) for row in rows]
 
     async def get_artifact(
         self, tenant_id: str, task_id: UUID, artifact_id: UUID
@@ -289,16 +290,7 @@ class Ledger:
         row = await self.pool.fetchrow(query("get_artifact"), tenant_id, task_id, artifact_id)
         if row is None:
             raise NotFound("artifact not found", artifact_id=str(artifact_id))
-        return self._artifact(row), row["storage_ref"]
-
-    @staticmethod
-    def _artifact(row: asyncpg.Record) -> Artifact:
-        return Artifact.model_validate(
-            {
-                **dict(row),
-                "download_url": f"/api/agents/tasks/{row['task_id']}/artifacts/{row['id']}/content",
-            }
-        )
+        return artifact_record(dict(row)), row["storage_ref"]
 
     # -- operator transitions --------------------------------------------------
 
@@ -483,11 +475,8 @@ class Ledger:
                 terminal_reason,
             )
             if run_status is not None and row["current_run_id"] is not None:
-                run_query = (
-                    "finish_run_if_running" if action == "finish" else "settle_run_if_unfinished"
-                )
                 await connection.execute(
-                    query(run_query),
+                    query("settle_run_if_unfinished"),
                     row["current_run_id"],
                     run_status,
                     failure_kind,
@@ -565,84 +554,11 @@ class Ledger:
         task_id: UUID,
         kind: str,
         actor: Actor,
-        *,
-        message: str,
-        data: dict[str, Any] | None = None,
-        from_status: str | None = None,
-        to_status: str | None = None,
-        run_id: UUID | None = None,
+        **event: Any,
     ) -> TraceEvent:
-        row = await connection.fetchrow(
-            query("append_trace"),
-            task_id,
-            run_id,
-            kind,
-            from_status,
-            to_status,
-            actor.subject,
-            self.redactor.text(message),
-            self.redactor.value(data or {}),
+        return await append_trace(
+            connection, self.redactor, task_id, kind, actor=actor.subject, **event
         )
-        return TraceEvent.model_validate(dict(row))
-
-    # -- in-process execution (the `run` endpoint) ------------------------------
-
-    async def start_current_run(self, actor: Actor, task_id: UUID, claimed_by: str) -> Run:
-        """Move a queued or dispatched task to running and claim its run for `claimed_by`."""
-        async with self.pool.acquire() as connection, connection.transaction():
-            row = await self._guarded(
-                connection,
-                "move_task",
-                "start",
-                actor.tenant_id,
-                task_id,
-                TaskStatus.RUNNING,
-                None,
-            )
-            run = await connection.fetchrow(
-                query("start_run_if_waiting"), row["current_run_id"], claimed_by
-            )
-            if run is None:
-                raise InvalidTransition("start", str(row["from_status"]), allowed_from("start"))
-            await self._trace(
-                connection,
-                task_id,
-                "run_started",
-                actor,
-                from_status=row["from_status"],
-                to_status=TaskStatus.RUNNING,
-                run_id=run["id"],
-                message=f"attempt {run['attempt']} started by {claimed_by}",
-            )
-        return Run.model_validate(dict(run))
-
-    async def add_artifact(
-        self,
-        tenant_id: str,
-        task_id: UUID,
-        run_id: UUID | None,
-        *,
-        name: str,
-        media_type: str,
-        storage_ref: str,
-        sha256: str,
-        size_bytes: int,
-        metadata: dict[str, Any],
-    ) -> Artifact:
-        row = await self.pool.fetchrow(
-            query("insert_artifact"),
-            uuid4(),
-            task_id,
-            run_id,
-            tenant_id,
-            name,
-            media_type,
-            storage_ref,
-            sha256,
-            size_bytes,
-            self.redactor.value(metadata),
-        )
-        return self._artifact(row)
 
     # -- IT requests -------------------------------------------------------------
 

@@ -81,8 +81,7 @@ TRANSITIONS: dict[str, tuple[TaskStatus, ...]] = {
     "rollback": _FINISHED,
     "dispatch": (TaskStatus.QUEUED,),
     "start": (TaskStatus.QUEUED, TaskStatus.DISPATCHED),
-    "block": (TaskStatus.QUEUED, TaskStatus.DISPATCHED, TaskStatus.RUNNING),
-    "finish": (TaskStatus.RUNNING,),
+    "block": (TaskStatus.QUEUED, TaskStatus.DISPATCHED),
 }
 
 TERMINAL = frozenset({TaskStatus.DENIED, TaskStatus.ROLLBACK_REQUESTED, *_FINISHED})

@@ -22,6 +22,18 @@ from ledger.migrate import apply_migrations
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
+def settings_for_tests() -> ApiSettings:
+    return ApiSettings(
+        host="127.0.0.1",
+        port=0,
+        jwt_secret=JWT_SECRET,
+        jwks_url=None,
+        jwt_audience=None,
+        jwt_issuer=None,
+        local_secret=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def postgres(
     tmp_path_factory: pytest.TempPathFactory,
@@ -66,18 +78,9 @@ def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def app(
     database_url: str, pool: asyncpg.Pool, artifact_dir: Path
 ) -> AsyncIterator[Starlette]:
-    settings = ApiSettings(
-        host="127.0.0.1",
-        port=0,
-        jwt_secret=JWT_SECRET,
-        jwks_url=None,
-        jwt_audience=None,
-        jwt_issuer=None,
-        local_secret=False,
-    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WORKBENCH_ARTIFACT_DIR", str(artifact_dir))
-        application = create_app(settings, database_url=database_url)
+        application = create_app(settings_for_tests(), database_url=database_url)
         async with application.router.lifespan_context(application):
             yield application
 

@@ -216,32 +216,48 @@ async def rollback_task(call: Call[RollbackRequest, None]) -> tuple[int, Transit
 @endpoint(
     "POST",
     ONE_TASK + "/dispatch",
-    summary="Dispatches a queued task to its lane. "
-    "Without a lane transport configured: status not_configured, recorded as a trace.",
+    summary="Dispatches a queued task to its lane now (the dispatcher also does this by "
+    "itself). Without a lane transport configured: status not_configured, recorded as a trace.",
     role="operator",
     response=DispatchResponse,
-    statuses=_CHANGE,
+    statuses=(*_CHANGE, 503),
 )
 async def dispatch_task(call: Call) -> tuple[int, DispatchResponse]:
     task = await call.ledger.get_task(call.actor.tenant_id, _task_id(call))
     if task.status != TaskStatus.QUEUED:
         raise InvalidTransition("dispatch", task.status, [TaskStatus.QUEUED])
-    reason = f"lane {task.lane} has no transport configured"
-    await call.ledger.note(
-        call.actor,
-        task.id,
-        "dispatch_not_configured",
-        reason,
-        data={"lane": task.lane},
-        run_id=task.current_run_id,
-    )
+    transport = call.ledger.policy.lanes[task.lane].transport
+    run_id = str(task.current_run_id) if task.current_run_id else None
+    if transport is None:
+        reason = f"lane {task.lane} has no transport configured"
+        await call.ledger.note(
+            call.actor,
+            task.id,
+            "dispatch_not_configured",
+            reason,
+            data={"lane": task.lane},
+            run_id=task.current_run_id,
+        )
+        info = DispatchInfo(lane=task.lane, transport=None, run_id=run_id, reason=reason)
+        return 200, DispatchResponse(status="not_configured", dispatch=info, task=task)
+    result = await call.request.app.state.outbox.dispatch_once(1, task_id=task.id)
+    if task.lane in result.failed_lanes:
+        raise ApiError(
+            503,
+            "lane_unavailable",
+            f"sending to lane {task.lane} failed; the dispatcher will retry",
+            {"lane": task.lane},
+        )
+    after = await call.ledger.get_task(call.actor.tenant_id, task.id)
+    if result.sent == 0 and after.status == TaskStatus.QUEUED:
+        raise InvalidTransition("dispatch", after.status, [TaskStatus.QUEUED])
     info = DispatchInfo(
         lane=task.lane,
-        transport=None,
-        run_id=str(task.current_run_id) if task.current_run_id else None,
-        reason=reason,
+        transport=transport.kind,
+        run_id=run_id,
+        reason="sent to the lane" if result.sent else "the dispatcher had already sent it",
     )
-    return 200, DispatchResponse(status="not_configured", dispatch=info, task=task)
+    return 200, DispatchResponse(status="dispatched", dispatch=info, task=after)
 
 
 @endpoint(
@@ -254,8 +270,9 @@ async def dispatch_task(call: Call) -> tuple[int, DispatchResponse]:
     statuses=_CHANGE,
 )
 async def run_task(call: Call) -> tuple[int, RunResponse]:
+    state = call.request.app.state
     outcome = await run_in_process(
-        call.ledger, call.request.app.state.artifacts, call.actor, _task_id(call)
+        call.ledger, state.leases, state.artifacts, call.actor, _task_id(call)
     )
     task_id = _task_id(call)
     return 200, RunResponse(

@@ -19,7 +19,16 @@ async def workspaces(call: Call) -> tuple[int, WorkspacesResponse]:
     principal = call.request.state.principal
     role = call.actor.role
     return 200, WorkspacesResponse(
-        lanes=[LaneInfo(name=name, **lane.model_dump()) for name, lane in policy.lanes.items()],
+        lanes=[
+            LaneInfo(
+                name=name,
+                transport=lane.transport.kind if lane.transport else None,
+                **lane.model_dump(
+                    exclude={"transport", "retry_backoff_seconds", "retry_backoff_max_seconds"}
+                ),
+            )
+            for name, lane in policy.lanes.items()
+        ],
         sources=[
             NamedInfo(name=name, description=source.description)
             for name, source in policy.sources.items()

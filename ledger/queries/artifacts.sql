@@ -1,10 +1,3 @@
--- name: insert_artifact
--- Artifact metadata; the content lives in the artifact store under storage_ref.
-INSERT INTO artifacts (id, task_id, run_id, tenant_id, name, media_type, storage_ref,
-                       sha256, size_bytes, metadata)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-RETURNING *;
-
 -- name: list_artifacts
 -- A task's artifacts, oldest first.
 SELECT * FROM artifacts WHERE tenant_id = $1 AND task_id = $2 ORDER BY created_at, id;
@@ -12,3 +5,12 @@ SELECT * FROM artifacts WHERE tenant_id = $1 AND task_id = $2 ORDER BY created_a
 -- name: get_artifact
 -- One artifact of a task.
 SELECT * FROM artifacts WHERE tenant_id = $1 AND task_id = $2 AND id = $3;
+
+-- name: insert_artifact_if_owner
+-- Artifact metadata from a worker, only while it holds run $2 (attempt $3, token hash $4).
+INSERT INTO artifacts (id, task_id, run_id, tenant_id, name, media_type, storage_ref,
+                       sha256, size_bytes, metadata)
+SELECT $1, r.task_id, r.id, r.tenant_id, $5, $6, $7, $8, $9, $10
+FROM runs r
+WHERE r.id = $2 AND r.attempt = $3 AND r.claim_token_hash = $4 AND r.status = 'running'
+RETURNING *;

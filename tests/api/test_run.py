@@ -18,7 +18,7 @@ async def test_run_succeeds_with_artifact_and_traces(http, auth, new_task) -> No
     assert body["sdk_available"] is True
     assert body["task"]["status"] == "succeeded"
     kinds = [trace["kind"] for trace in body["traces"]]
-    assert kinds == ["created", "policy_verdict", "run_started", "succeeded"]
+    assert kinds == ["created", "policy_verdict", "worker_receipt", "succeeded"]
     assert body["traces"][-1]["data"]["usage"]["output_tokens"] > 0
 
     [artifact] = body["artifacts"]

@@ -5,6 +5,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from conftest import settings_for_tests
+
+from api.app import create_app
+from ledger.policy import load_policy
 
 TASKS = "/api/agents/tasks"
 PROD_ROLLBACK = {"rollback": "revert deployment 42 with the previous image"}
@@ -213,15 +217,46 @@ async def test_break_glass_needs_owner_and_acknowledgement(new_task, http, auth)
     assert "break_glass_requested" in await _kinds(http, auth(), task["id"])
 
 
-async def test_dispatch_without_transport_is_not_configured_and_traced(new_task, http, auth):
+async def test_dispatch_sends_to_the_lane_and_marks_dispatched(new_task, http, auth) -> None:
     task = (await new_task())["task"]
     response = await http.post(f"{TASKS}/{task['id']}/dispatch", headers=auth())
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     body = response.json()
-    assert body["status"] == "not_configured"
-    assert body["dispatch"]["lane"] == "analysis"
-    assert body["task"]["status"] == "queued"
-    assert (await _kinds(http, auth(), task["id"]))[-1] == "dispatch_not_configured"
+    assert body["status"] == "dispatched"
+    assert body["dispatch"] == {
+        "lane": "analysis",
+        "transport": "postgres",
+        "run_id": task["current_run_id"],
+        "reason": "sent to the lane",
+    }
+    assert body["task"]["status"] == "dispatched"
+    assert (await _kinds(http, auth(), task["id"]))[-1] == "dispatched"
+    again = await http.post(f"{TASKS}/{task['id']}/dispatch", headers=auth())
+    assert again.status_code == 409
+    assert again.json()["error"]["details"]["current_status"] == "dispatched"
+
+
+async def test_dispatch_without_transport_is_not_configured_and_traced(
+    database_url, pool, auth
+) -> None:
+    policy = load_policy()
+    analysis = policy.lanes["analysis"].model_copy(update={"transport": None})
+    policy = policy.model_copy(update={"lanes": {**policy.lanes, "analysis": analysis}})
+    app = create_app(settings_for_tests(), database_url=database_url, policy=policy)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://workbench.test"
+        ) as http,
+    ):
+        body = {"lane": "analysis", "title": "t", "instructions": "x"}
+        task = (await http.post(TASKS, json=body, headers=auth())).json()["task"]
+        response = await http.post(f"{TASKS}/{task['id']}/dispatch", headers=auth())
+        assert response.status_code == 200
+        assert response.json()["status"] == "not_configured"
+        assert response.json()["dispatch"]["transport"] is None
+        assert response.json()["task"]["status"] == "queued"
+        assert (await _kinds(http, auth(), task["id"]))[-1] == "dispatch_not_configured"
 
 
 async def test_list_filters_and_keyset_cursor(new_task, http, auth) -> None:

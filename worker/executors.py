@@ -1,11 +1,15 @@
-"""Runs one task's agent through the OpenAI Agents SDK `Runner`.
+"""Executors: what a worker does with a claimed run.
 
-The SDK is imported lazily: a deployment without it still serves the ledger, and a
-task that needs it is recorded as `blocked` with the import error as the reason.
+`sdk` runs the task's agent through the OpenAI Agents SDK `Runner`; `noop` and `sleep`
+do no agent work, for tests and benchmarks of the queue itself. The SDK is imported
+lazily: a deployment without it still serves the ledger, and a task that needs it is
+recorded as `blocked` with the import error as the reason.
 """
 
+import asyncio
 import importlib
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -21,8 +25,11 @@ class ExecutionBlocked(Exception):
 @dataclass(frozen=True)
 class ExecutionResult:
     final_output: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+Executor = Callable[[Task], Awaitable[ExecutionResult]]
 
 
 def sdk_import_error() -> str | None:
@@ -55,7 +62,10 @@ def _model_provider(task: Task) -> object:
     raise ExecutionBlocked(f"model provider {task.model_provider} is not configured here")
 
 
-async def execute(task: Task) -> ExecutionResult:
+async def sdk_executor(task: Task) -> ExecutionResult:
+    missing = sdk_import_error()
+    if missing:
+        raise ExecutionBlocked(missing)
     from agents import Agent, RunConfig, Runner
 
     provider = _model_provider(task)
@@ -79,3 +89,27 @@ async def execute(task: Task) -> ExecutionResult:
     )
     usage = result.context_wrapper.usage
     return ExecutionResult(str(result.final_output), usage.input_tokens, usage.output_tokens)
+
+
+async def noop_executor(task: Task) -> ExecutionResult:
+    return ExecutionResult(final_output="")
+
+
+MAX_SLEEP_SECONDS = 3600.0
+
+
+async def sleep_executor(task: Task) -> ExecutionResult:
+    """Sleeps `scope.sleep_seconds` (default 0.2): a stand-in for agent work of known
+    length, to exercise leases, heartbeats, cancellation and draining."""
+    requested = task.scope.get("sleep_seconds")
+    seconds = 0.2 if not isinstance(requested, int | float) else max(0.0, float(requested))
+    seconds = min(seconds, MAX_SLEEP_SECONDS)
+    await asyncio.sleep(seconds)
+    return ExecutionResult(final_output=f"slept {seconds} s")
+
+
+EXECUTORS: dict[str, Executor] = {
+    "sdk": sdk_executor,
+    "noop": noop_executor,
+    "sleep": sleep_executor,
+}

@@ -1,0 +1,65 @@
+"""`workbench dispatcher`: the outbox and the reaper in one bounded, cancellable loop.
+
+Several replicas may run: the outbox locks with SKIP LOCKED and the reaper guards each
+rescue in SQL, so they share the work rather than repeat it.
+"""
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+
+from dispatcher.outbox import Outbox
+from lanes.registry import LaneRegistry
+from ledger.leases import Leases
+from ledger.notify import Listener, wait_any
+from ledger.policy import PolicyConfig
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    batch_size: int = 500
+    # Polling fallback when no NOTIFY arrives (lost while reconnecting, or a retry
+    # whose backoff just ended: those are not notified).
+    poll_interval: float = 0.5
+    reap_interval: float = 1.0
+    name: str = f"dispatcher:{socket.gethostname()}"
+
+
+async def run_dispatcher(
+    pool: asyncpg.Pool, policy: PolicyConfig, stop: asyncio.Event, config: DispatcherConfig
+) -> None:
+    lanes = LaneRegistry(pool, policy)
+    outbox = Outbox(pool, lanes, config.name)
+    leases = Leases(pool, policy)
+    wake = asyncio.Event()
+    listener = Listener(pool, "workbench_runs", lambda _: wake.set())
+    loop = asyncio.get_running_loop()
+    next_reap = 0.0
+    log.info("dispatcher_started", lanes=lanes.configured(), batch_size=config.batch_size)
+    try:
+        while not stop.is_set():
+            wake.clear()
+            try:
+                await listener.ensure()
+                result = await outbox.dispatch_once(config.batch_size)
+                if loop.time() >= next_reap:
+                    reaped = await leases.reap(actor=config.name)
+                    next_reap = loop.time() + config.reap_interval
+                    if reaped.lost or reaped.redispatched:
+                        log.info("reaped", **reaped.__dict__)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                # The database is away: keep the loop, try again shortly.
+                log.warning("dispatcher_database_error", error=f"{type(error).__name__}: {error}")
+                await wait_any(stop, seconds=config.poll_interval * 4)
+                continue
+            if result.sent < config.batch_size:
+                await wait_any(wake, stop, seconds=config.poll_interval)
+    finally:
+        await listener.close()
+        await lanes.close()
+        log.info("dispatcher_stopped")

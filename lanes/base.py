@@ -1,0 +1,69 @@
+"""The lane protocol: send a batch, receive with peek-lock, complete, abandon,
+dead-letter, renew lock. `postgres.py` and `servicebus.py` implement it."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class LaneMessage:
+    """What the dispatcher sends: a hint, never the task itself."""
+
+    message_id: str
+    task_id: UUID
+    run_id: UUID
+    attempt: int
+    lane: str
+
+    def properties(self) -> dict[str, str | int]:
+        return {
+            "task_id": str(self.task_id),
+            "run_id": str(self.run_id),
+            "attempt": self.attempt,
+            "lane": self.lane,
+        }
+
+    @classmethod
+    def from_properties(cls, message_id: str, properties: dict[str, Any]) -> "LaneMessage":
+        return cls(
+            message_id=message_id,
+            task_id=UUID(str(properties["task_id"])),
+            run_id=UUID(str(properties["run_id"])),
+            attempt=int(properties["attempt"]),
+            lane=str(properties["lane"]),
+        )
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message under a peek-lock: invisible to other receivers until `locked_until`,
+    then delivered again (with `delivery_count` + 1) unless settled."""
+
+    message: LaneMessage
+    delivery_count: int
+    locked_until: datetime
+    handle: Any  # the transport's own reference, needed to settle
+
+
+class LockLost(Exception):
+    """The lock expired (or the message was settled) before this settlement."""
+
+
+class Lane(Protocol):
+    name: str
+
+    async def send_batch(self, messages: list[LaneMessage]) -> None: ...
+
+    async def receive(self, max_messages: int, max_wait: float) -> list[Received]: ...
+
+    async def complete(self, received: Received) -> None: ...
+
+    async def abandon(self, received: Received) -> None: ...
+
+    async def dead_letter(self, received: Received, reason: str, description: str) -> None: ...
+
+    async def renew_lock(self, received: Received) -> datetime: ...
+
+    async def close(self) -> None: ...

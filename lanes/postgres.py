@@ -1,0 +1,157 @@
+"""The embedded default lane: a table claimed with `FOR UPDATE SKIP LOCKED`.
+
+Receivers sleep on LISTEN/NOTIFY (`workbench_lanes`, payload = lane name) and poll
+every `poll_interval` as a fallback, so a lost notification (a listener reconnecting)
+delays a message by at most that long, never loses it.
+"""
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from lanes.base import LaneMessage, LockLost, Received
+from ledger.sql import query
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "workbench_lanes"
+
+
+class LaneListener:
+    """One LISTEN connection per process, shared by its lanes: a notification sets the
+    wake-up event of every receiver waiting on that lane."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._events: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._connection: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def _notified(self, _connection: object, _pid: int, _channel: str, lane: str) -> None:
+        for event in self._events.get(lane, ()):
+            event.set()
+
+    async def subscribe(self, lane: str) -> asyncio.Event:
+        async with self._lock:
+            if self._connection is None or self._connection.is_closed():
+                self._connection = await self.pool.acquire()
+                await self._connection.add_listener(CHANNEL, self._notified)
+        event = asyncio.Event()
+        self._events[lane].add(event)
+        return event
+
+    async def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed():
+            await self._connection.remove_listener(CHANNEL, self._notified)
+            await self.pool.release(self._connection)
+        self._connection = None
+
+
+class PostgresLane:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        listener: LaneListener,
+        name: str,
+        *,
+        lock_seconds: float = 30.0,
+        max_delivery_count: int = 10,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.listener = listener
+        self.name = name
+        self.lock_seconds = lock_seconds
+        self.max_delivery_count = max_delivery_count
+        self.poll_interval = poll_interval
+        self._wake: asyncio.Event | None = None
+
+    async def send_batch(self, messages: list[LaneMessage]) -> None:
+        if not messages:
+            return
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                query("lane_send"),
+                self.name,
+                [m.message_id for m in messages],
+                [m.properties() for m in messages],
+            )
+            await connection.execute(query("lane_notify"), self.name)
+
+    async def receive(self, max_messages: int, max_wait: float) -> list[Received]:
+        """Up to `max_messages` locked messages; waits up to `max_wait` for the first."""
+        if self._wake is None:
+            self._wake = await self.listener.subscribe(self.name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        while True:
+            self._wake.clear()
+            received = await self._receive_now(max_messages)
+            remaining = deadline - loop.time()
+            if received or remaining <= 0:
+                return received
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(remaining, self.poll_interval))
+
+    async def _receive_now(self, max_messages: int) -> list[Received]:
+        rows = await self.pool.fetch(
+            query("lane_receive"), self.name, max_messages, self.lock_seconds
+        )
+        received = []
+        for row in rows:
+            if row["delivery_count"] > self.max_delivery_count:
+                await self.pool.execute(
+                    query("lane_dead_letter"),
+                    row["id"],
+                    None,
+                    "MaxDeliveryCountExceeded",
+                    f"delivered {self.max_delivery_count} times without being completed",
+                )
+                log.warning(
+                    "lane_message_dead_lettered",
+                    lane=self.name,
+                    message_id=row["message_id"],
+                    reason="MaxDeliveryCountExceeded",
+                )
+                continue
+            body: dict[str, Any] = row["body"]
+            received.append(
+                Received(
+                    message=LaneMessage.from_properties(row["message_id"], body),
+                    delivery_count=row["delivery_count"],
+                    locked_until=row["visible_at"],
+                    handle=(row["id"], row["lock_token"]),
+                )
+            )
+        return received
+
+    async def _settle(self, name: str, received: Received, *args: Any) -> Any:
+        message_id, lock_token = received.handle
+        result = await self.pool.fetchval(query(name), message_id, lock_token, *args)
+        if result is None:
+            raise LockLost(f"lock on message {received.message.message_id} was lost")
+        return result
+
+    async def complete(self, received: Received) -> None:
+        await self._settle("lane_complete", received)
+
+    async def abandon(self, received: Received) -> None:
+        await self._settle("lane_abandon", received)
+
+    async def dead_letter(self, received: Received, reason: str, description: str) -> None:
+        await self._settle("lane_dead_letter", received, reason, description)
+
+    async def renew_lock(self, received: Received) -> datetime:
+        return await self._settle("lane_renew_lock", received, self.lock_seconds)
+
+    async def depth(self) -> tuple[int, int]:
+        row = await self.pool.fetchrow(query("lane_depth"), self.name)
+        return row["active"], row["dead_lettered"]
+
+    async def close(self) -> None:
+        """Nothing to release: the pool and the listener belong to the caller."""

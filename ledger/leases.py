@@ -1,0 +1,482 @@
+"""Worker-facing ledger operations: claim, heartbeat, complete, fail, release, and the
+reaper's rescue of expired leases.
+
+A claim returns a `Fence` (run id + attempt + claim token). Only the token's sha256 is
+stored; every later write must present the token, and the SQL applies it only while
+the run is still `running` under that token. A worker whose lease was taken over
+(reaped, released, cancelled) gets `FenceRejected` and its write is not applied.
+"""
+
+import contextlib
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn
+from uuid import UUID, uuid4
+
+import asyncpg
+import structlog
+
+from ledger.artifact_store import StoredObject
+from ledger.errors import LedgerError
+from ledger.models import Artifact, Run, Task, artifact_record
+from ledger.policy import PolicyConfig
+from ledger.redaction import Redactor
+from ledger.sql import query
+from ledger.states import RunStatus, TaskStatus
+from ledger.traces import append_trace
+
+log = structlog.get_logger(__name__)
+
+_WAITING = [TaskStatus.QUEUED, TaskStatus.DISPATCHED]
+_RUNNING = [TaskStatus.RUNNING]
+
+
+@dataclass(frozen=True)
+class Fence:
+    run_id: UUID
+    attempt: int
+    claim_token: str
+
+    @property
+    def token_hash(self) -> str:
+        return hashlib.sha256(self.claim_token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Claim:
+    fence: Fence
+    task: Task
+    run: Run
+
+
+class FenceRejected(LedgerError):
+    """The caller no longer holds the run: its lease expired and was taken over, it was
+    cancelled or released, or the token is wrong."""
+
+    code = "fence_rejected"
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    lost: int
+    retried: int
+    failed: int
+    redispatched: int
+
+
+class Leases:
+    def __init__(self, pool: asyncpg.Pool, policy: PolicyConfig) -> None:
+        self.pool = pool
+        self.policy = policy
+        self.redactor = Redactor(policy.secret_keys)
+        self.fence_refusals = 0  # per process; exported as a metric
+
+    # -- claim -------------------------------------------------------------------
+
+    async def claim(
+        self, *, task_id: UUID, run_id: UUID, attempt: int, worker: str, via: str
+    ) -> Claim | None:
+        """Claim the run a lane message names. None when the ledger says it is not
+        waiting any more (a duplicate, late or out-of-order hint): nothing runs twice."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            task = await connection.fetchrow(query("lock_task_for_run"), run_id, _WAITING)
+            if task is None or task["id"] != task_id:
+                return None
+            return await self._claim_locked(connection, task, attempt, worker, via)
+
+    async def claim_next(self, *, tenant_id: str, lanes: list[str], worker: str) -> Claim | None:
+        """Claim the oldest waiting run in `lanes` (the HTTP worker protocol)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            picked = await connection.fetchrow(query("claim_next_run"), lanes, tenant_id)
+            if picked is None:
+                return None
+            task = await connection.fetchrow(query("get_task"), tenant_id, picked["task_id"])
+            return await self._claim_locked(connection, task, picked["attempt"], worker, "http")
+
+    async def _claim_locked(
+        self,
+        connection: asyncpg.Connection,
+        task: asyncpg.Record,
+        attempt: int,
+        worker: str,
+        via: str,
+    ) -> Claim | None:
+        fence = Fence(task["current_run_id"], attempt, secrets.token_urlsafe(32))
+        lane = self.policy.lanes[task["lane"]]
+        run = await connection.fetchrow(
+            query("claim_run"),
+            fence.run_id,
+            attempt,
+            worker,
+            fence.token_hash,
+            lane.lease_seconds,
+        )
+        if run is None:
+            return None
+        claimed = await connection.fetchrow(
+            query("set_task_status"), task["id"], TaskStatus.RUNNING, None
+        )
+        await append_trace(
+            connection,
+            self.redactor,
+            task["id"],
+            "worker_receipt",
+            actor=worker,
+            from_status=task["status"],
+            to_status=TaskStatus.RUNNING,
+            run_id=fence.run_id,
+            message=f"attempt {attempt} claimed by {worker}",
+            data={"via": via, "lease_seconds": lane.lease_seconds},
+        )
+        return Claim(fence, Task.model_validate(dict(claimed)), Run.model_validate(dict(run)))
+
+    # -- while running -------------------------------------------------------------
+
+    async def heartbeat(self, fence: Fence, *, worker: str, lease_seconds: float) -> datetime:
+        """Extend the lease; FenceRejected means stop working on this run now."""
+        row = await self.pool.fetchrow(
+            query("heartbeat_if_owner"),
+            fence.run_id,
+            fence.attempt,
+            fence.token_hash,
+            lease_seconds,
+        )
+        if row is None:
+            await self._refused(fence, worker, "heartbeat")
+        return row["lease_until"]
+
+    async def complete(
+        self, fence: Fence, *, worker: str, result: dict[str, Any] | None = None
+    ) -> Task:
+        async with self._fenced(fence, worker, "complete") as connection:
+            task = await self._lock_running(connection, fence)
+            run = await connection.fetchrow(
+                query("finish_run_if_owner"),
+                fence.run_id,
+                fence.attempt,
+                fence.token_hash,
+                RunStatus.SUCCEEDED,
+                None,
+                None,
+            )
+            if run is None:
+                raise _Refusal
+            finished = await connection.fetchrow(
+                query("set_task_status"), task["id"], TaskStatus.SUCCEEDED, None
+            )
+            await append_trace(
+                connection,
+                self.redactor,
+                task["id"],
+                "succeeded",
+                actor=worker,
+                from_status=TaskStatus.RUNNING,
+                to_status=TaskStatus.SUCCEEDED,
+                run_id=fence.run_id,
+                message=f"attempt {fence.attempt} succeeded",
+                data=result or {},
+            )
+        return Task.model_validate(dict(finished))
+
+    async def fail(
+        self,
+        fence: Fence,
+        *,
+        worker: str,
+        failure_kind: str,
+        error: str,
+        retryable: bool = True,
+    ) -> Task:
+        """Record a failed attempt; retry with backoff while attempts remain."""
+        error = self.redactor.text(error)[:2000]
+        async with self._fenced(fence, worker, "fail") as connection:
+            task = await self._lock_running(connection, fence)
+            run = await connection.fetchrow(
+                query("finish_run_if_owner"),
+                fence.run_id,
+                fence.attempt,
+                fence.token_hash,
+                RunStatus.FAILED,
+                failure_kind,
+                error,
+            )
+            if run is None:
+                raise _Refusal
+            updated = await self._after_failed_attempt(
+                connection, task, worker, failure_kind, error, retryable=retryable
+            )
+        return Task.model_validate(dict(updated))
+
+    async def block(self, fence: Fence, *, worker: str, reason: str) -> Task:
+        """Execution is impossible as configured (SDK missing, provider not set up): the
+        task waits in `blocked` for an operator's retry after the fix."""
+        async with self._fenced(fence, worker, "block") as connection:
+            await self._lock_running(connection, fence)
+            run = await connection.fetchrow(
+                query("finish_run_if_owner"),
+                fence.run_id,
+                fence.attempt,
+                fence.token_hash,
+                RunStatus.BLOCKED,
+                "blocked",
+                reason,
+            )
+            if run is None:
+                raise _Refusal
+            blocked = await connection.fetchrow(
+                query("set_task_status"), run["task_id"], TaskStatus.BLOCKED, reason
+            )
+            await append_trace(
+                connection,
+                self.redactor,
+                run["task_id"],
+                "blocked",
+                actor=worker,
+                from_status=TaskStatus.RUNNING,
+                to_status=TaskStatus.BLOCKED,
+                run_id=fence.run_id,
+                message=reason,
+            )
+        return Task.model_validate(dict(blocked))
+
+    async def add_artifact(
+        self,
+        fence: Fence,
+        *,
+        worker: str,
+        name: str,
+        media_type: str,
+        stored: StoredObject,
+        metadata: dict[str, Any],
+    ) -> Artifact:
+        """Artifact metadata, written only while this worker holds the run."""
+        async with self._fenced(fence, worker, "artifact") as connection:
+            row = await connection.fetchrow(
+                query("insert_artifact_if_owner"),
+                uuid4(),
+                fence.run_id,
+                fence.attempt,
+                fence.token_hash,
+                name,
+                media_type,
+                stored.storage_ref,
+                stored.sha256,
+                stored.size_bytes,
+                self.redactor.value(metadata),
+            )
+            if row is None:
+                raise _Refusal
+        return artifact_record(row)
+
+    async def release(self, fence: Fence, *, worker: str, reason: str) -> Task:
+        """Hand the run back unfinished (a draining worker): queued again, same attempt."""
+        async with self._fenced(fence, worker, "release") as connection:
+            task = await self._lock_running(connection, fence)
+            run = await connection.fetchrow(
+                query("release_run_if_owner"), fence.run_id, fence.attempt, fence.token_hash
+            )
+            if run is None:
+                raise _Refusal
+            released = await connection.fetchrow(
+                query("set_task_status"), task["id"], TaskStatus.QUEUED, None
+            )
+            await append_trace(
+                connection,
+                self.redactor,
+                task["id"],
+                "released",
+                actor=worker,
+                from_status=TaskStatus.RUNNING,
+                to_status=TaskStatus.QUEUED,
+                run_id=fence.run_id,
+                message=f"released by {worker}: {reason}",
+                data={"attempt": fence.attempt},
+            )
+        return Task.model_validate(dict(released))
+
+    @contextlib.asynccontextmanager
+    async def _fenced(
+        self, fence: Fence, worker: str, operation: str
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction for a fenced write: `_Refusal` inside rolls it back and becomes
+        a counted, traced FenceRejected."""
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                yield connection
+        except _Refusal:
+            await self._refused(fence, worker, operation)
+
+    @staticmethod
+    async def _lock_running(connection: asyncpg.Connection, fence: Fence) -> asyncpg.Record:
+        task = await connection.fetchrow(query("lock_task_for_run"), fence.run_id, _RUNNING)
+        if task is None:
+            raise _Refusal
+        return task
+
+    async def _refused(self, fence: Fence, worker: str, operation: str) -> NoReturn:
+        """Count and trace a stale write, then raise FenceRejected."""
+        self.fence_refusals += 1
+        task_id = await self.pool.fetchval(query("run_task_id"), fence.run_id)
+        log.warning(
+            "fence_refused",
+            run_id=str(fence.run_id),
+            attempt=fence.attempt,
+            worker=worker,
+            operation=operation,
+        )
+        if task_id is not None:
+            async with self.pool.acquire() as connection, connection.transaction():
+                await append_trace(
+                    connection,
+                    self.redactor,
+                    task_id,
+                    "fence_refused",
+                    actor=worker,
+                    run_id=fence.run_id,
+                    message=f"{operation} from {worker} refused: it no longer holds "
+                    f"attempt {fence.attempt}",
+                    data={"operation": operation, "attempt": fence.attempt},
+                )
+        raise FenceRejected(
+            f"{operation} refused: this worker no longer holds the run",
+            run_id=str(fence.run_id),
+            attempt=fence.attempt,
+        )
+
+    async def _after_failed_attempt(
+        self,
+        connection: asyncpg.Connection,
+        task: asyncpg.Record,
+        actor: str,
+        failure_kind: str,
+        error: str,
+        *,
+        retryable: bool,
+    ) -> asyncpg.Record:
+        """With the task locked and its run ended: schedule the next attempt with
+        backoff, or fail the task when none remain."""
+        lane = self.policy.lanes[task["lane"]]
+        attempt, max_attempts = task["attempt"], task["max_attempts"]
+        if retryable and attempt < max_attempts:
+            retried = await connection.fetchrow(
+                query("schedule_next_attempt"),
+                uuid4(),
+                task["id"],
+                task["current_run_id"],
+                _RUNNING,
+                lane.retry_backoff_seconds,
+                lane.retry_backoff_max_seconds,
+            )
+            await append_trace(
+                connection,
+                self.redactor,
+                task["id"],
+                "retry_scheduled",
+                actor=actor,
+                from_status=TaskStatus.RUNNING,
+                to_status=TaskStatus.QUEUED,
+                run_id=retried["current_run_id"],
+                message=f"attempt {attempt} of {max_attempts} ended ({failure_kind}); "
+                f"attempt {attempt + 1} due at {retried['next_available_at']}",
+                data={
+                    "failure_kind": failure_kind,
+                    "error": error,
+                    "failed_run_id": str(task["current_run_id"]),
+                },
+            )
+            return retried
+        reason = f"{failure_kind} on attempt {attempt} of {max_attempts}: {error}"[:2000]
+        failed = await connection.fetchrow(
+            query("set_task_status"), task["id"], TaskStatus.FAILED, reason
+        )
+        await append_trace(
+            connection,
+            self.redactor,
+            task["id"],
+            "failed",
+            actor=actor,
+            from_status=TaskStatus.RUNNING,
+            to_status=TaskStatus.FAILED,
+            run_id=task["current_run_id"],
+            message=reason,
+            data={"failure_kind": failure_kind},
+        )
+        return failed
+
+    # -- the reaper's half -----------------------------------------------------------
+
+    async def reap(self, *, actor: str, batch: int = 100) -> ReapResult:
+        """Expired leases become lost attempts, retried or failed; dispatched runs nobody
+        claimed in time are sent again. Each run in its own short transaction."""
+        lost = retried = failed = redispatched = 0
+        for candidate in await self.pool.fetch(query("expired_leases"), batch):
+            async with self.pool.acquire() as connection, connection.transaction():
+                task = await connection.fetchrow(
+                    query("lock_task_for_run"), candidate["id"], _RUNNING
+                )
+                if task is None:
+                    continue
+                run = await connection.fetchrow(query("lose_run_if_expired"), candidate["id"])
+                if run is None:  # a heartbeat landed first
+                    continue
+                lost += 1
+                await append_trace(
+                    connection,
+                    self.redactor,
+                    task["id"],
+                    "lease_expired",
+                    actor=actor,
+                    run_id=run["id"],
+                    message=f"lease of {run['claimed_by']} on attempt {run['attempt']} "
+                    f"expired at {candidate['lease_until']}",
+                    data={"claimed_by": run["claimed_by"], "attempt": run["attempt"]},
+                )
+                after = await self._after_failed_attempt(
+                    connection,
+                    task,
+                    actor,
+                    "lease_expired",
+                    f"no heartbeat from {run['claimed_by']}",
+                    retryable=True,
+                )
+                if after["status"] == TaskStatus.QUEUED:
+                    retried += 1
+                else:
+                    failed += 1
+        for lane_name, lane in self.policy.lanes.items():
+            if lane.transport is None:
+                continue
+            stale = await self.pool.fetch(
+                query("stale_dispatches"), lane.dispatch_timeout_seconds, [lane_name], batch
+            )
+            for candidate in stale:
+                redispatched += await self._redispatch(candidate["id"], actor)
+        return ReapResult(lost, retried, failed, redispatched)
+
+    async def _redispatch(self, run_id: UUID, actor: str) -> int:
+        async with self.pool.acquire() as connection, connection.transaction():
+            task = await connection.fetchrow(
+                query("lock_task_for_run"), run_id, [TaskStatus.DISPATCHED]
+            )
+            if task is None or await connection.fetchrow(query("redispatch_run"), run_id) is None:
+                return 0
+            await connection.fetchrow(query("set_task_status"), task["id"], TaskStatus.QUEUED, None)
+            await append_trace(
+                connection,
+                self.redactor,
+                task["id"],
+                "dispatch_timeout",
+                actor=actor,
+                from_status=TaskStatus.DISPATCHED,
+                to_status=TaskStatus.QUEUED,
+                run_id=run_id,
+                message="no worker claimed the run in time; it will be sent again",
+            )
+        return 1
+
+
+class _Refusal(Exception):
+    """Raised inside a transaction to roll it back; turned into FenceRejected outside."""

@@ -1,0 +1,143 @@
+-- Lock order, everywhere: a transaction that changes a task and its run locks the task
+-- row first. The dispatcher, claim, finish and reaper queries below all do, as do the
+-- operator transitions in tasks.sql, so two of them can wait on each other but never
+-- deadlock. Heartbeats touch only the run row and hold no task lock.
+
+-- name: lock_due_runs
+-- The dispatcher's batch: due queued runs in lanes with a transport, their tasks locked.
+-- With task $3, only that task's run, due or not (an operator's explicit dispatch).
+SELECT r.id, r.task_id, r.attempt, r.lane, r.dispatch_count
+FROM runs r
+JOIN tasks t ON t.id = r.task_id AND t.current_run_id = r.id AND t.status = 'queued'
+WHERE r.status = 'queued' AND r.lane = ANY($2::text[])
+  AND CASE WHEN $3::uuid IS NULL THEN r.available_at <= now() ELSE r.task_id = $3 END
+ORDER BY r.available_at
+LIMIT $1
+FOR UPDATE OF t SKIP LOCKED;
+
+-- name: mark_dispatched
+-- queued -> dispatched for runs $1 (tasks already locked), one trace event each.
+WITH moved_runs AS (
+    UPDATE runs
+    SET status = 'dispatched', dispatched_at = now(), dispatch_count = dispatch_count + 1
+    WHERE id = ANY($1::uuid[]) AND status = 'queued'
+    RETURNING id, task_id, attempt, lane, dispatch_count
+), moved_tasks AS (
+    UPDATE tasks
+    SET status = 'dispatched', updated_at = now(), trace_seq = tasks.trace_seq + 1
+    FROM moved_runs
+    WHERE tasks.id = moved_runs.task_id AND tasks.status = 'queued'
+    RETURNING tasks.id, tasks.trace_seq, tasks.tenant_id, moved_runs.id AS run_id,
+              moved_runs.lane, moved_runs.attempt, moved_runs.dispatch_count
+)
+INSERT INTO trace_events (task_id, seq, tenant_id, run_id, kind, from_status, to_status,
+                          actor, message, data)
+SELECT id, trace_seq, tenant_id, run_id, 'dispatched', 'queued', 'dispatched', $2,
+       'sent to lane ' || lane,
+       jsonb_build_object('lane', lane, 'attempt', attempt, 'dispatch_count', dispatch_count)
+FROM moved_tasks
+RETURNING task_id;
+
+-- name: lock_task_for_run
+-- Locks the task whose current run is $1 while it is in one of the statuses $2.
+SELECT * FROM tasks WHERE current_run_id = $1 AND status = ANY($2::text[]) FOR UPDATE;
+
+-- name: claim_run
+-- A worker's claim: only the attempt the hint names, only while it waits.
+UPDATE runs
+SET status = 'running', claimed_by = $3, claim_token_hash = $4,
+    lease_until = now() + make_interval(secs => $5), heartbeat_at = now(),
+    started_at = coalesce(started_at, now())
+WHERE id = $1 AND attempt = $2 AND status IN ('queued', 'dispatched')
+RETURNING *;
+
+-- name: set_task_status
+-- Moves a task the caller has locked; the caller appends the trace event.
+UPDATE tasks SET status = $2, terminal_reason = $3, updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: heartbeat_if_owner
+-- Extends the lease of a running run only for the holder of its current claim token.
+UPDATE runs SET lease_until = now() + make_interval(secs => $4), heartbeat_at = now()
+WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running'
+RETURNING lease_until, heartbeat_at;
+
+-- name: finish_run_if_owner
+-- Records the outcome of a running run only for the holder of its claim token.
+UPDATE runs
+SET status = $4, failure_kind = $5, error = $6, finished_at = now(), lease_until = NULL
+WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running'
+RETURNING *;
+
+-- name: release_run_if_owner
+-- Hands a running run back unfinished: queued again, same attempt, claim cleared.
+UPDATE runs
+SET status = 'queued', claimed_by = NULL, claim_token_hash = NULL, lease_until = NULL,
+    available_at = now()
+WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running'
+RETURNING *;
+
+-- name: schedule_next_attempt
+-- The next run after a failed or lost attempt, due after the backoff: base * 2^(n-1)
+-- seconds capped at $6, times a jitter in [0.5, 1) so retries of one outage spread out.
+WITH next_run AS (
+    INSERT INTO runs (id, task_id, tenant_id, lane, attempt, status, previous_run_id,
+                      available_at)
+    SELECT $1, t.id, t.tenant_id, t.lane, t.attempt + 1, 'queued', t.current_run_id,
+           now() + make_interval(
+               secs => least($6::float8, $5::float8 * power(2, t.attempt - 1))
+                       * (0.5 + random() * 0.5))
+    FROM tasks t WHERE t.id = $2 AND t.current_run_id = $3
+    RETURNING *
+)
+UPDATE tasks
+SET status = 'queued', attempt = next_run.attempt, current_run_id = next_run.id,
+    terminal_reason = NULL, updated_at = now()
+FROM next_run
+WHERE tasks.id = next_run.task_id AND tasks.status = ANY($4::text[])
+RETURNING tasks.*, next_run.available_at AS next_available_at;
+
+-- name: expired_leases
+-- Running runs whose lease has passed, oldest first (the reaper locks each task after).
+SELECT id, task_id, attempt, lane, claimed_by, lease_until FROM runs
+WHERE status = 'running' AND lease_until < now()
+ORDER BY lease_until
+LIMIT $1;
+
+-- name: lose_run_if_expired
+-- The reaper's guard: the lease must still be expired when the task lock is held, so a
+-- heartbeat that landed in between wins.
+UPDATE runs
+SET status = 'lost', failure_kind = 'lease_expired', finished_at = now(),
+    error = 'lease expired; last heartbeat ' || coalesce(heartbeat_at::text, 'never')
+WHERE id = $1 AND status = 'running' AND lease_until < now()
+RETURNING *;
+
+-- name: stale_dispatches
+-- Dispatched runs nobody claimed within their lane's dispatch timeout.
+SELECT r.id, r.task_id, r.lane FROM runs r
+WHERE r.status = 'dispatched'
+  AND r.dispatched_at < now() - make_interval(secs => $1)
+  AND r.lane = ANY($2::text[])
+ORDER BY r.dispatched_at
+LIMIT $3;
+
+-- name: redispatch_run
+-- A dispatched run back to queued so the dispatcher sends a fresh hint.
+UPDATE runs SET status = 'queued', available_at = now()
+WHERE id = $1 AND status = 'dispatched'
+RETURNING *;
+
+-- name: claim_next_run
+-- The HTTP worker protocol's claim-next: the oldest waiting run in lanes $1, its task
+-- locked (SKIP LOCKED, so concurrent workers take different runs).
+SELECT r.id, r.task_id, r.attempt, r.lane
+FROM runs r
+JOIN tasks t ON t.id = r.task_id AND t.current_run_id = r.id
+              AND t.status IN ('queued', 'dispatched')
+WHERE r.status IN ('queued', 'dispatched') AND r.available_at <= now()
+  AND r.lane = ANY($1::text[]) AND t.tenant_id = $2
+ORDER BY r.available_at
+LIMIT 1
+FOR UPDATE OF t SKIP LOCKED;

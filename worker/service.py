@@ -1,0 +1,179 @@
+"""`workbench worker`: receive hints from lanes, claim runs, execute them.
+
+When the worker settles a lane message, and why: right after the claim is decided.
+The message is only a hint; once the claim has committed (or been refused because the
+run is no longer waiting: a duplicate, late or out-of-order hint), Postgres holds the
+truth, so the message is completed either way. Holding it for the length of an agent
+run would tie a minutes-long run to a message lock that must be renewed and can be
+lost; instead the run's lease (renewed by heartbeat) protects the work, and if this
+worker dies the reaper re-queues the run and the dispatcher sends a fresh hint.
+
+Shutdown (SIGTERM): stop receiving, give in-flight runs `drain_seconds` to finish, then
+stop the rest and release them: back to `queued` on the same attempt, so the drain
+costs no attempt. Then exit.
+"""
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from lanes.base import Lane, LockLost, Received
+from lanes.registry import LaneRegistry
+from ledger.artifact_store import ArtifactStore
+from ledger.leases import Leases
+from ledger.notify import Listener, wait_any
+from ledger.policy import PolicyConfig
+from worker.execution import Execution, StopReason, execute_claim
+from worker.executors import Executor
+
+log = structlog.get_logger(__name__)
+
+
+def default_worker_name() -> str:
+    # In Kubernetes the hostname is the pod name; the pid tells apart several workers
+    # on one machine.
+    return os.environ.get("WORKBENCH_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    lanes: list[str]
+    concurrency: int = 4
+    drain_seconds: float = float(os.environ.get("WORKBENCH_DRAIN_SECONDS", "25"))
+    receive_wait: float = 1.0
+    name: str = ""
+
+
+class Worker:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        policy: PolicyConfig,
+        config: WorkerConfig,
+        executor: Executor,
+        store: ArtifactStore,
+    ) -> None:
+        unknown = [lane for lane in config.lanes if lane not in policy.lanes]
+        if unknown:
+            raise ValueError(f"unknown lanes: {unknown}")
+        self.pool = pool
+        self.policy = policy
+        self.config = config
+        self.name = config.name or default_worker_name()
+        self.executor = executor
+        self.store = store
+        self.leases = Leases(pool, policy)
+        self.lanes = LaneRegistry(pool, policy)
+        self.in_flight: dict[UUID, Execution] = {}
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._draining = False
+        self._cancel_listener = Listener(pool, "workbench_cancel", self._on_cancel)
+
+    def _on_cancel(self, run_id: str) -> None:
+        execution = self.in_flight.get(UUID(run_id))
+        if execution is not None:
+            execution.stop(StopReason.CANCELLED)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info(
+            "worker_started",
+            worker=self.name,
+            lanes=self.config.lanes,
+            concurrency=self.config.concurrency,
+        )
+        receivers = [
+            asyncio.create_task(self._receive_loop(self.lanes.get(lane), stop))
+            for lane in self.config.lanes
+        ]
+        try:
+            await stop.wait()
+        finally:
+            await asyncio.gather(*receivers, return_exceptions=True)
+            await self._drain()
+            await self._cancel_listener.close()
+            await self.lanes.close()
+            log.info("worker_stopped", worker=self.name)
+
+    async def _receive_loop(self, lane: Lane, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            free = self.config.concurrency - len(self._handlers)
+            if free <= 0:
+                self._slot_freed.clear()
+                await wait_any(self._slot_freed, stop, seconds=1.0)
+                continue
+            try:
+                await self._cancel_listener.ensure()
+                received = await lane.receive(free, self.config.receive_wait)
+            except Exception as error:  # transport or database away: retry shortly
+                log.warning("receive_failed", lane=lane.name, error=f"{type(error).__name__}")
+                await wait_any(stop, seconds=1.0)
+                continue
+            for message in received:
+                handler = asyncio.create_task(self._handle(lane, message))
+                self._handlers.add(handler)
+                handler.add_done_callback(self._handler_done)
+
+    def _handler_done(self, handler: asyncio.Task[None]) -> None:
+        self._handlers.discard(handler)
+        self._slot_freed.set()
+        if not handler.cancelled() and handler.exception() is not None:
+            log.error("handler_crashed", error=repr(handler.exception()))
+
+    async def _handle(self, lane: Lane, received: Received) -> None:
+        hint = received.message
+        claim = await self.leases.claim(
+            task_id=hint.task_id,
+            run_id=hint.run_id,
+            attempt=hint.attempt,
+            worker=self.name,
+            via=lane.name,
+        )
+        await self._settle(lane, received)
+        if claim is None:
+            log.info(
+                "stale_hint_dropped",
+                run_id=str(hint.run_id),
+                attempt=hint.attempt,
+                delivery_count=received.delivery_count,
+            )
+            return
+        execution = Execution(claim)
+        if self._draining:  # claimed while shutting down: hand it straight back
+            execution.stop(StopReason.DRAIN)
+        self.in_flight[claim.fence.run_id] = execution
+        try:
+            await execute_claim(
+                execution,
+                self.executor,
+                self.leases,
+                self.store,
+                worker=self.name,
+                lease_seconds=self.policy.lanes[claim.task.lane].lease_seconds,
+            )
+        finally:
+            del self.in_flight[claim.fence.run_id]
+
+    @staticmethod
+    async def _settle(lane: Lane, received: Received) -> None:
+        try:
+            await lane.complete(received)
+        except LockLost:
+            # Redelivered meanwhile; the copy will find the run claimed and be dropped.
+            log.info("hint_lock_lost", message_id=received.message.message_id)
+
+    async def _drain(self) -> None:
+        if not self._handlers:
+            return
+        log.info("draining", in_flight=len(self._handlers), seconds=self.config.drain_seconds)
+        _, pending = await asyncio.wait(set(self._handlers), timeout=self.config.drain_seconds)
+        self._draining = True
+        for execution in list(self.in_flight.values()):
+            execution.stop(StopReason.DRAIN)
+        if pending:
+            await asyncio.wait(pending, timeout=10)
