@@ -18,7 +18,7 @@ from api.settings import MAX_BODY_BYTES, ApiSettings
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import artifact_store_from_env
-from ledger.database import create_pool, resolve_database_url
+from ledger.database import close_pool, create_pool, resolve_database_url
 from ledger.leases import Leases
 from ledger.migrate import apply_migrations
 from ledger.policy import PolicyConfig, load_policy
@@ -52,7 +52,7 @@ def create_app(
             yield
             await app.state.lanes.close()
         finally:
-            await pool.close()
+            await close_pool(pool)
 
     app = Starlette(
         routes=[*health.ROUTES, *(item.route() for item in ENDPOINTS)],

@@ -18,7 +18,7 @@ from cli.logs import configure_logging
 from dispatcher.service import DispatcherConfig, run_dispatcher
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import artifact_store_from_env
-from ledger.database import create_pool, resolve_database_url
+from ledger.database import close_pool, create_pool, resolve_database_url
 from ledger.errors import ConfigError
 from ledger.migrate import apply_migrations
 from ledger.policy import PolicyConfig, load_policy
@@ -113,7 +113,7 @@ async def _migrate() -> None:
             applied = await apply_migrations(connection)
         print(f"applied: {', '.join(applied)}" if applied else "the schema is up to date")
     finally:
-        await pool.close()
+        await close_pool(pool)
 
 
 @contextlib.asynccontextmanager
@@ -124,7 +124,7 @@ async def _database(max_size: int) -> AsyncIterator[asyncpg.Pool]:
             await apply_migrations(connection)
         yield pool
     finally:
-        await pool.close()
+        await close_pool(pool)
 
 
 async def _dispatch(policy: PolicyConfig, stop: asyncio.Event) -> None:

@@ -108,3 +108,12 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     )
     assert pool is not None
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool, seconds: float = 10.0) -> None:
+    """Close gracefully, but never wait forever on a connection someone still holds."""
+    try:
+        await asyncio.wait_for(pool.close(), seconds)
+    except TimeoutError:
+        log.warning("pool_close_timed_out", seconds=seconds)
+        pool.terminate()

@@ -18,6 +18,7 @@ class Listener:
         self.channel = channel
         self.on_payload = on_payload
         self._connection: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()  # several loops may call ensure() at once
 
     def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         self.on_payload(payload)
@@ -25,15 +26,16 @@ class Listener:
     async def ensure(self) -> None:
         """(Re)connect if needed; cheap when already listening. Failures are logged and
         left to the caller's polling."""
-        if self._connection is not None and not self._connection.is_closed():
-            return
-        await self.close()
-        try:
-            self._connection = await self.pool.acquire(timeout=5)
-            await self._connection.add_listener(self.channel, self._notified)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-            log.warning("listen_failed", channel=self.channel, error=type(error).__name__)
+        async with self._lock:
+            if self._connection is not None and not self._connection.is_closed():
+                return
             await self.close()
+            try:
+                self._connection = await self.pool.acquire(timeout=5)
+                await self._connection.add_listener(self.channel, self._notified)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                log.warning("listen_failed", channel=self.channel, error=type(error).__name__)
+                await self.close()
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

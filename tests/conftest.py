@@ -16,8 +16,9 @@ from starlette.applications import Starlette
 from api.app import create_app
 from api.auth import mint_token
 from api.settings import ApiSettings
-from ledger.database import create_pool
+from ledger.database import close_pool, create_pool
 from ledger.migrate import apply_migrations
+from ledger.policy import PolicyConfig, load_policy
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 
@@ -66,7 +67,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     async with pool.acquire() as connection:
         await apply_migrations(connection)
     yield pool
-    await pool.close()
+    await close_pool(pool)
 
 
 @pytest.fixture(scope="session")
@@ -129,3 +130,33 @@ def new_task(
         return response.json()
 
     return create  # type: ignore[return-value]
+
+
+@pytest.fixture
+async def fresh_pool(make_database: Callable[[], str]) -> AsyncIterator[asyncpg.Pool]:
+    """A migrated database of its own, for tests that run dispatchers and workers,
+    which act on every runnable row they can see."""
+    pool = await create_pool(make_database(), max_size=20)
+    async with pool.acquire() as connection:
+        await apply_migrations(connection)
+    yield pool
+    await close_pool(pool)
+
+
+def fast_policy(**lane_settings: object) -> PolicyConfig:
+    """The default lanes with short timings, so leases expire and retries fall due
+    within a test."""
+    policy = load_policy()
+    timings: dict[str, object] = {
+        "lease_seconds": 1.0,
+        "dispatch_timeout_seconds": 1.0,
+        "retry_backoff_seconds": 0.0,
+        **lane_settings,
+    }
+    lanes = {}
+    for name, lane in policy.lanes.items():
+        transport = (
+            lane.transport.model_copy(update={"lock_seconds": 1.0}) if lane.transport else None
+        )
+        lanes[name] = lane.model_copy(update={**timings, "transport": transport})
+    return policy.model_copy(update={"lanes": lanes})

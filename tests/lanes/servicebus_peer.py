@@ -61,6 +61,8 @@ _MESSAGE_ANNOTATIONS = 0x72
 _PROPERTIES = 0x73
 _APPLICATION_PROPERTIES = 0x74
 _DATA = 0x75
+_AMQP_SEQUENCE = 0x76
+_AMQP_VALUE = 0x77
 _FOOTER = 0x78
 _SYMBOLIC_SECTIONS = {
     "amqp:header:list": 0x70,
@@ -79,7 +81,6 @@ _CBS_NODE = "$cbs"
 _MANAGEMENT_SUFFIX = "/$management"
 _DEAD_LETTER_SUFFIX = "/$deadletterqueue"  # paths are compared lower-cased
 _LOCK_LOST = "com.microsoft:message-lock-lost"
-_DEAD_LETTER_CONDITION = "com.microsoft:dead-letter"
 _DEAD_LETTER_REASON = "DeadLetterReason"
 _DEAD_LETTER_DESCRIPTION = "DeadLetterErrorDescription"
 _MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
@@ -200,8 +201,26 @@ def _section_value(section: bytes) -> Any:
     data.decode(section)
     data.rewind()
     data.next()
-    described = data.get_object()
-    return described.value
+    return _detach(data.get_object().value)
+
+
+def _detach(value: Any) -> Any:
+    """Copy binary values out of proton's buffer.
+
+    proton returns binary values as memoryviews into the Data object's own memory, which is freed
+    with that object; they must be copied before it goes out of scope.
+    """
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, dict):
+        return type(value)({_detach(k): _detach(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_detach(v) for v in value]
+    if isinstance(value, Described):
+        return Described(value.descriptor, _detach(value.value))
+    if isinstance(value, Array):
+        return Array(value.descriptor, value.type, *(_detach(v) for v in value.elements))
+    return value
 
 
 def _encode_section(code: int, value: Any) -> bytes:
@@ -215,22 +234,26 @@ def _unbatch(payload: bytes) -> list[bytes]:
 
     `send_messages([...])` and message batches travel as ONE transfer with message-format
     0x80013700 whose body is a series of data sections, each an encoded message
-    (azure/servicebus/_pyamqp/utils.py `add_batch`).  python-qpid-proton does not expose a
-    delivery's message-format, so a batch is recognised by its shape: only data sections, each of
-    which is itself a complete encoded message.  A plain SDK message always carries a properties
-    section, so it never looks like a batch.
+    (azure/servicebus/_pyamqp/utils.py `add_batch`); the envelope itself only carries the first
+    message's message-id/group-id and partition key (_pyamqp_transport.py
+    `set_batch_envelope_properties`).  python-qpid-proton does not expose a delivery's
+    message-format, so a batch is recognised by its shape: no application properties, a body of
+    data sections only, and each of them a complete encoded message.
     """
     sections = _split_sections(payload)
-    if not sections or any(code != _DATA for code, _ in sections):
+    codes = {code for code, _ in sections}
+    if _DATA not in codes or codes & {_APPLICATION_PROPERTIES, _AMQP_SEQUENCE, _AMQP_VALUE}:
         return [payload]
     inner: list[bytes] = []
-    for _, section in sections:
+    for code, section in sections:
+        if code != _DATA:
+            continue
         body = _section_value(section)
         try:
             _split_sections(body)
-        except (ValueError, Exception):  # proton raises DataException on garbage
+        except Exception:  # ValueError, or proton's DataException on arbitrary bytes
             return [payload]
-        inner.append(bytes(body))
+        inner.append(body)
     return inner
 
 
@@ -416,7 +439,10 @@ class _Broker(Handler):
             extra[_DEAD_LETTER_DESCRIPTION] = str(description)
         if extra:
             _with_application_properties(entry, extra)
-        self.queue(queue.path + _DEAD_LETTER_SUFFIX).make_available(entry)
+        if queue.path.endswith(_DEAD_LETTER_SUFFIX):
+            queue.make_available(entry)  # a dead-letter queue has no dead-letter queue of its own
+        else:
+            self.queue(queue.path + _DEAD_LETTER_SUFFIX).make_available(entry)
 
     def _redeliver_later(self, queue: _Queue, entry: _Entry) -> None:
         """A failed delivery (abandon or lock expiry): count it, maybe dead-letter it."""
@@ -462,7 +488,7 @@ class _Broker(Handler):
 
     def on_timer_task(self, event: Any) -> None:
         if self.stop_requested.is_set():
-            self._shutdown()
+            self._shutdown(event.container)
             return
         try:
             with self.lock:
@@ -473,17 +499,35 @@ class _Broker(Handler):
             self.errors.append(exc)
         event.container.schedule(self.tick_interval, self)
 
-    def _shutdown(self) -> None:
-        """Close the listener and every connection so the reactor runs out of work and returns."""
+    def _shutdown(self, container: Container) -> None:
+        """Close the listener and every connection so the reactor runs out of work and returns.
+
+        First pass: send each client a close frame.  Second pass, a moment later: hang up on
+        clients that did not answer (closing the transport earlier would replace our close frame
+        with proton's "connection aborted" framing error).
+        """
         if self._acceptor is not None:
             self._acceptor.close()
-        for connection in list(self._connections):
-            if not connection.state & Endpoint.LOCAL_CLOSED:
-                connection.close()
+            self._acceptor = None
+            for connection in self._connections:
+                if not connection.state & Endpoint.LOCAL_CLOSED:
+                    # pyamqp indexes all three error fields of a close frame
+                    # (_pyamqp/aio/_connection_async.py `_incoming_close`) and proton omits a
+                    # null info, so the condition carries one.
+                    connection.condition = Condition(
+                        "amqp:connection:forced",
+                        "The Service Bus peer is shutting down.",
+                        {symbol("reason"): "shutdown"},
+                    )
+                    connection.close()
+            if self._connections:
+                container.schedule(0.2, self)
+                return
+        for connection in self._connections:
             transport = connection.transport
             if transport is not None:
-                # The close frame is still written; closing the tail just stops waiting for a reply.
                 transport.close_tail()
+                transport.close_head()
         self._connections.clear()
 
     @_guarded
@@ -583,24 +627,35 @@ class _Broker(Handler):
             return
         payload = bytes(link.recv(delivery.pending))
         link.advance()
+        outcome = Delivery.ACCEPTED
+        try:
+            self._accept_transfer(link, payload)
+        except Exception as exc:
+            # Refuse the message rather than leave the client waiting on an unsettled send.
+            _LOG.exception("servicebus peer could not take a message")
+            self.errors.append(exc)
+            outcome = Delivery.REJECTED
+            delivery.local.condition = Condition("amqp:internal-error", repr(exc))
+        if not delivery.settled:
+            delivery.update(outcome)
+        delivery.settle()
+        if link.credit < _INCOMING_CREDIT // 2:
+            link.flow(_INCOMING_CREDIT - link.credit)
+
+    def _accept_transfer(self, link: Link, payload: bytes) -> None:
         kind = getattr(link, "sb_kind", _NodeKind.ENTITY)
         if kind is _NodeKind.ENTITY:
             with self.lock:
                 queue = self.queue(link.sb_path)
                 self._enqueue(queue, payload)
                 self._pump(queue)
+            return
+        request = Message()
+        request.decode(payload)
+        if kind is _NodeKind.CBS:
+            self._reply(link, request, self._cbs(request))
         else:
-            request = Message()
-            request.decode(payload)
-            if kind is _NodeKind.CBS:
-                self._reply(link, request, self._cbs(request))
-            else:
-                self._reply(link, request, self._management(link.sb_path, request))
-        if not delivery.settled:
-            delivery.update(Delivery.ACCEPTED)
-        delivery.settle()
-        if link.credit < _INCOMING_CREDIT // 2:
-            link.flow(_INCOMING_CREDIT - link.credit)
+            self._reply(link, request, self._management(link.sb_path, request))
 
     def _reply(self, request_link: Link, request: Message, reply: Message) -> None:
         """Answer a request on the client's receiver link for the same node.
@@ -658,6 +713,10 @@ class _Broker(Handler):
     def _update_disposition(self, queue: _Queue, body: dict[Any, Any]) -> Message:
         """The SDK's fallback settlement path when the receiver link cannot confirm an outcome."""
         status = str(body.get("disposition-status", ""))
+        if status not in ("completed", "abandoned", "suspended"):
+            # "defered" (sic, constants.py) is not modelled.
+            unsupported = f"Disposition {status!r} is not supported"
+            return _status(501, unsupported, "amqp:not-implemented")
         entries: list[tuple[uuid.UUID, _Entry]] = []
         for token in _tokens(body.get("lock-tokens")):
             entry = self._valid_lock(queue, token)
@@ -670,13 +729,9 @@ class _Broker(Handler):
                 continue
             if status == "abandoned":
                 self._redeliver_later(queue, entry)
-            elif status == "suspended":
+            else:  # "suspended" is the management name for dead-lettering
                 reason = body.get("deadletter-reason")
                 self._dead_letter(queue, entry, reason, body.get("deadletter-description"))
-            else:
-                queue.locked[token] = entry
-                unsupported = f"Disposition {status!r} is not supported"
-                return _status(501, unsupported, "amqp:not-implemented")
         self._pump(queue)
         return _status(200, "OK")
 
@@ -769,7 +824,7 @@ class _Broker(Handler):
             elif state == Delivery.MODIFIED:
                 del queue.locked[token]
                 self._redeliver_later(queue, entry)
-            else:  # REJECTED: dead-letter
+            else:  # REJECTED, sent with com.microsoft:dead-letter: Service Bus dead-letters
                 del queue.locked[token]
                 info = (delivery.remote.condition and delivery.remote.condition.info) or {}
                 self._dead_letter(
@@ -834,11 +889,11 @@ class ServiceBusPeer:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = 5.0) -> ServiceBusPeer:
-        if self._thread is not None:
-            raise RuntimeError("peer already started")
+        if self._thread is not None or self._broker.stop_requested.is_set():
+            raise RuntimeError("a peer can be started only once")
         self._thread = threading.Thread(target=self._run, name="servicebus-peer", daemon=True)
         self._thread.start()
-        if not self._broker.listening.wait(timeout):
+        if not self._broker.listening.wait(timeout) or self._broker.port is None:
             raise RuntimeError(f"servicebus peer did not start: {self._broker.errors!r}")
         return self
 
@@ -963,7 +1018,7 @@ def _snapshot(entry: _Entry) -> PeerMessage:
     return PeerMessage(
         sequence_number=entry.sequence_number,
         message_id=message.id,
-        body=message.body,
+        body=_plain(message.body),
         application_properties=props,
         delivery_count=entry.delivery_count,
         locked=entry.lock_token is not None,

@@ -1,0 +1,202 @@
+"""Claims, fences and the reaper: a worker whose lease was taken over writes nothing;
+expired leases are retried up to max_attempts, then the task fails with its reason."""
+
+import asyncio
+from uuid import uuid4
+
+import pytest
+from conftest import fast_policy
+
+from dispatcher.outbox import Outbox
+from lanes.registry import LaneRegistry
+from ledger.leases import Fence, FenceRejected, Leases
+from ledger.models import TaskCreateRequest
+from ledger.repository import Actor, Ledger
+
+OPERATOR = Actor("olga", "t1", "operator")
+
+
+@pytest.fixture
+def policy():
+    return fast_policy()
+
+
+@pytest.fixture
+def ledger(fresh_pool, policy):
+    return Ledger(fresh_pool, policy)
+
+
+@pytest.fixture
+def leases(fresh_pool, policy):
+    return Leases(fresh_pool, policy)
+
+
+async def _queued(ledger: Ledger, **fields) -> tuple:
+    request = TaskCreateRequest(lane="analysis", title="t", instructions="x", **fields)
+    task = (await ledger.create_task(OPERATOR, request)).task
+    return task.id, task.current_run_id
+
+
+async def _claim(leases: Leases, ledger: Ledger, task_id, worker="w1"):
+    task = await ledger.get_task("t1", task_id)
+    return await leases.claim(
+        task_id=task_id, run_id=task.current_run_id, attempt=task.attempt, worker=worker, via="test"
+    )
+
+
+async def _kinds(ledger: Ledger, task_id) -> list[str]:
+    return [event.kind for event in await ledger.list_traces("t1", task_id)]
+
+
+async def test_claim_once_then_complete(ledger, leases) -> None:
+    task_id, run_id = await _queued(ledger)
+    claim = await _claim(leases, ledger, task_id)
+    assert claim is not None and claim.task.status == "running"
+    assert claim.run.claimed_by == "w1"
+    assert await _claim(leases, ledger, task_id, worker="w2") is None  # a duplicate hint
+    stored_hash = await ledger.pool.fetchval(
+        "SELECT claim_token_hash FROM runs WHERE id = $1", run_id
+    )
+    assert stored_hash == claim.fence.token_hash != claim.fence.claim_token
+
+    done = await leases.complete(claim.fence, worker="w1", result={"ok": True})
+    assert done.status == "succeeded"
+    assert await _kinds(ledger, task_id) == [
+        "created",
+        "policy_verdict",
+        "worker_receipt",
+        "succeeded",
+    ]
+
+
+async def test_wrong_token_is_refused_and_traced(ledger, leases) -> None:
+    task_id, _ = await _queued(ledger)
+    claim = await _claim(leases, ledger, task_id)
+    forged = Fence(claim.fence.run_id, claim.fence.attempt, "not-the-token")
+    for write in (
+        leases.complete(forged, worker="zombie"),
+        leases.heartbeat(forged, worker="zombie", lease_seconds=5),
+        leases.fail(forged, worker="zombie", failure_kind="x", error="y"),
+    ):
+        with pytest.raises(FenceRejected):
+            await write
+    assert (await ledger.get_task("t1", task_id)).status == "running"
+    assert (await _kinds(ledger, task_id)).count("fence_refused") == 3
+    assert leases.fence_refusals == 3
+
+
+async def test_zombie_late_completion_refused_new_owner_stands(ledger, leases) -> None:
+    task_id, first_run = await _queued(ledger)
+    zombie = await _claim(leases, ledger, task_id, worker="zombie")
+    await asyncio.sleep(1.1)  # the 1 s lease runs out without a heartbeat
+    reaped = await leases.reap(actor="reaper")
+    assert (reaped.lost, reaped.retried) == (1, 1)
+    task = await ledger.get_task("t1", task_id)
+    assert task.status == "queued" and task.attempt == 2 and task.current_run_id != first_run
+
+    owner = await _claim(leases, ledger, task_id, worker="owner")
+    with pytest.raises(FenceRejected):
+        await leases.heartbeat(zombie.fence, worker="zombie", lease_seconds=1)
+    with pytest.raises(FenceRejected):
+        await leases.complete(zombie.fence, worker="zombie", result={"from": "zombie"})
+    final = await leases.complete(owner.fence, worker="owner", result={"from": "owner"})
+    assert final.status == "succeeded"
+    traces = await ledger.list_traces("t1", task_id)
+    assert [t.data for t in traces if t.kind == "succeeded"] == [{"from": "owner"}]
+    assert [t.kind for t in traces][2:] == [
+        "worker_receipt",
+        "lease_expired",
+        "retry_scheduled",
+        "worker_receipt",
+        "fence_refused",
+        "fence_refused",
+        "succeeded",
+    ]
+    runs = await ledger.pool.fetch(
+        "SELECT attempt, status, previous_run_id FROM runs WHERE task_id = $1 ORDER BY attempt",
+        task_id,
+    )
+    assert [(r["attempt"], r["status"]) for r in runs] == [(1, "lost"), (2, "succeeded")]
+    assert runs[1]["previous_run_id"] == first_run
+
+
+async def test_heartbeat_keeps_the_lease(ledger, leases) -> None:
+    task_id, _ = await _queued(ledger)
+    claim = await _claim(leases, ledger, task_id)
+    for _ in range(4):
+        await asyncio.sleep(0.4)
+        await leases.heartbeat(claim.fence, worker="w1", lease_seconds=1)
+    assert (await leases.reap(actor="reaper")).lost == 0
+    assert (await ledger.get_task("t1", task_id)).status == "running"
+
+
+async def test_attempts_exhausted_fails_with_reason(fresh_pool) -> None:
+    policy = fast_policy(max_attempts=2)
+    ledger, leases = Ledger(fresh_pool, policy), Leases(fresh_pool, policy)
+    task_id, _ = await _queued(ledger)
+    for _ in range(2):
+        assert await _claim(leases, ledger, task_id) is not None
+        await asyncio.sleep(1.1)
+        await leases.reap(actor="reaper")
+    task = await ledger.get_task("t1", task_id)
+    assert task.status == "failed"
+    assert task.terminal_reason.startswith("lease_expired on attempt 2 of 2")
+
+
+async def test_failure_retries_then_non_retryable_fails(ledger, leases) -> None:
+    task_id, _ = await _queued(ledger)
+    claim = await _claim(leases, ledger, task_id)
+    retried = await leases.fail(
+        claim.fence, worker="w1", failure_kind="executor_error", error="boom"
+    )
+    assert (retried.status, retried.attempt) == ("queued", 2)
+    claim = await _claim(leases, ledger, task_id)
+    failed = await leases.fail(
+        claim.fence, worker="w1", failure_kind="invalid_task", error="bad scope", retryable=False
+    )
+    assert failed.status == "failed"
+    assert failed.terminal_reason == "invalid_task on attempt 2 of 3: bad scope"
+
+
+async def test_release_spends_no_attempt(ledger, leases) -> None:
+    task_id, run_id = await _queued(ledger)
+    claim = await _claim(leases, ledger, task_id)
+    released = await leases.release(claim.fence, worker="w1", reason="draining")
+    assert (released.status, released.attempt, released.current_run_id) == ("queued", 1, run_id)
+    again = await _claim(leases, ledger, task_id, worker="w2")
+    assert again is not None and again.fence.attempt == 1
+    with pytest.raises(FenceRejected):
+        await leases.complete(claim.fence, worker="w1")
+
+
+async def test_cancel_of_running_task_fences_out_the_worker(ledger, leases) -> None:
+    task_id, _ = await _queued(ledger)
+    claim = await _claim(leases, ledger, task_id)
+    await ledger.cancel(OPERATOR, task_id, reason="stop")
+    with pytest.raises(FenceRejected):
+        await leases.complete(claim.fence, worker="w1")
+    assert (await ledger.get_task("t1", task_id)).status == "cancelled"
+
+
+async def test_unclaimed_dispatch_is_sent_again(ledger, leases, fresh_pool, policy) -> None:
+    task_id, run_id = await _queued(ledger)
+    lanes = LaneRegistry(fresh_pool, policy)
+    outbox = Outbox(fresh_pool, lanes, "dispatcher")
+    assert (await outbox.dispatch_once(10)).sent == 1
+    await asyncio.sleep(1.1)  # nobody claims within the 1 s dispatch timeout
+    assert (await leases.reap(actor="reaper")).redispatched == 1
+    assert (await ledger.get_task("t1", task_id)).status == "queued"
+    assert (await outbox.dispatch_once(10)).sent == 1
+    ids = [
+        row["message_id"]
+        for row in await fresh_pool.fetch("SELECT message_id FROM lane_messages ORDER BY id")
+    ]
+    assert ids == [str(run_id), f"{run_id}/1"]  # the re-send is not dropped as a duplicate
+    await lanes.close()
+
+
+async def test_claim_of_unknown_run_is_none(leases) -> None:
+    assert (
+        await leases.claim(task_id=uuid4(), run_id=uuid4(), attempt=1, worker="w", via="test")
+        is None
+    )

@@ -1,0 +1,229 @@
+"""The pipeline in one process: dispatcher and worker on a database of their own.
+Nothing is lost, nothing runs twice, cancel stops a run, SIGTERM drains."""
+
+import asyncio
+import contextlib
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from conftest import fast_policy
+
+from dispatcher.service import DispatcherConfig, run_dispatcher
+from lanes.base import LaneMessage
+from lanes.registry import LaneRegistry
+from ledger.artifact_store import LocalArtifactStore
+from ledger.models import Task, TaskCreateRequest
+from ledger.repository import Actor, Ledger
+from worker.executors import ExecutionResult, sleep_executor
+from worker.service import Worker, WorkerConfig
+
+OPERATOR = Actor("olga", "t1", "operator")
+ARTIFACTS = Path(tempfile.mkdtemp(prefix="workbench-test-artifacts-"))
+
+
+class CountingExecutor:
+    """Counts executions per task: the test's witness that nothing ran twice."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.runs: Counter[UUID] = Counter()
+        self.started: defaultdict[UUID, asyncio.Event] = defaultdict(asyncio.Event)
+        self.cancelled: set[UUID] = set()
+
+    async def __call__(self, task: Task) -> ExecutionResult:
+        self.runs[task.id] += 1
+        self.started[task.id].set()
+        try:
+            await asyncio.sleep(float(task.scope.get("sleep_seconds", self.seconds)))
+        except asyncio.CancelledError:
+            self.cancelled.add(task.id)
+            raise
+        return ExecutionResult(final_output=f"done {task.title}")
+
+
+@contextlib.asynccontextmanager
+async def pipeline(
+    pool, policy, executor, *, concurrency: int = 8, drain_seconds: float = 5.0
+) -> AsyncIterator[tuple[Worker, asyncio.Event]]:
+    stop = asyncio.Event()
+    worker = Worker(
+        pool,
+        policy,
+        WorkerConfig(
+            lanes=["analysis", "change-nonprod"],
+            concurrency=concurrency,
+            drain_seconds=drain_seconds,
+            name="test-worker",
+        ),
+        executor,
+        LocalArtifactStore(ARTIFACTS),
+    )
+    tasks = [
+        asyncio.create_task(
+            run_dispatcher(
+                pool,
+                policy,
+                stop,
+                DispatcherConfig(poll_interval=0.2, reap_interval=0.2, name="test-dispatcher"),
+            )
+        ),
+        asyncio.create_task(worker.run(stop)),
+    ]
+    try:
+        yield worker, stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+
+
+async def _create(ledger: Ledger, count: int, **scope) -> list[UUID]:
+    ids = []
+    for i in range(count):
+        request = TaskCreateRequest(
+            lane="analysis", title=f"task {i}", instructions="x", scope=scope
+        )
+        ids.append((await ledger.create_task(OPERATOR, request)).task.id)
+    return ids
+
+
+async def _wait_status(ledger: Ledger, ids: list[UUID], status: str, seconds: float = 20):
+    async def all_there() -> None:
+        while True:
+            statuses = [(await ledger.get_task("t1", i)).status for i in ids]
+            if all(s == status for s in statuses):
+                return
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(all_there(), seconds)
+
+
+@pytest.fixture
+def policy():
+    return fast_policy(lease_seconds=3.0)
+
+
+async def test_tasks_flow_to_succeeded_exactly_once(fresh_pool, policy) -> None:
+    ledger = Ledger(fresh_pool, policy)
+    executor = CountingExecutor()
+    ids = await _create(ledger, 60)
+    async with pipeline(fresh_pool, policy, executor):
+        await _wait_status(ledger, ids, "succeeded")
+    assert executor.runs == Counter({task_id: 1 for task_id in ids})
+    kinds = [event.kind for event in await ledger.list_traces("t1", ids[0])]
+    assert kinds == ["created", "policy_verdict", "dispatched", "worker_receipt", "succeeded"]
+    assert len(await ledger.list_artifacts("t1", ids[0])) == 1
+
+
+async def test_duplicated_and_late_hints_run_nothing_twice(fresh_pool, policy) -> None:
+    ledger = Ledger(fresh_pool, policy)
+    executor = CountingExecutor()
+    ids = await _create(ledger, 5)
+    async with pipeline(fresh_pool, policy, executor):
+        await _wait_status(ledger, ids, "succeeded")
+        lanes = LaneRegistry(fresh_pool, policy)
+        lane = lanes.get("analysis")
+        # A copy of every hint again (as a broker redelivery would), plus one for an
+        # attempt that never existed.
+        for task_id in ids:
+            task = await ledger.get_task("t1", task_id)
+            for message_id, attempt in (
+                (f"{task.current_run_id}/dup", 1),
+                (f"{task.current_run_id}/late", 7),
+            ):
+                await lane.send_batch(
+                    [LaneMessage(message_id, task.id, task.current_run_id, attempt, "analysis")]
+                )
+        for _ in range(100):  # until the worker has drained the lane
+            if (await fresh_pool.fetchval("SELECT count(*) FROM lane_messages")) == 0:
+                break
+            await asyncio.sleep(0.05)
+        await lanes.close()
+    assert executor.runs == Counter({task_id: 1 for task_id in ids})
+    assert await fresh_pool.fetchval("SELECT count(*) FROM lane_messages") == 0
+
+
+async def test_cancel_stops_a_running_execution_quickly(fresh_pool, policy) -> None:
+    ledger = Ledger(fresh_pool, policy)
+    executor = CountingExecutor()
+    [task_id] = await _create(ledger, 1, sleep_seconds=60)
+    async with pipeline(fresh_pool, policy, executor):
+        await asyncio.wait_for(executor.started[task_id].wait(), 10)
+        loop = asyncio.get_running_loop()
+        cancelled_at = loop.time()
+        await ledger.cancel(OPERATOR, task_id, reason="wrong target")
+        while task_id not in executor.cancelled:
+            assert loop.time() - cancelled_at < 2.0, "execution still running 2 s after cancel"
+            await asyncio.sleep(0.02)
+    task = await ledger.get_task("t1", task_id)
+    assert task.status == "cancelled"
+    assert task.terminal_reason == "cancelled by olga: wrong target"
+
+
+async def test_sigterm_drain_finishes_short_runs(fresh_pool, policy) -> None:
+    ledger = Ledger(fresh_pool, policy)
+    executor = CountingExecutor()
+    ids = await _create(ledger, 3, sleep_seconds=0.5)
+    async with pipeline(fresh_pool, policy, executor, drain_seconds=5) as (_, stop):
+        for task_id in ids:
+            await asyncio.wait_for(executor.started[task_id].wait(), 10)
+        stop.set()  # what SIGTERM does
+    for task_id in ids:
+        task = await ledger.get_task("t1", task_id)
+        assert (task.status, task.attempt) == ("succeeded", 1)
+
+
+async def test_sigterm_drain_releases_long_runs_without_spending_attempts(
+    fresh_pool, policy
+) -> None:
+    ledger = Ledger(fresh_pool, policy)
+    executor = CountingExecutor()
+    ids = await _create(ledger, 2, sleep_seconds=60)
+    async with pipeline(fresh_pool, policy, executor, drain_seconds=0.3) as (_, stop):
+        for task_id in ids:
+            await asyncio.wait_for(executor.started[task_id].wait(), 10)
+        stop.set()
+    for task_id in ids:
+        task = await ledger.get_task("t1", task_id)
+        assert (task.status, task.attempt) == ("queued", 1)
+        kinds = [event.kind for event in await ledger.list_traces("t1", task_id)]
+        assert kinds[-1] == "released"
+    # The next worker picks them up on the same attempt.
+    quick = CountingExecutor()
+    for task_id in ids:
+        await fresh_pool.execute(
+            "UPDATE tasks SET scope = '{\"sleep_seconds\": 0}' WHERE id = $1", task_id
+        )
+    async with pipeline(fresh_pool, policy, quick):
+        await _wait_status(ledger, ids, "succeeded")
+    for task_id in ids:
+        assert (await ledger.get_task("t1", task_id)).attempt == 1
+
+
+async def test_executor_crash_is_retried_then_fails(fresh_pool) -> None:
+    policy = fast_policy(max_attempts=2)
+    ledger = Ledger(fresh_pool, policy)
+
+    async def crashing(task: Task) -> ExecutionResult:
+        raise RuntimeError("the agent fell over")
+
+    [task_id] = await _create(ledger, 1)
+    async with pipeline(fresh_pool, policy, crashing):
+        await _wait_status(ledger, [task_id], "failed")
+    task = await ledger.get_task("t1", task_id)
+    assert task.attempt == 2
+    assert task.terminal_reason == (
+        "executor_error on attempt 2 of 2: RuntimeError: the agent fell over"
+    )
+
+
+async def test_sleep_executor_reads_scope(fresh_pool, policy) -> None:
+    ledger = Ledger(fresh_pool, policy)
+    [task_id] = await _create(ledger, 1, sleep_seconds=0.01)
+    async with pipeline(fresh_pool, policy, sleep_executor):
+        await _wait_status(ledger, [task_id], "succeeded")
+    [artifact] = await ledger.list_artifacts("t1", task_id)
+    assert artifact.size_bytes == len(b"slept 0.01 s")
