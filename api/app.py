@@ -13,7 +13,7 @@ from api.auth import Authenticator
 from api.body_limit import BodyLimitMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.openapi import build_openapi
-from api.routes import health, it_requests, tasks, workspaces
+from api.routes import agent_runtime, health, it_requests, tasks, workspaces
 from api.settings import MAX_BODY_BYTES, ApiSettings
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
@@ -24,7 +24,12 @@ from ledger.migrate import apply_migrations
 from ledger.policy import PolicyConfig, load_policy
 from ledger.repository import Ledger
 
-ENDPOINTS = [*tasks.ENDPOINTS, *workspaces.ENDPOINTS, *it_requests.ENDPOINTS]
+ENDPOINTS = [
+    *tasks.ENDPOINTS,
+    *workspaces.ENDPOINTS,
+    *it_requests.ENDPOINTS,
+    *agent_runtime.ENDPOINTS,
+]
 
 
 def create_app(

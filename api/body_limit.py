@@ -18,6 +18,7 @@ class BodyLimitMiddleware:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             status = 413 if declared.isdigit() else 400
             response = error_response(
+                scope["path"],
                 status,
                 "body_too_large" if status == 413 else "invalid_request",
                 f"request bodies are limited to {self.max_bytes} bytes"

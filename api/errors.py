@@ -1,8 +1,11 @@
-"""The one place errors become responses: `{"error": {"code", "message", "details"}}`.
+"""The one place errors become responses.
 
 Every failure, expected or not, leaves through here, so a client never sees a
-traceback or an HTML page, and a bug shows up as a JSON 500 with a request id that
-matches the log line instead of leaking internals.
+traceback or an HTML page; a bug shows up as a JSON 500 and a log line, never as
+internals in the response. Two shapes, chosen by path:
+- the task API: `{"error": {"code", "message", "details"}}`;
+- the worker protocol under `/api/agent/`: `{"diagnostic": {...}, "error": "<message>"}`,
+  the shape its workers already parse.
 """
 
 from typing import Any
@@ -22,6 +25,7 @@ from ledger.errors import (
     NotFound,
     PolicyError,
 )
+from ledger.leases import FenceRejected
 from ledger.repository import BadRequest
 
 log = structlog.get_logger(__name__)
@@ -38,12 +42,59 @@ class ApiError(Exception):
         self.details = details or {}
 
 
+WORKER_PROTOCOL_PREFIX = "/api/agent/"
+
+_CATEGORIES = {
+    400: "validation",
+    401: "auth",
+    403: "auth",
+    404: "not_found",
+    405: "routing",
+    409: "conflict",
+    413: "validation",
+    503: "availability",
+}
+
+
+def error_body(
+    path: str, status_code: int, code: str, message: str, details: dict[str, Any]
+) -> dict[str, Any]:
+    if not path.startswith(WORKER_PROTOCOL_PREFIX):
+        return {"error": {"code": code, "message": message, "details": details}}
+    return {
+        "diagnostic": {
+            "category": _CATEGORIES.get(status_code, "internal"),
+            "code": code,
+            "data_freshness": "live",
+            "doc_url": "/openapi.json",
+            "evidence": details,
+            "id": f"{code}:{status_code}",
+            "message": message,
+            "severity": "error" if status_code >= 500 else "warning",
+            "suggested_command": _SUGGESTIONS.get(code, ""),
+            "title": code.replace("_", " "),
+        },
+        "error": message,
+    }
+
+
+_SUGGESTIONS = {
+    "fence_rejected": "stop work on this run; claim-next for new work",
+    "unauthenticated": "send Authorization: Bearer <worker token>",
+    "database_unavailable": "retry with backoff",
+}
+
+
 def error_response(
-    status_code: int, code: str, message: str, details: dict[str, Any] | None = None
+    path: str,
+    status_code: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
 ) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
     return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details or {}}},
+        error_body(path, status_code, code, message, details or {}),
         status_code=status_code,
         headers=headers,
     )
@@ -54,6 +105,7 @@ _LEDGER_STATUS: dict[type[LedgerError], int] = {
     InvalidTransition: 409,
     Conflict: 409,
     PolicyError: 403,
+    FenceRejected: 409,
     BadRequest: 400,
     ConfigError: 500,
 }
@@ -61,32 +113,36 @@ _LEDGER_STATUS: dict[type[LedgerError], int] = {
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
-async def _api_error(_: Request, error: Exception) -> JSONResponse:
+async def _api_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
-    return error_response(error.status_code, error.code, error.message, error.details)
+    return error_response(
+        request.url.path, error.status_code, error.code, error.message, error.details
+    )
 
 
-async def _ledger_error(_: Request, error: Exception) -> JSONResponse:
+async def _ledger_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, LedgerError)
     status = next((code for kind, code in _LEDGER_STATUS.items() if isinstance(error, kind)), 500)
-    return error_response(status, error.code, error.message, error.details)
+    return error_response(request.url.path, status, error.code, error.message, error.details)
 
 
-async def _http_error(_: Request, error: Exception) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     code = _HTTP_CODES.get(error.status_code, "http_error")
     message = "no such route" if error.status_code == 404 else str(error.detail)
-    return error_response(error.status_code, code, message)
+    return error_response(request.url.path, error.status_code, code, message)
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
     log.warning("database_unavailable", path=request.url.path, error=type(error).__name__)
-    return error_response(503, "database_unavailable", "the database is not reachable; retry")
+    return error_response(
+        request.url.path, 503, "database_unavailable", "the database is not reachable; retry"
+    )
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, method=request.method)
-    return error_response(500, "internal_error", "an unexpected error occurred")
+    return error_response(request.url.path, 500, "internal_error", "an unexpected error occurred")
 
 
 EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {

@@ -7,7 +7,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api.endpoints import Endpoint
-from api.schemas import ErrorResponse, HealthResponse
+from api.errors import WORKER_PROTOCOL_PREFIX
+from api.schemas import DiagnosticErrorResponse, ErrorResponse, HealthResponse
 
 _DESCRIPTIONS = {
     200: "OK",
@@ -24,7 +25,7 @@ _PATH_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 
 
 def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
-    models: set[type[BaseModel]] = {ErrorResponse, HealthResponse}
+    models: set[type[BaseModel]] = {ErrorResponse, DiagnosticErrorResponse, HealthResponse}
     for item in endpoints:
         if item.response:
             models.add(item.response)
@@ -36,10 +37,13 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
     def ref(model: type[BaseModel]) -> dict[str, Any]:
         return refs[(model, "validation")]
 
-    def error(status: int) -> dict[str, Any]:
+    def error(status: int, path: str) -> dict[str, Any]:
+        shape = (
+            DiagnosticErrorResponse if path.startswith(WORKER_PROTOCOL_PREFIX) else ErrorResponse
+        )
         return {
             "description": _DESCRIPTIONS.get(status, "Error"),
-            "content": {"application/json": {"schema": ref(ErrorResponse)}},
+            "content": {"application/json": {"schema": ref(shape)}},
         }
 
     paths: dict[str, dict[str, Any]] = {}
@@ -82,7 +86,7 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
                 )
                 responses[str(status)] = {"description": _DESCRIPTIONS[status], "content": content}
             else:
-                responses[str(status)] = error(status)
+                responses[str(status)] = error(status, path)
         operation: dict[str, Any] = {
             "operationId": item.handler.__name__,
             "summary": item.summary,

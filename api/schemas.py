@@ -24,6 +24,26 @@ class ErrorResponse(_Response):
     error: ErrorBody
 
 
+class Diagnostic(_Response):
+    category: str
+    code: str
+    data_freshness: str
+    doc_url: str
+    evidence: dict[str, Any]
+    id: str
+    message: str
+    severity: str
+    suggested_command: str
+    title: str
+
+
+class DiagnosticErrorResponse(_Response):
+    """The worker protocol's error shape."""
+
+    diagnostic: Diagnostic
+    error: str
+
+
 class TaskListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

@@ -103,6 +103,7 @@ class Run(_Record):
     status: RunStatus
     previous_run_id: UUID | None
     claimed_by: str | None
+    claim_token_hash: str | None
     lease_until: datetime | None
     heartbeat_at: datetime | None
     failure_kind: str | None
@@ -157,3 +158,27 @@ def artifact_record(row: Mapping[str, Any]) -> Artifact:
     return Artifact.model_validate(
         {**row, "download_url": f"/api/agents/tasks/{row['task_id']}/artifacts/{row['id']}/content"}
     )
+
+
+class ClaimNextRequest(_Request):
+    # Lanes to take work from; every lane when omitted.
+    lanes: list[Name] | None = Field(default=None, max_length=50)
+
+
+class HeartbeatRequest(_Request):
+    pass
+
+
+class CompleteRequest(_Request):
+    result: dict[str, Any] | None = None
+
+
+class FailRequest(_Request):
+    error: Annotated[str, Field(min_length=1, max_length=2_000)]
+    failure_kind: Name = "worker_error"
+    # False when another attempt cannot help (bad input): the task fails at once.
+    retryable: bool = True
+
+
+class ReleaseRequest(_Request):
+    reason: Reason = ""

@@ -23,6 +23,7 @@ from ledger.models import (
     Artifact,
     ITRequest,
     ITRequestCreate,
+    Run,
     Task,
     TaskCreateRequest,
     TraceEvent,
@@ -253,6 +254,12 @@ class Ledger:
         if row is None:
             raise NotFound("task not found", task_id=str(task_id))
         return Task.model_validate(dict(row))
+
+    async def get_run(self, tenant_id: str, run_id: UUID) -> Run:
+        row = await self.pool.fetchrow(query("get_run"), run_id, tenant_id)
+        if row is None:
+            raise NotFound("run not found", run_id=str(run_id))
+        return Run.model_validate(dict(row))
 
     async def list_tasks(
         self,

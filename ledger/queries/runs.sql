@@ -14,3 +14,7 @@ RETURNING *;
 -- name: run_task_id
 -- The task a run belongs to.
 SELECT task_id FROM runs WHERE id = $1;
+
+-- name: get_run
+-- One run of a tenant.
+SELECT * FROM runs WHERE id = $1 AND tenant_id = $2;

@@ -1,0 +1,208 @@
+"""`/api/agent/tasks`: the worker protocol over HTTP, for workers that cannot reach
+Postgres. Same claims and fences as in-cluster workers: the claim returns a claim token
+once; every later call presents it in the `X-Claim-Token` header, and a call from a
+worker that no longer holds the run is refused with 409 `fence_rejected`."""
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from api.endpoints import Call, Endpoint, endpoint
+from api.errors import ApiError
+from ledger.leases import Fence
+from ledger.models import (
+    ClaimNextRequest,
+    CompleteRequest,
+    FailRequest,
+    HeartbeatRequest,
+    ReleaseRequest,
+    Run,
+    Task,
+)
+
+RUNS = "/api/agent/tasks"
+ONE_RUN = RUNS + "/{run_id:uuid}"
+_FENCED = (200, 400, 401, 403, 404, 409)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClaimedBy(_Response):
+    kind: Literal["agent"]
+    ref: str
+
+
+class Lease(_Response):
+    run_id: UUID
+    task_id: UUID
+    status: str
+    attempt: int
+    max_attempts: int
+    previous_run_id: UUID | None
+    claim_token_hash: str | None
+    claimed_by: ClaimedBy | None
+    heartbeat_at: datetime | None
+    lease_until: datetime | None
+    failure_kind: str | None
+
+
+class ClaimBody(_Response):
+    claim_token: str  # shown once; send it back as X-Claim-Token
+    lease: Lease
+    run: Run
+    task: Task
+
+
+class ClaimNextResponse(_Response):
+    claim: ClaimBody | None  # None: nothing to do right now
+
+
+class LeaseResponse(_Response):
+    lease: Lease
+
+
+def _lease(task: Task, run: Run) -> Lease:
+    return Lease(
+        run_id=run.id,
+        task_id=task.id,
+        status=run.status,
+        attempt=run.attempt,
+        max_attempts=task.max_attempts,
+        previous_run_id=run.previous_run_id,
+        claim_token_hash=run.claim_token_hash,
+        claimed_by=ClaimedBy(kind="agent", ref=run.claimed_by) if run.claimed_by else None,
+        heartbeat_at=run.heartbeat_at,
+        lease_until=run.lease_until,
+        failure_kind=run.failure_kind,
+    )
+
+
+async def _fence(call: Call) -> Fence:
+    token = call.request.headers.get("x-claim-token")
+    if not token:
+        raise ApiError(400, "claim_token_missing", "send the claim token as X-Claim-Token")
+    run = await _run(call)
+    return Fence(run.id, run.attempt, token)
+
+
+async def _run(call: Call) -> Run:
+    return await call.ledger.get_run(call.actor.tenant_id, call.request.path_params["run_id"])
+
+
+async def _lease_response(call: Call, task: Task) -> tuple[int, LeaseResponse]:
+    return 200, LeaseResponse(lease=_lease(task, await _run(call)))
+
+
+@endpoint(
+    "POST",
+    RUNS + "/claim-next",
+    summary="Claims the oldest waiting run in the given "
+    "lanes for this worker, with a lease to keep alive by heartbeat.",
+    role="worker",
+    response=ClaimNextResponse,
+    statuses=(200, 400, 401, 403),
+    body=ClaimNextRequest,
+    tag="worker-protocol",
+)
+async def claim_next(call: Call[ClaimNextRequest, None]) -> tuple[int, ClaimNextResponse]:
+    lanes = call.body.lanes or list(call.ledger.policy.lanes)
+    unknown = sorted(set(lanes) - set(call.ledger.policy.lanes))
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown lanes: {unknown}", {"lanes": unknown})
+    claim = await call.request.app.state.leases.claim_next(
+        tenant_id=call.actor.tenant_id, lanes=lanes, worker=call.actor.subject
+    )
+    if claim is None:
+        return 200, ClaimNextResponse(claim=None)
+    body = ClaimBody(
+        claim_token=claim.fence.claim_token,
+        lease=_lease(claim.task, claim.run),
+        run=claim.run,
+        task=claim.task,
+    )
+    return 200, ClaimNextResponse(claim=body)
+
+
+@endpoint(
+    "POST",
+    ONE_RUN + "/heartbeat",
+    summary="Extends the lease of a claimed run.",
+    role="worker",
+    response=LeaseResponse,
+    statuses=_FENCED,
+    body=HeartbeatRequest,
+    tag="worker-protocol",
+)
+async def heartbeat(call: Call[HeartbeatRequest, None]) -> tuple[int, LeaseResponse]:
+    fence = await _fence(call)
+    run = await _run(call)
+    lease_seconds = call.ledger.policy.lanes[run.lane].lease_seconds
+    await call.request.app.state.leases.heartbeat(
+        fence, worker=call.actor.subject, lease_seconds=lease_seconds
+    )
+    return await _lease_response(
+        call, await call.ledger.get_task(call.actor.tenant_id, run.task_id)
+    )
+
+
+@endpoint(
+    "POST",
+    ONE_RUN + "/complete",
+    summary="Completes a claimed run; the task succeeds.",
+    role="worker",
+    response=LeaseResponse,
+    statuses=_FENCED,
+    body=CompleteRequest,
+    tag="worker-protocol",
+)
+async def complete(call: Call[CompleteRequest, None]) -> tuple[int, LeaseResponse]:
+    task = await call.request.app.state.leases.complete(
+        await _fence(call), worker=call.actor.subject, result=call.body.result
+    )
+    return await _lease_response(call, task)
+
+
+@endpoint(
+    "POST",
+    ONE_RUN + "/fail",
+    summary="Fails a claimed run; retried with backoff while "
+    "attempts remain and the failure is retryable.",
+    role="worker",
+    response=LeaseResponse,
+    statuses=_FENCED,
+    body=FailRequest,
+    tag="worker-protocol",
+)
+async def fail(call: Call[FailRequest, None]) -> tuple[int, LeaseResponse]:
+    task = await call.request.app.state.leases.fail(
+        await _fence(call),
+        worker=call.actor.subject,
+        failure_kind=call.body.failure_kind,
+        error=call.body.error,
+        retryable=call.body.retryable,
+    )
+    return await _lease_response(call, task)
+
+
+@endpoint(
+    "POST",
+    ONE_RUN + "/release",
+    summary="Hands a claimed run back unfinished; it is queued again on the same attempt.",
+    role="worker",
+    response=LeaseResponse,
+    statuses=_FENCED,
+    body=ReleaseRequest,
+    tag="worker-protocol",
+)
+async def release(call: Call[ReleaseRequest, None]) -> tuple[int, LeaseResponse]:
+    task = await call.request.app.state.leases.release(
+        await _fence(call), worker=call.actor.subject, reason=call.body.reason or "released"
+    )
+    return await _lease_response(call, task)
+
+
+ENDPOINTS: list[Endpoint] = [claim_next, heartbeat, complete, fail, release]
