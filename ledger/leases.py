@@ -116,18 +116,12 @@ class Leases:
         )
         if run is None:
             return None
-        claimed = await connection.fetchrow(
-            query("set_task_status"), task["id"], TaskStatus.RUNNING, None
-        )
-        await append_trace(
+        claimed = await self._move_locked(
             connection,
-            self.redactor,
-            task["id"],
-            "worker_receipt",
+            task,
+            TaskStatus.RUNNING,
             actor=worker,
-            from_status=task["status"],
-            to_status=TaskStatus.RUNNING,
-            run_id=fence.run_id,
+            kind="worker_receipt",
             message=f"attempt {attempt} claimed by {worker}",
             data={"via": via, "lease_seconds": lane.lease_seconds},
         )
@@ -152,30 +146,13 @@ class Leases:
         self, fence: Fence, *, worker: str, result: dict[str, Any] | None = None
     ) -> Task:
         async with self._fenced(fence, worker, "complete") as connection:
-            task = await self._lock_running(connection, fence)
-            run = await connection.fetchrow(
-                query("finish_run_if_owner"),
-                fence.run_id,
-                fence.attempt,
-                fence.token_hash,
-                RunStatus.SUCCEEDED,
-                None,
-                None,
-            )
-            if run is None:
-                raise _Refusal
-            finished = await connection.fetchrow(
-                query("set_task_status"), task["id"], TaskStatus.SUCCEEDED, None
-            )
-            await append_trace(
+            task = await self._end_attempt(connection, fence, RunStatus.SUCCEEDED)
+            finished = await self._move_locked(
                 connection,
-                self.redactor,
-                task["id"],
-                "succeeded",
+                task,
+                TaskStatus.SUCCEEDED,
                 actor=worker,
-                from_status=TaskStatus.RUNNING,
-                to_status=TaskStatus.SUCCEEDED,
-                run_id=fence.run_id,
+                kind="succeeded",
                 message=f"attempt {fence.attempt} succeeded",
                 data=result or {},
             )
@@ -193,18 +170,9 @@ class Leases:
         """Record a failed attempt; retry with backoff while attempts remain."""
         error = self.redactor.text(error)[:2000]
         async with self._fenced(fence, worker, "fail") as connection:
-            task = await self._lock_running(connection, fence)
-            run = await connection.fetchrow(
-                query("finish_run_if_owner"),
-                fence.run_id,
-                fence.attempt,
-                fence.token_hash,
-                RunStatus.FAILED,
-                failure_kind,
-                error,
+            task = await self._end_attempt(
+                connection, fence, RunStatus.FAILED, failure_kind=failure_kind, error=error
             )
-            if run is None:
-                raise _Refusal
             updated = await self._after_failed_attempt(
                 connection, task, worker, failure_kind, error, retryable=retryable
             )
@@ -214,31 +182,17 @@ class Leases:
         """Execution is impossible as configured (SDK missing, provider not set up): the
         task waits in `blocked` for an operator's retry after the fix."""
         async with self._fenced(fence, worker, "block") as connection:
-            await self._lock_running(connection, fence)
-            run = await connection.fetchrow(
-                query("finish_run_if_owner"),
-                fence.run_id,
-                fence.attempt,
-                fence.token_hash,
-                RunStatus.BLOCKED,
-                "blocked",
-                reason,
+            task = await self._end_attempt(
+                connection, fence, RunStatus.BLOCKED, failure_kind="blocked", error=reason
             )
-            if run is None:
-                raise _Refusal
-            blocked = await connection.fetchrow(
-                query("set_task_status"), run["task_id"], TaskStatus.BLOCKED, reason
-            )
-            await append_trace(
+            blocked = await self._move_locked(
                 connection,
-                self.redactor,
-                run["task_id"],
-                "blocked",
+                task,
+                TaskStatus.BLOCKED,
                 actor=worker,
-                from_status=TaskStatus.RUNNING,
-                to_status=TaskStatus.BLOCKED,
-                run_id=fence.run_id,
+                kind="blocked",
                 message=reason,
+                reason=reason,
             )
         return Task.model_validate(dict(blocked))
 
@@ -280,22 +234,69 @@ class Leases:
             )
             if run is None:
                 raise _Refusal
-            released = await connection.fetchrow(
-                query("set_task_status"), task["id"], TaskStatus.QUEUED, None
-            )
-            await append_trace(
+            released = await self._move_locked(
                 connection,
-                self.redactor,
-                task["id"],
-                "released",
+                task,
+                TaskStatus.QUEUED,
                 actor=worker,
-                from_status=TaskStatus.RUNNING,
-                to_status=TaskStatus.QUEUED,
-                run_id=fence.run_id,
+                kind="released",
                 message=f"released by {worker}: {reason}",
                 data={"attempt": fence.attempt},
             )
         return Task.model_validate(dict(released))
+
+    async def _end_attempt(
+        self,
+        connection: asyncpg.Connection,
+        fence: Fence,
+        run_status: RunStatus,
+        *,
+        failure_kind: str | None = None,
+        error: str | None = None,
+    ) -> asyncpg.Record:
+        """Lock the task, then end its run if this fence still holds it; returns the
+        locked task (still `running`)."""
+        task = await self._lock_running(connection, fence)
+        run = await connection.fetchrow(
+            query("finish_run_if_owner"),
+            fence.run_id,
+            fence.attempt,
+            fence.token_hash,
+            run_status,
+            failure_kind,
+            error,
+        )
+        if run is None:
+            raise _Refusal
+        return task
+
+    async def _move_locked(
+        self,
+        connection: asyncpg.Connection,
+        task: asyncpg.Record,
+        to_status: TaskStatus,
+        *,
+        actor: str,
+        kind: str,
+        message: str,
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> asyncpg.Record:
+        """Move a task this transaction has locked, with its trace event."""
+        moved = await connection.fetchrow(query("set_task_status"), task["id"], to_status, reason)
+        await append_trace(
+            connection,
+            self.redactor,
+            task["id"],
+            kind,
+            actor=actor,
+            from_status=task["status"],
+            to_status=to_status,
+            run_id=task["current_run_id"],
+            message=message,
+            data=data,
+        )
+        return moved
 
     @contextlib.asynccontextmanager
     async def _fenced(
@@ -389,19 +390,14 @@ class Leases:
             )
             return retried
         reason = f"{failure_kind} on attempt {attempt} of {max_attempts}: {error}"[:2000]
-        failed = await connection.fetchrow(
-            query("set_task_status"), task["id"], TaskStatus.FAILED, reason
-        )
-        await append_trace(
+        failed = await self._move_locked(
             connection,
-            self.redactor,
-            task["id"],
-            "failed",
+            task,
+            TaskStatus.FAILED,
             actor=actor,
-            from_status=TaskStatus.RUNNING,
-            to_status=TaskStatus.FAILED,
-            run_id=task["current_run_id"],
+            kind="failed",
             message=reason,
+            reason=reason,
             data={"failure_kind": failure_kind},
         )
         return failed
@@ -463,16 +459,12 @@ class Leases:
             )
             if task is None or await connection.fetchrow(query("redispatch_run"), run_id) is None:
                 return 0
-            await connection.fetchrow(query("set_task_status"), task["id"], TaskStatus.QUEUED, None)
-            await append_trace(
+            await self._move_locked(
                 connection,
-                self.redactor,
-                task["id"],
-                "dispatch_timeout",
+                task,
+                TaskStatus.QUEUED,
                 actor=actor,
-                from_status=TaskStatus.DISPATCHED,
-                to_status=TaskStatus.QUEUED,
-                run_id=run_id,
+                kind="dispatch_timeout",
                 message="no worker claimed the run in time; it will be sent again",
             )
         return 1
