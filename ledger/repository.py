@@ -397,27 +397,18 @@ class Ledger:
             "role": actor.role,
             "reason": self.redactor.text(reason),
         }
-        async with self.pool.acquire() as connection, connection.transaction():
-            row = await self._guarded(
-                connection,
-                "reject_task",
-                "reject",
-                actor.tenant_id,
-                task_id,
-                decision,
-                f"rejected by {actor.subject}",
-            )
-            trace = await self._trace(
-                connection,
-                task_id,
-                "rejected",
-                actor,
-                from_status=row["from_status"],
-                to_status=TaskStatus.DENIED,
-                message=f"rejected by {actor.subject}",
-                data=decision,
-            )
-        return Transition(Task.model_validate(dict(row)), trace)
+        message = f"rejected by {actor.subject}"
+        return await self._apply(
+            actor,
+            task_id,
+            "reject_task",
+            "reject",
+            (decision, message),
+            kind="rejected",
+            to_status=TaskStatus.DENIED,
+            message=message,
+            data=decision,
+        )
 
     async def cancel(self, actor: Actor, task_id: UUID, *, reason: str) -> Transition:
         reason = self.redactor.text(reason)
@@ -440,19 +431,46 @@ class Ledger:
             "reason": self.redactor.text(reason),
             "remediation": self.redactor.text(remediation),
         }
+        return await self._apply(
+            actor,
+            task_id,
+            "request_rollback",
+            "rollback",
+            (rollback,),
+            kind="rollback_requested",
+            to_status=TaskStatus.ROLLBACK_REQUESTED,
+            message=f"rollback requested by {actor.subject}",
+            data=rollback,
+        )
+
+    async def _apply(
+        self,
+        actor: Actor,
+        task_id: UUID,
+        query_name: str,
+        action: str,
+        args: tuple[Any, ...],
+        *,
+        kind: str,
+        to_status: TaskStatus,
+        message: str,
+        data: dict[str, Any],
+    ) -> Transition:
+        """One guarded transition query and its trace event, in one transaction."""
         async with self.pool.acquire() as connection, connection.transaction():
             row = await self._guarded(
-                connection, "request_rollback", "rollback", actor.tenant_id, task_id, rollback
+                connection, query_name, action, actor.tenant_id, task_id, *args
             )
             trace = await self._trace(
                 connection,
                 task_id,
-                "rollback_requested",
+                kind,
                 actor,
                 from_status=row["from_status"],
-                to_status=TaskStatus.ROLLBACK_REQUESTED,
-                message=f"rollback requested by {actor.subject}",
-                data=rollback,
+                to_status=to_status,
+                run_id=row["current_run_id"],
+                message=message,
+                data=data,
             )
         return Transition(Task.model_validate(dict(row)), trace)
 
