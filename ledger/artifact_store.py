@@ -26,6 +26,8 @@ class ArtifactStore(Protocol):
 
     def get(self, storage_ref: str) -> bytes: ...
 
+    def delete(self, storage_ref: str) -> None: ...
+
 
 class LocalArtifactStore:
     """Files under a root directory; `local:<tenant>/<task>/<id>-<name>` references."""
@@ -49,12 +51,18 @@ class LocalArtifactStore:
         )
 
     def get(self, storage_ref: str) -> bytes:
+        return self._path(storage_ref).read_bytes()
+
+    def delete(self, storage_ref: str) -> None:
+        self._path(storage_ref).unlink(missing_ok=True)
+
+    def _path(self, storage_ref: str) -> Path:
         if not storage_ref.startswith(self.scheme):
             raise ValueError(f"not a local artifact reference: {storage_ref[:20]}")
         path = (self.root / storage_ref.removeprefix(self.scheme)).resolve()
         if not path.is_relative_to(self.root):
             raise ValueError("artifact reference escapes the store")
-        return path.read_bytes()
+        return path
 
 
 def artifact_store_from_env() -> ArtifactStore:

@@ -94,7 +94,7 @@ async def execute_claim(
             "final_output.md",
             result.final_output.encode(),
         )
-        await _fenced(
+        recorded = await _fenced(
             leases.add_artifact(
                 fence,
                 worker=worker,
@@ -105,6 +105,9 @@ async def execute_claim(
             ),
             logger,
         )
+        if recorded is None:  # the run was taken over: leave no unreferenced content
+            await asyncio.to_thread(store.delete, stored.storage_ref)
+            return None
     usage = {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens}
     return await _fenced(leases.complete(fence, worker=worker, result={"usage": usage}), logger)
 
