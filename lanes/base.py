@@ -39,7 +39,9 @@ class LaneMessage:
 @dataclass(frozen=True)
 class Received:
     """A message under a peek-lock: invisible to other receivers until `locked_until`,
-    then delivered again (with `delivery_count` + 1) unless settled."""
+    then delivered again unless settled. `delivery_count` counts deliveries so far, this
+    one included: 1 on the first delivery, + 1 for each abandon or lock expiry, on every
+    transport."""
 
     message: LaneMessage
     delivery_count: int
@@ -48,7 +50,8 @@ class Received:
 
 
 class LockLost(Exception):
-    """The lock expired (or the message was settled) before this settlement."""
+    """The lock expired, the message was already settled, or the receiver that took it
+    was closed, before this settlement."""
 
 
 class Lane(Protocol):

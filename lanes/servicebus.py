@@ -5,18 +5,38 @@ Credentials: `SERVICEBUS_CONNECTION_STRING`, or `SERVICEBUS_NAMESPACE`
 workload identity. The message id is the run id, so the queue's duplicate detection
 drops a second copy of the same hint; application properties carry task_id, run_id,
 attempt and lane.
+
+The queue's own settings govern lock duration, max delivery count and duplicate
+detection (create the queues with duplicate detection on); the transport's
+`lock_seconds` and `max_delivery_count` only configure the Postgres lane.
+
+`Received.delivery_count` counts deliveries so far including this one (1 on the first),
+as the Postgres lane does. Service Bus puts "delivery count - 1" in the AMQP header and
+leaves the + 1 to the SDK; the Python SDK passes the header through (0 on the first
+delivery), so this lane adds the one.
 """
 
 import asyncio
 import os
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode
+from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
-from azure.servicebus.exceptions import MessageLockLostError, SessionLockLostError
+from azure.servicebus.exceptions import (
+    MessageAlreadySettled,
+    MessageLockLostError,
+    SessionLockLostError,
+)
 
 from lanes.base import LaneMessage, LockLost, Received
+
+# The SDK refuses a zero wait, and even "look now" needs a round trip to the broker.
+MIN_RECEIVE_WAIT = 0.1
+# Settlements queue behind a receive in progress (one operation at a time on the
+# receiver, see below), so a long wait is cut into slices: a settlement waits at most one.
+RECEIVE_SLICE = 0.25
 
 
 def client_from_env() -> ServiceBusClient:
@@ -31,6 +51,14 @@ def client_from_env() -> ServiceBusClient:
     from azure.identity.aio import DefaultAzureCredential
 
     return ServiceBusClient(namespace, DefaultAzureCredential())
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """`Received.handle`: the message and the receiver (link) that holds its lock."""
+
+    receiver: ServiceBusReceiver
+    message: ServiceBusReceivedMessage
 
 
 class ServiceBusLane:
@@ -66,35 +94,52 @@ class ServiceBusLane:
                     batch.add_message(outgoing)
             await self._sender.send_messages(batch)
 
-    async def receive(self, max_messages: int, max_wait: float) -> list[Received]:
-        async with self._receiver_lock:
-            if self._receiver is None:
-                self._receiver = self.client.get_queue_receiver(
-                    self.queue,
-                    receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-                    prefetch_count=0,
-                )
-            messages = await self._receiver.receive_messages(
-                max_message_count=max_messages, max_wait_time=max_wait
+    async def _open_receiver(self) -> ServiceBusReceiver:
+        if self._receiver is None:
+            self._receiver = self.client.get_queue_receiver(
+                self.queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=0
             )
+        # Entering the receiver opens its link (again, after a connection error) under
+        # the SDK's own retry budget, and does nothing while it is open. Left to
+        # receive_messages, the open must fit in max_wait_time: shorter waits than a
+        # link open (connect, authenticate, attach) fail with OperationTimeoutError on
+        # every call, and the lane never receives anything.
+        await self._receiver.__aenter__()
+        return self._receiver
+
+    async def receive(self, max_messages: int, max_wait: float) -> list[Received]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        while True:
+            async with self._receiver_lock:
+                receiver = await self._open_receiver()
+                wait = min(max(deadline - loop.time(), MIN_RECEIVE_WAIT), RECEIVE_SLICE)
+                messages = await receiver.receive_messages(
+                    max_message_count=max_messages, max_wait_time=wait
+                )
+            if messages or loop.time() >= deadline:
+                break
         return [
             Received(
                 message=LaneMessage.from_properties(
                     str(message.message_id), _decoded(message.application_properties or {})
                 ),
-                delivery_count=message.delivery_count or 0,
-                locked_until=message.locked_until_utc or datetime.min,
-                handle=message,
+                delivery_count=(message.delivery_count or 0) + 1,
+                locked_until=message.locked_until_utc or datetime.min.replace(tzinfo=UTC),
+                handle=_Delivery(receiver, message),
             )
             for message in messages
         ]
 
     async def _settle(self, operation: str, received: Received, **kwargs: Any) -> Any:
-        assert self._receiver is not None
+        delivery: _Delivery = received.handle
         async with self._receiver_lock:
+            if delivery.receiver is not self._receiver:
+                # Settling needs the link the message came on; the lane has closed it.
+                raise LockLost(f"the receiver of message {received.message.message_id} closed")
             try:
-                return await getattr(self._receiver, operation)(received.handle, **kwargs)
-            except (MessageLockLostError, SessionLockLostError) as error:
+                return await getattr(delivery.receiver, operation)(delivery.message, **kwargs)
+            except (MessageLockLostError, SessionLockLostError, MessageAlreadySettled) as error:
                 raise LockLost(str(error)) from error
 
     async def complete(self, received: Received) -> None:
@@ -112,10 +157,12 @@ class ServiceBusLane:
         return await self._settle("renew_message_lock", received)
 
     async def close(self) -> None:
-        for link in (self._sender, self._receiver):
-            if link is not None:
-                await link.close()
-        self._sender = self._receiver = None
+        async with self._sender_lock, self._receiver_lock:
+            links = [link for link in (self._sender, self._receiver) if link is not None]
+            self._sender = self._receiver = None
+            # Each close takes up to a second (the SDK's keep-alive task sleeps in 1 s
+            # steps and the close waits for it): close both at once.
+            await asyncio.gather(*(link.close() for link in links))
 
 
 def _decoded(properties: dict[Any, Any]) -> dict[str, Any]:

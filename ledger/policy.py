@@ -42,7 +42,8 @@ class Transport(_Strict):
     kind: Literal["postgres", "servicebus"]
     # Service Bus queue name; the lane name when unset.
     queue: str | None = None
-    # How long a received message stays invisible before it is delivered again.
+    # How long a received message stays invisible before it is delivered again
+    # (Service Bus: the queue's setting).
     lock_seconds: float = Field(default=30.0, gt=0, le=300)
     # Deliveries before a message is dead-lettered (Service Bus: the queue's setting).
     max_delivery_count: int = Field(default=10, ge=1, le=2000)

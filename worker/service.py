@@ -166,6 +166,13 @@ class Worker:
         except LockLost:
             # Redelivered meanwhile; the copy will find the run claimed and be dropped.
             log.info("hint_lock_lost", message_id=received.message.message_id)
+        except Exception as error:  # the claim stands; the run must still execute
+            # The hint comes back when its lock runs out and is dropped as stale.
+            log.warning(
+                "hint_settle_failed",
+                message_id=received.message.message_id,
+                error=f"{type(error).__name__}: {error}",
+            )
 
     async def _drain(self) -> None:
         if not self._handlers:

@@ -14,6 +14,7 @@ from conftest import fast_policy
 
 from dispatcher.service import DispatcherConfig, run_dispatcher
 from lanes.base import LaneMessage
+from lanes.postgres import PostgresLane
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import LocalArtifactStore
 from ledger.models import Task, TaskCreateRequest
@@ -227,3 +228,26 @@ async def test_sleep_executor_reads_scope(fresh_pool, policy) -> None:
         await _wait_status(ledger, [task_id], "succeeded")
     [artifact] = await ledger.list_artifacts("t1", task_id)
     assert artifact.size_bytes == len(b"slept 0.01 s")
+
+
+async def test_failed_hint_settlement_still_runs_the_claimed_run(
+    fresh_pool, policy, monkeypatch
+) -> None:
+    original = PostgresLane.complete
+
+    async def broken_once(self, received):  # the transport fails right after the claim
+        if not broken.is_set():
+            broken.set()
+            raise ConnectionError("lane connection reset")
+        await original(self, received)
+
+    broken = asyncio.Event()
+    monkeypatch.setattr(PostgresLane, "complete", broken_once)
+    ledger = Ledger(fresh_pool, policy)
+    executor = CountingExecutor()
+    [task_id] = await _create(ledger, 1)
+    async with pipeline(fresh_pool, policy, executor):
+        await _wait_status(ledger, [task_id], "succeeded")
+    assert broken.is_set()
+    assert executor.runs[task_id] == 1
+    assert (await ledger.get_task("t1", task_id)).attempt == 1
