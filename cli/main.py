@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -48,8 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument(
             "--executor",
             choices=sorted(EXECUTORS),
-            default="sdk",
-            help="sdk runs agents; noop and sleep exercise the queue itself",
+            default=os.environ.get("WORKBENCH_EXECUTOR", "sdk"),
+            help="sdk runs agents; noop and sleep exercise the queue itself "
+            "(default: $WORKBENCH_EXECUTOR, else sdk)",
         )
     commands.add_parser("migrate", help="apply pending database migrations and exit")
     token = commands.add_parser("token", help="mint an HS256 token for local use")
