@@ -203,7 +203,7 @@ async def _announce(server: uvicorn.Server, settings: ApiSettings) -> None:
         lines += [
             "Local mode: tokens are signed with a secret kept in the data directory.",
             f"Operator token (tenant 'local', 24 h):\n  {operator}",
-            "Mint others with: workbench token --role owner --tenant local --subject you",
+            f"Mint others with: {sys.argv[0]} token --role owner --tenant local --subject you",
             f'Try: curl -H "Authorization: Bearer $TOKEN" {base}/api/agents/workspaces',
         ]
     print("\n".join(lines), flush=True)
