@@ -124,6 +124,12 @@ class LaneInfo(_Response):
     transport: str | None  # postgres, servicebus, or None: dispatch is not_configured
     lease_seconds: float
     dispatch_timeout_seconds: float
+    tools: list[str]
+    allowed_hosts: list[str]
+    tool_approval_above: str | None  # tool calls above this level wait for approval
+    timeout_seconds: float
+    max_turns: int
+    token_budget: int | None
 
 
 class NamedInfo(_Response):

@@ -44,6 +44,21 @@ class Fence:
     def token_hash(self) -> str:
         return hashlib.sha256(self.claim_token.encode()).hexdigest()
 
+    @property
+    def columns(self) -> tuple[UUID, int, str]:
+        """(run id, attempt, token hash): the first three parameters of every fenced query."""
+        return self.run_id, self.attempt, self.token_hash
+
+
+@dataclass(frozen=True)
+class SpanEvent:
+    """One finished SDK span, ready to be a trace event."""
+
+    span_id: str
+    kind: str
+    message: str
+    data: dict[str, Any]
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -224,6 +239,93 @@ class Leases:
             if row is None:
                 raise _Refusal
         return artifact_record(row)
+
+    async def trace(
+        self, fence: Fence, *, worker: str, kind: str, message: str, data: dict[str, Any]
+    ) -> None:
+        """One trace event from the worker holding the run (a tool call's verdict)."""
+        async with self._fenced(fence, worker, "trace") as connection:
+            task = await self._lock_running(connection, fence)
+            if not await self._holds(connection, fence):
+                raise _Refusal
+            await append_trace(
+                connection,
+                self.redactor,
+                task["id"],
+                kind,
+                actor=worker,
+                run_id=fence.run_id,
+                message=message,
+                data=data,
+            )
+
+    async def append_spans(self, fence: Fence, *, worker: str, spans: list[SpanEvent]) -> int:
+        """SDK spans as trace events, in one statement; spans stored before are skipped."""
+        if not spans:
+            return 0
+        async with self._fenced(fence, worker, "trace") as connection:
+            task = await self._lock_running(connection, fence)
+            if not await self._holds(connection, fence):
+                raise _Refusal
+            rows = await connection.fetch(
+                query("append_spans"),
+                task["id"],
+                fence.run_id,
+                worker,
+                [span.span_id for span in spans],
+                [span.kind for span in spans],
+                [self.redactor.text(span.message) for span in spans],
+                [self.redactor.value(span.data) for span in spans],
+            )
+        return len(rows)
+
+    async def record_usage(
+        self, fence: Fence, *, worker: str, input_tokens: int, output_tokens: int
+    ) -> None:
+        async with self._fenced(fence, worker, "usage") as connection:
+            updated = await connection.fetchval(
+                query("record_usage_if_owner"), *fence.columns, input_tokens, output_tokens
+            )
+            if updated is None:
+                raise _Refusal
+
+    async def saved_state(self, fence: Fence) -> str | None:
+        """The SDK state a paused run left, if this run was paused before."""
+        return await self.pool.fetchval(query("saved_state_if_owner"), *fence.columns)
+
+    async def pause(
+        self, fence: Fence, *, worker: str, saved_state: str, pending: dict[str, Any]
+    ) -> Task:
+        """Park the run at a tool call that needs approval, in one transaction: the SDK
+        state, the pending call and `awaiting_approval`. The lease ends here; whichever
+        worker claims the run after the decision resumes from the saved state."""
+        async with self._fenced(fence, worker, "pause") as connection:
+            task = await self._lock_running(connection, fence)
+            run = await connection.fetchrow(
+                query("pause_run_if_owner"), *fence.columns, saved_state
+            )
+            if run is None:
+                raise _Refusal
+            await connection.fetchrow(query("set_pending_approval"), task["id"], pending)
+            paused = await self._move_locked(
+                connection,
+                task,
+                TaskStatus.AWAITING_APPROVAL,
+                actor=worker,
+                kind="approval_requested",
+                message=f"tool {pending['tool']} needs an operator's approval",
+                data=pending,
+            )
+        return Task.model_validate(dict(paused))
+
+    async def artifact_named(self, task_id: UUID, name: str) -> tuple[Artifact, str] | None:
+        """The newest artifact called `name` and its storage reference."""
+        row = await self.pool.fetchrow(query("latest_artifact_named"), task_id, name)
+        return None if row is None else (artifact_record(dict(row)), row["storage_ref"])
+
+    @staticmethod
+    async def _holds(connection: asyncpg.Connection, fence: Fence) -> bool:
+        return await connection.fetchval(query("holds_run"), *fence.columns) is not None
 
     async def release(self, fence: Fence, *, worker: str, reason: str) -> Task:
         """Hand the run back unfinished (a draining worker): queued again, same attempt."""

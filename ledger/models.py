@@ -85,6 +85,8 @@ class Task(_Record):
     policy_verdict: Verdict
     break_glass: dict[str, Any] | None
     approval: dict[str, Any] | None
+    # A tool call waiting for an operator (or the decision taken on it).
+    pending_approval: dict[str, Any] | None = None
     rollback: dict[str, Any] | None
     terminal_reason: str | None
     attempt: int

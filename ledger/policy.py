@@ -65,6 +65,16 @@ class Lane(_Strict):
     # Retry backoff: base * 2^(attempt-1) seconds, capped, with jitter.
     retry_backoff_seconds: float = Field(default=2.0, ge=0, le=3600)
     retry_backoff_max_seconds: float = Field(default=300.0, ge=0, le=86400)
+    # Agent runs: the built-in tools the lane allows, hosts its http_get may reach,
+    # and tool calls above this mutation level pause for an operator's approval
+    # (None: no tool call needs approval).
+    tools: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    tool_approval_above: str | None = None
+    timeout_seconds: float = Field(default=300.0, gt=0, le=86400)
+    max_turns: int = Field(default=10, ge=1, le=200)
+    # Tokens (input + output) one run may spend; the run fails as budget_exceeded past it.
+    token_budget: int | None = Field(default=None, ge=1)
 
 
 class PolicyConfig(_Strict):
@@ -81,8 +91,9 @@ class PolicyConfig(_Strict):
         for name, lane in self.lanes.items():
             if lane.profile not in self.profiles:
                 raise ValueError(f"lane {name}: unknown profile {lane.profile!r}")
-            if lane.max_mutation_level not in self.mutation_levels:
-                raise ValueError(f"lane {name}: unknown mutation level {lane.max_mutation_level!r}")
+            for level in (lane.max_mutation_level, lane.tool_approval_above):
+                if level is not None and level not in self.mutation_levels:
+                    raise ValueError(f"lane {name}: unknown mutation level {level!r}")
             unknown = set(lane.source_systems) - set(self.sources)
             if unknown:
                 raise ValueError(f"lane {name}: unknown source systems {sorted(unknown)}")
@@ -95,6 +106,10 @@ class PolicyConfig(_Strict):
     @cached_property
     def _level_rank(self) -> dict[str, int]:
         return {level: rank for rank, level in enumerate(self.mutation_levels)}
+
+    def exceeds(self, level: str, ceiling: str) -> bool:
+        """True when mutation level `level` is above `ceiling`."""
+        return self._level_rank[level] > self._level_rank[ceiling]
 
     def evaluate(
         self,
@@ -111,7 +126,7 @@ class PolicyConfig(_Strict):
         lane = self.lanes[lane_name]
         profile = self.profiles[lane.profile]
         denials: list[str] = []
-        if self._level_rank[mutation_level] > self._level_rank[lane.max_mutation_level]:
+        if self.exceeds(mutation_level, lane.max_mutation_level):
             denials.append(
                 f"mutation level {mutation_level} exceeds lane {lane_name} ceiling "
                 f"{lane.max_mutation_level}"

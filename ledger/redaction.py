@@ -26,6 +26,11 @@ class Redactor:
 
     def __init__(self, secret_keys: Iterable[str]) -> None:
         self._suffixes = tuple(key.lower().replace("-", "_") for key in secret_keys)
+        # `name=value` / `name: value` in free text, for the same names.
+        names = "|".join(re.escape(suffix) for suffix in self._suffixes)
+        self._assignment = re.compile(
+            rf"(?i)\b(\w*(?:{names}))(\s*[=:]\s*)(?!\[redacted\])[^\s;,'\"}}]+"
+        )
 
     def is_secret_key(self, key: str) -> bool:
         return key.lower().replace("-", "_").endswith(self._suffixes)
@@ -33,7 +38,7 @@ class Redactor:
     def text(self, value: str) -> str:
         for pattern in _SECRET_PATTERNS:
             value = pattern.sub(REDACTED, value)
-        return value
+        return self._assignment.sub(rf"\1\2{REDACTED}", value)
 
     def value(self, value: Any) -> Any:
         if isinstance(value, dict):

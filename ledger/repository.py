@@ -307,6 +307,8 @@ class Ledger:
         """Approve a task awaiting review. A task whose verdict was `deny` (break glass
         asked for at creation) needs an owner and an explicit acknowledgement."""
         task = await self.get_task(actor.tenant_id, task_id)
+        if _tool_call_waiting(task):
+            return await self._decide_tool_call(actor, task_id, "approved", reason)
         needs_break_glass = task.policy_verdict.decision == "deny"
         if needs_break_glass and task.status == TaskStatus.AWAITING_APPROVAL:
             if actor.role != "owner":
@@ -391,6 +393,10 @@ class Ledger:
         return Transition(Task.model_validate(dict(row)), trace)
 
     async def reject(self, actor: Actor, task_id: UUID, *, reason: str) -> Transition:
+        """Reject a task awaiting approval (it becomes denied), or, when it waits on a
+        tool call, reject that call: the agent resumes and is told it was refused."""
+        if _tool_call_waiting(await self.get_task(actor.tenant_id, task_id)):
+            return await self._decide_tool_call(actor, task_id, "rejected", reason)
         decision = {
             "decision": "rejected",
             "by": actor.subject,
@@ -409,6 +415,40 @@ class Ledger:
             message=message,
             data=decision,
         )
+
+    async def _decide_tool_call(
+        self, actor: Actor, task_id: UUID, decision: str, reason: str
+    ) -> Transition:
+        """Bind the decision to the pending call (its arguments' hash is already on it)
+        and queue the paused run again; no attempt is spent."""
+        recorded = {
+            "decision": decision,
+            "by": actor.subject,
+            "role": actor.role,
+            "reason": self.redactor.text(reason),
+        }
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await self._guarded(
+                connection, "decide_tool_call", "approve", actor.tenant_id, task_id, recorded
+            )
+            await connection.execute(query("resume_paused_run"), row["current_run_id"])
+            pending = row["pending_approval"]
+            trace = await self._trace(
+                connection,
+                task_id,
+                f"tool_call_{decision}",
+                actor,
+                from_status=row["from_status"],
+                to_status=TaskStatus.QUEUED,
+                run_id=row["current_run_id"],
+                message=f"tool call {pending['tool']} {decision} by {actor.subject}",
+                data={
+                    **recorded,
+                    "tool": pending["tool"],
+                    "arguments_sha256": pending["arguments_sha256"],
+                },
+            )
+        return Transition(Task.model_validate(dict(row)), trace)
 
     async def cancel(self, actor: Actor, task_id: UUID, *, reason: str) -> Transition:
         reason = self.redactor.text(reason)
@@ -610,3 +650,11 @@ class Ledger:
         if row is None:
             raise NotFound("IT request not found", request_number=request_number)
         return ITRequest.model_validate(dict(row))
+
+
+def _tool_call_waiting(task: Task) -> bool:
+    return (
+        task.status == TaskStatus.AWAITING_APPROVAL
+        and task.pending_approval is not None
+        and "decision" not in task.pending_approval
+    )

@@ -1,8 +1,11 @@
-"""Executing one claimed run: heartbeat, execute, then complete, fail, block or release.
+"""Executing one claimed run: heartbeat, execute, then complete, fail, pause, block or
+release.
 
 Used by the worker service and by the API's in-process `run`, so both follow the same
 fenced path: every write presents the claim's fence, and a worker that lost its lease
-(reaped, cancelled, released) stops and writes nothing more.
+(reaped, cancelled, released) stops and writes nothing more. SDK spans are written to
+the trace in batches, with each heartbeat and before the outcome, so a run's trace is
+visible while it runs and complete when it ends (a cancelled run keeps what it did).
 """
 
 import asyncio
@@ -14,10 +17,17 @@ from typing import Any, TypeVar
 
 import structlog
 
-from ledger.artifact_store import ArtifactStore
-from ledger.leases import Claim, FenceRejected, Leases
+from ledger.leases import Claim, FenceRejected
 from ledger.models import Task
-from worker.executors import ExecutionBlocked, ExecutionResult, Executor
+from worker import spans
+from worker.context import RunContext
+from worker.executors import (
+    ExecutionBlocked,
+    ExecutionFailed,
+    ExecutionResult,
+    Executor,
+    trace_id_for,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -44,40 +54,42 @@ class Execution:
             self.task.cancel()
 
 
-async def execute_claim(
-    execution: Execution,
-    executor: Executor,
-    leases: Leases,
-    store: ArtifactStore,
-    *,
-    worker: str,
-    lease_seconds: float,
-) -> Task | None:
+async def execute_claim(execution: Execution, executor: Executor, run: RunContext) -> Task | None:
     """Run the claimed task to an outcome. Returns the task as recorded, or None when
-    this worker no longer owns the run (nothing was written)."""
-    claim = execution.claim
-    fence = claim.fence
-    logger = log.bind(task_id=str(claim.task.id), run_id=str(fence.run_id), attempt=fence.attempt)
+    this worker no longer owns the run (nothing more was written)."""
+    fence = execution.claim.fence
+    leases, worker = run.leases, run.worker
+    logger = log.bind(task_id=str(run.task.id), run_id=str(fence.run_id), attempt=fence.attempt)
     if execution.stop_reason is not None:  # stopped between claim and start
-        return await _stopped(execution, leases, worker, logger)
-    execution.task = asyncio.create_task(executor(claim.task))
-    heartbeat = asyncio.create_task(_heartbeat(execution, leases, worker, lease_seconds))
+        return await _stopped(execution, run, logger)
+    execution.task = asyncio.create_task(executor(run))
+    heartbeat = asyncio.create_task(_heartbeat(execution, run))
     try:
         result = await execution.task
     except asyncio.CancelledError:
         if execution.stop_reason is None:
             raise  # the worker itself is being cancelled
-        return await _stopped(execution, leases, worker, logger)
+        await _flush_spans(run, logger)
+        return await _stopped(execution, run, logger)
     except ExecutionBlocked as blocked:
         return await _fenced(leases.block(fence, worker=worker, reason=str(blocked)), logger)
     except Exception as error:  # the agent's failure is the run's outcome
-        logger.warning("execution_failed", error=f"{type(error).__name__}: {error}")
+        kind, retryable = (
+            (error.failure_kind, error.retryable)
+            if isinstance(error, ExecutionFailed)
+            else ("executor_error", True)
+        )
+        logger.warning(
+            "execution_failed", failure_kind=kind, error=f"{type(error).__name__}: {error}"
+        )
+        await _flush_spans(run, logger)
         return await _fenced(
             leases.fail(
                 fence,
                 worker=worker,
-                failure_kind="executor_error",
+                failure_kind=kind,
                 error=f"{type(error).__name__}: {error}",
+                retryable=retryable,
             ),
             logger,
         )
@@ -86,13 +98,35 @@ async def execute_claim(
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
 
+    if not await _flush_spans(run, logger):
+        return None
+    if result.input_tokens or result.output_tokens:
+        await _fenced(
+            leases.record_usage(
+                fence,
+                worker=worker,
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+            ),
+            logger,
+        )
+    if result.paused is not None:
+        return await _fenced(
+            leases.pause(
+                fence,
+                worker=worker,
+                saved_state=result.paused.saved_state,
+                pending=result.paused.pending,
+            ),
+            logger,
+        )
     if result.final_output:
         stored = await asyncio.to_thread(
-            store.put,
-            claim.task.tenant_id,
-            claim.task.id,
+            run.store.put,
+            run.task.tenant_id,
+            run.task.id,
             "final_output.md",
-            result.final_output.encode(),
+            leases.redactor.text(result.final_output).encode(),
         )
         recorded = await _fenced(
             leases.add_artifact(
@@ -106,7 +140,7 @@ async def execute_claim(
             logger,
         )
         if recorded is None:  # the run was taken over: leave no unreferenced content
-            await asyncio.to_thread(store.delete, stored.storage_ref)
+            await asyncio.to_thread(run.store.delete, stored.storage_ref)
             return None
     usage = {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens}
     return await _fenced(leases.complete(fence, worker=worker, result={"usage": usage}), logger)
@@ -121,28 +155,44 @@ async def _fenced(write: Awaitable[T], logger: Any) -> T | None:
         return None
 
 
-async def _stopped(execution: Execution, leases: Leases, worker: str, logger: Any) -> Task | None:
+async def _flush_spans(run: RunContext, logger: Any) -> bool:
+    """Write the SDK spans finished so far; False when the run is no longer ours."""
+    trace_id = trace_id_for(run)
+    finished = spans.drain(trace_id)
+    if not finished:
+        return True
+    try:
+        written = await _fenced(
+            run.leases.append_spans(run.claim.fence, worker=run.worker, spans=finished), logger
+        )
+    except Exception:
+        spans.put_back(trace_id, finished)  # the next flush tries again
+        raise
+    return written is not None
+
+
+async def _stopped(execution: Execution, run: RunContext, logger: Any) -> Task | None:
     reason = execution.stop_reason
     logger.info("execution_stopped", reason=str(reason))
     if reason == StopReason.DRAIN:
         return await _fenced(
-            leases.release(execution.claim.fence, worker=worker, reason="worker draining"),
+            run.leases.release(execution.claim.fence, worker=run.worker, reason="worker draining"),
             logger,
         )
     return None  # cancelled or lease lost: the ledger already records what happened
 
 
-async def _heartbeat(
-    execution: Execution, leases: Leases, worker: str, lease_seconds: float
-) -> None:
-    """Extend the lease every third of it; a refused heartbeat stops the execution."""
-    interval = lease_seconds / 3
+async def _heartbeat(execution: Execution, run: RunContext) -> None:
+    """Extend the lease every third of it, writing the spans finished meanwhile; a
+    refused heartbeat stops the execution."""
+    lease_seconds = run.lane.lease_seconds
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(lease_seconds / 3)
         try:
-            await leases.heartbeat(
-                execution.claim.fence, worker=worker, lease_seconds=lease_seconds
+            await run.leases.heartbeat(
+                execution.claim.fence, worker=run.worker, lease_seconds=lease_seconds
             )
+            await _flush_spans(run, log)
         except FenceRejected:
             execution.stop(StopReason.LEASE_LOST)
             return

@@ -7,29 +7,46 @@ recorded as `blocked` with the import error as the reason.
 """
 
 import asyncio
+import hashlib
 import importlib
-import os
+import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from typing import Any
 
-from ledger.models import Task
-
-MAX_TURNS = 10
+from worker.context import RunContext
 
 
 class ExecutionBlocked(Exception):
     """Execution is impossible as configured; the task becomes `blocked` with this reason."""
 
 
+class ExecutionFailed(Exception):
+    """The attempt failed for a known reason; `retryable` says whether another may help."""
+
+    def __init__(self, failure_kind: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.failure_kind = failure_kind
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Pause:
+    """The agent stopped at a tool call that needs an operator's decision."""
+
+    saved_state: str  # RunState.to_string()
+    pending: dict[str, Any]  # tool, redacted arguments, arguments_sha256, call_id
+
+
 @dataclass(frozen=True)
 class ExecutionResult:
-    final_output: str
+    final_output: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    paused: Pause | None = field(default=None)
 
 
-Executor = Callable[[Task], Awaitable[ExecutionResult]]
+Executor = Callable[[RunContext], Awaitable[ExecutionResult]]
 
 
 def sdk_import_error() -> str | None:
@@ -41,67 +58,150 @@ def sdk_import_error() -> str | None:
     return None
 
 
-@cache
-def _silence_default_trace_export() -> None:
-    # The SDK's default processor exports to OpenAI; trace persistence to the ledger
-    # replaces it. Replacing (not disabling) keeps any processor installed later working.
-    from agents.tracing import set_trace_processors
-
-    set_trace_processors([])
+def arguments_sha256(arguments: str | None) -> str:
+    return hashlib.sha256((arguments or "").encode()).hexdigest()
 
 
-def _model_provider(task: Task) -> object:
-    if task.model_provider == "offline":
-        from worker.offline_model import OfflineModelProvider
-
-        return OfflineModelProvider()
-    if task.model_provider == "openai" and os.environ.get("OPENAI_API_KEY"):
-        from agents.models.openai_provider import OpenAIProvider
-
-        return OpenAIProvider()
-    raise ExecutionBlocked(f"model provider {task.model_provider} is not configured here")
+def trace_id_for(run: RunContext) -> str:
+    """The SDK trace of a run; its spans are drained into the ledger under this id."""
+    return f"trace_{run.claim.fence.run_id.hex}"
 
 
-async def sdk_executor(task: Task) -> ExecutionResult:
+def _model_provider(name: str) -> tuple[object, str | None]:
+    from worker.providers import ProviderNotConfigured, model_name_for, model_provider_for
+
+    try:
+        return model_provider_for(name), model_name_for(name)
+    except ProviderNotConfigured as error:
+        raise ExecutionBlocked(str(error)) from error
+
+
+async def sdk_executor(run: RunContext) -> ExecutionResult:
     missing = sdk_import_error()
     if missing:
         raise ExecutionBlocked(missing)
-    from agents import Agent, RunConfig, Runner
+    from agents import Agent, MaxTurnsExceeded, RunConfig, RunHooks, Runner, RunState
 
-    provider = _model_provider(task)
-    _silence_default_trace_export()
+    from worker.tools import tools_for
+    from worker.tracing import trace_processor
+
+    task, lane = run.task, run.lane
+    provider, model = _model_provider(task.model_provider)
+    trace_processor()
     agent = Agent(
         name=f"workbench-{task.lane}",
         instructions=(
             f"You are an agent working in lane {task.lane} at mutation level "
             f"{task.mutation_level}. Task: {task.title}"
         ),
+        tools=tools_for(run),
     )
-    result = await Runner.run(
-        agent,
-        task.instructions,
-        max_turns=MAX_TURNS,
-        run_config=RunConfig(
-            model_provider=provider,  # type: ignore[arg-type]
-            group_id=str(task.id),
-            workflow_name=f"workbench:{task.lane}",
-        ),
-    )
+
+    class TokenBudget(RunHooks[RunContext]):
+        async def on_llm_end(self, context: Any, agent: Any, response: Any) -> None:
+            spent = context.usage.input_tokens + context.usage.output_tokens
+            if lane.token_budget is not None and spent > lane.token_budget:
+                raise ExecutionFailed(
+                    "budget_exceeded",
+                    f"{spent} tokens spent; lane {task.lane} allows {lane.token_budget}",
+                    retryable=False,
+                )
+
+    saved = await run.leases.saved_state(run.claim.fence)
+    start: Any = task.instructions
+    if saved is not None:
+        start = await RunState.from_string(agent, saved, context_deserializer=lambda _: run)
+        _apply_decision(start, task.pending_approval or {})
+    try:
+        result = await asyncio.wait_for(
+            Runner.run(
+                agent,
+                start,
+                context=run,
+                max_turns=lane.max_turns,
+                hooks=TokenBudget(),
+                run_config=RunConfig(
+                    # The model too, not only the provider: otherwise the SDK applies the
+                    # settings of its own default model, which other servers may reject.
+                    model=model,
+                    model_provider=provider,  # type: ignore[arg-type]
+                    group_id=str(task.id),
+                    workflow_name=f"workbench:{task.lane}",
+                    trace_id=trace_id_for(run),
+                    trace_metadata={"task_id": str(task.id), "lane": task.lane},
+                ),
+            ),
+            lane.timeout_seconds,
+        )
+    except TimeoutError as error:
+        raise ExecutionFailed(
+            "timeout", f"the agent ran past {lane.timeout_seconds} s", retryable=True
+        ) from error
+    except MaxTurnsExceeded as error:
+        raise ExecutionFailed("max_turns_exceeded", str(error), retryable=False) from error
     usage = result.context_wrapper.usage
+    if result.interruptions:
+        item = result.interruptions[0]
+        pending = {
+            "tool": item.tool_name,
+            "call_id": item.call_id,
+            "arguments": _redacted_arguments(run, item.arguments),
+            "arguments_sha256": arguments_sha256(item.arguments),
+        }
+        return ExecutionResult(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            # The context is the live run (fence, store); the resuming worker supplies its own.
+            paused=Pause(result.to_state().to_string(context_serializer=lambda _: {}), pending),
+        )
     return ExecutionResult(str(result.final_output), usage.input_tokens, usage.output_tokens)
 
 
-async def noop_executor(task: Task) -> ExecutionResult:
-    return ExecutionResult(final_output="")
+def _redacted_arguments(run: RunContext, arguments: str | None) -> str:
+    """The arguments as an operator may see them: secrets redacted, JSON kept readable."""
+    redactor = run.leases.redactor
+    try:
+        return json.dumps(redactor.value(json.loads(arguments or "{}")))
+    except json.JSONDecodeError:
+        return redactor.text(arguments or "")
+
+
+def _apply_decision(state: Any, pending: dict[str, Any]) -> None:
+    """Approve or reject, in the restored SDK state, exactly the call the operator saw:
+    same call id and the same arguments (by hash). Anything else is refused."""
+    decision = pending.get("decision")
+    for item in state.get_interruptions():
+        if item.call_id != pending.get("call_id"):
+            continue
+        if arguments_sha256(item.arguments) != pending.get("arguments_sha256"):
+            raise ExecutionFailed(
+                "approval_mismatch",
+                "the saved tool call's arguments do not match the ones approved",
+                retryable=False,
+            )
+        if decision == "approved":
+            state.approve(item)
+        else:
+            state.reject(item)
+        return
+    raise ExecutionFailed(
+        "approval_mismatch",
+        "the approved tool call is not pending in the saved state",
+        retryable=False,
+    )
+
+
+async def noop_executor(run: RunContext) -> ExecutionResult:
+    return ExecutionResult()
 
 
 MAX_SLEEP_SECONDS = 3600.0
 
 
-async def sleep_executor(task: Task) -> ExecutionResult:
+async def sleep_executor(run: RunContext) -> ExecutionResult:
     """Sleeps `scope.sleep_seconds` (default 0.2): a stand-in for agent work of known
     length, to exercise leases, heartbeats, cancellation and draining."""
-    requested = task.scope.get("sleep_seconds")
+    requested = run.task.scope.get("sleep_seconds")
     seconds = 0.2 if not isinstance(requested, int | float) else max(0.0, float(requested))
     seconds = min(seconds, MAX_SLEEP_SECONDS)
     await asyncio.sleep(seconds)

@@ -11,6 +11,7 @@ from ledger.leases import Leases
 from ledger.models import Task
 from ledger.repository import Actor, Ledger
 from ledger.states import RunStatus, TaskStatus, allowed_from
+from worker.context import RunContext
 from worker.execution import Execution, execute_claim
 from worker.executors import sdk_executor, sdk_import_error
 
@@ -62,8 +63,7 @@ async def run_in_process(
     if claim is None:
         current = await ledger.get_task(actor.tenant_id, task_id)
         raise InvalidTransition("run", current.status, allowed_from("start"))
-    lease_seconds = ledger.policy.lanes[task.lane].lease_seconds
     await execute_claim(
-        Execution(claim), sdk_executor, leases, store, worker=worker, lease_seconds=lease_seconds
+        Execution(claim), sdk_executor, RunContext(claim, leases, store, worker, ledger.policy)
     )
     return RunOutcome(await ledger.get_task(actor.tenant_id, task_id), sdk_available=True)

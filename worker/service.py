@@ -28,8 +28,10 @@ from ledger.artifact_store import ArtifactStore
 from ledger.leases import Leases
 from ledger.notify import Listener, wait_any
 from ledger.policy import PolicyConfig
+from worker.context import RunContext
 from worker.execution import Execution, StopReason, execute_claim
 from worker.executors import Executor
+from worker.providers import aclose_providers
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +100,7 @@ class Worker:
             await self._drain()
             await self._cancel_listener.close()
             await self.lanes.close()
+            await aclose_providers()
             log.info("worker_stopped", worker=self.name)
 
     async def _receive_loop(self, lane: Lane, stop: asyncio.Event) -> None:
@@ -151,10 +154,7 @@ class Worker:
             await execute_claim(
                 execution,
                 self.executor,
-                self.leases,
-                self.store,
-                worker=self.name,
-                lease_seconds=self.policy.lanes[claim.task.lane].lease_seconds,
+                RunContext(claim, self.leases, self.store, self.name, self.policy),
             )
         finally:
             del self.in_flight[claim.fence.run_id]

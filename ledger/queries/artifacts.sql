@@ -14,3 +14,7 @@ SELECT $1, r.task_id, r.id, r.tenant_id, $5, $6, $7, $8, $9, $10
 FROM runs r
 WHERE r.id = $2 AND r.attempt = $3 AND r.claim_token_hash = $4 AND r.status = 'running'
 RETURNING *;
+
+-- name: latest_artifact_named
+-- The newest artifact of a task with this name.
+SELECT * FROM artifacts WHERE task_id = $1 AND name = $2 ORDER BY created_at DESC LIMIT 1;

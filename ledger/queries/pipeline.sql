@@ -141,3 +141,58 @@ WHERE r.status IN ('queued', 'dispatched') AND r.available_at <= now()
 ORDER BY r.available_at
 LIMIT 1
 FOR UPDATE OF t SKIP LOCKED;
+
+-- name: pause_run_if_owner
+-- The agent stopped at a tool call needing approval: keep its SDK state, end the claim.
+UPDATE runs
+SET status = 'paused', saved_state = $4, claimed_by = NULL, claim_token_hash = NULL,
+    lease_until = NULL
+WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running'
+RETURNING *;
+
+-- name: set_pending_approval
+-- The tool call waiting for (or decided by) an operator, on a task the caller locked.
+UPDATE tasks SET pending_approval = $2, updated_at = now() WHERE id = $1 RETURNING *;
+
+-- name: resume_paused_run
+-- An operator decided the pending tool call: the paused run is queued again, same attempt.
+UPDATE runs SET status = 'queued', available_at = now()
+WHERE id = $1 AND status = 'paused'
+RETURNING *;
+
+-- name: saved_state_if_owner
+-- The SDK state a paused run left, for the worker that now holds the run.
+SELECT saved_state FROM runs
+WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running';
+
+-- name: record_usage_if_owner
+-- Token usage of the run so far.
+UPDATE runs SET input_tokens = $4, output_tokens = $5
+WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running'
+RETURNING id;
+
+-- name: append_spans
+-- SDK spans as trace events, numbered after the task's last event; a span already
+-- stored (a resumed run) is skipped. The caller holds the task lock.
+WITH fresh AS (
+    SELECT s.span_id, s.kind, s.message, s.data, row_number() OVER () AS n
+    FROM unnest($4::text[], $5::text[], $6::text[], $7::jsonb[])
+         AS s(span_id, kind, message, data)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM trace_events e WHERE e.task_id = $1 AND e.span_id = s.span_id)
+), bump AS (
+    UPDATE tasks SET trace_seq = trace_seq + (SELECT count(*) FROM fresh)
+    WHERE id = $1
+    RETURNING trace_seq AS last_seq, tenant_id
+)
+INSERT INTO trace_events (task_id, seq, tenant_id, run_id, kind, actor, message, data,
+                          span_id)
+SELECT $1, bump.last_seq - (SELECT count(*) FROM fresh) + fresh.n, bump.tenant_id, $2,
+       fresh.kind, $3, fresh.message, fresh.data, fresh.span_id
+FROM fresh, bump
+RETURNING seq;
+
+-- name: holds_run
+-- Whether this fence still holds the run.
+SELECT 1 FROM runs
+WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running';

@@ -74,3 +74,16 @@ RETURNING tasks.*, locked.status AS from_status;
 -- name: get_task_status
 -- The current status, for the 409 that answers an illegal transition.
 SELECT status FROM tasks WHERE tenant_id = $1 AND id = $2;
+
+-- name: decide_tool_call
+-- An operator's decision on the pending tool call: recorded on it, task queued again.
+WITH locked AS (
+    SELECT id, status FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+)
+UPDATE tasks
+SET status = 'queued', pending_approval = tasks.pending_approval || $4::jsonb,
+    updated_at = now()
+FROM locked
+WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])
+  AND tasks.pending_approval IS NOT NULL AND NOT tasks.pending_approval ? 'decision'
+RETURNING tasks.*, locked.status AS from_status;

@@ -18,7 +18,12 @@ async def test_run_succeeds_with_artifact_and_traces(http, auth, new_task) -> No
     assert body["sdk_available"] is True
     assert body["task"]["status"] == "succeeded"
     kinds = [trace["kind"] for trace in body["traces"]]
-    assert kinds == ["created", "policy_verdict", "worker_receipt", "succeeded"]
+    assert kinds[:3] == ["created", "policy_verdict", "worker_receipt"]
+    assert kinds[-1] == "succeeded"
+    spans = {trace["kind"]: trace for trace in body["traces"] if trace["kind"].startswith("span.")}
+    assert spans["span.agent"]["data"]["name"] == "workbench-analysis"
+    assert spans["span.generation"]["data"]["model"] == "offline"
+    assert spans["span.generation"]["data"]["usage"]["output_tokens"] > 0
     assert body["traces"][-1]["data"]["usage"]["output_tokens"] > 0
 
     [artifact] = body["artifacts"]
@@ -67,7 +72,9 @@ async def test_unconfigured_provider_blocks(http, auth, new_task, monkeypatch) -
     task = (await new_task(model_provider="openai"))["task"]
     body = (await http.post(f"{TASKS}/{task['id']}/run", headers=auth())).json()
     assert body["status"] == "blocked"
-    assert body["task"]["terminal_reason"] == "model provider openai is not configured here"
+    assert body["task"]["terminal_reason"] == (
+        "model provider openai is not configured here: set OPENAI_API_KEY"
+    )
 
 
 @pytest.mark.parametrize("lane", ["change-prod"])
@@ -79,3 +86,24 @@ async def test_run_of_task_awaiting_approval_is_refused_and_traced(http, auth, n
     assert response.status_code == 409
     traces = (await http.get(f"{TASKS}/{task['id']}/traces", headers=auth())).json()["traces"]
     assert traces[-1]["kind"] == "run_refused"
+
+
+async def test_call_lines_run_lane_tools_with_verdicts_and_spans(http, auth, new_task) -> None:
+    instructions = (
+        "Write the summary down\n"
+        '#call write_artifact {"name": "notes.txt", "content": "disk 91% on app-7"}\n'
+        '#call read_artifact {"name": "notes.txt"}'
+    )
+    task = (await new_task(instructions=instructions))["task"]
+    body = (await http.post(f"{TASKS}/{task['id']}/run", headers=auth())).json()
+    assert body["status"] == "succeeded", body["task"]["terminal_reason"]
+    verdicts = [t["data"] for t in body["traces"] if t["kind"] == "tool_call"]
+    assert [(v["tool"], v["mutation_level"], v["decision"]) for v in verdicts] == [
+        ("write_artifact", "propose", "allow"),
+        ("read_artifact", "read_only", "allow"),
+    ]
+    functions = [t["data"] for t in body["traces"] if t["kind"] == "span.function"]
+    assert [f["name"] for f in functions] == ["write_artifact", "read_artifact"]
+    assert "disk 91% on app-7" in functions[1]["output"]
+    names = sorted(a["name"] for a in body["artifacts"])
+    assert names == ["final_output.md", "notes.txt"]

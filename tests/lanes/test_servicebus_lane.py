@@ -44,9 +44,10 @@ from dispatcher.service import DispatcherConfig, run_dispatcher
 from lanes.base import LaneMessage, LockLost, Received
 from lanes.servicebus import ServiceBusLane
 from ledger.artifact_store import LocalArtifactStore
-from ledger.models import Task, TaskCreateRequest
+from ledger.models import TaskCreateRequest
 from ledger.policy import PolicyConfig, Transport
 from ledger.repository import Actor, Ledger
+from worker.context import RunContext
 from worker.executors import ExecutionResult
 from worker.service import Worker, WorkerConfig
 
@@ -342,9 +343,9 @@ class CountingExecutor:
     def __init__(self) -> None:
         self.runs: Counter[UUID] = Counter()
 
-    async def __call__(self, task: Task) -> ExecutionResult:
-        self.runs[task.id] += 1
-        return ExecutionResult(final_output=f"done {task.title}")
+    async def __call__(self, run: RunContext) -> ExecutionResult:
+        self.runs[run.task.id] += 1
+        return ExecutionResult(final_output=f"done {run.task.title}")
 
 
 def servicebus_policy(queue: str) -> PolicyConfig:

@@ -6,8 +6,9 @@ from conftest import fast_policy
 
 from ledger.artifact_store import LocalArtifactStore
 from ledger.leases import Leases
-from ledger.models import Task, TaskCreateRequest
+from ledger.models import TaskCreateRequest
 from ledger.repository import Actor, Ledger
+from worker.context import RunContext
 from worker.execution import Execution, execute_claim
 from worker.executors import ExecutionResult
 
@@ -27,13 +28,13 @@ async def test_taken_over_run_leaves_no_artifact_or_file(fresh_pool, tmp_path: P
     )
     assert claim is not None
 
-    async def overtaken(task: Task) -> ExecutionResult:
+    async def overtaken(run: RunContext) -> ExecutionResult:
         # While this "agent" works, the run is handed to someone else.
         await leases.release(claim.fence, worker="drain", reason="taken over")
         return ExecutionResult(final_output="late result")
 
     outcome = await execute_claim(
-        Execution(claim), overtaken, leases, store, worker="slow", lease_seconds=30.0
+        Execution(claim), overtaken, RunContext(claim, leases, store, "slow", policy)
     )
     assert outcome is None
     assert await ledger.list_artifacts("t1", task.id) == []

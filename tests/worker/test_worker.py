@@ -17,8 +17,9 @@ from lanes.base import LaneMessage
 from lanes.postgres import PostgresLane
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import LocalArtifactStore
-from ledger.models import Task, TaskCreateRequest
+from ledger.models import TaskCreateRequest
 from ledger.repository import Actor, Ledger
+from worker.context import RunContext
 from worker.executors import ExecutionResult, sleep_executor
 from worker.service import Worker, WorkerConfig
 
@@ -35,7 +36,8 @@ class CountingExecutor:
         self.started: defaultdict[UUID, asyncio.Event] = defaultdict(asyncio.Event)
         self.cancelled: set[UUID] = set()
 
-    async def __call__(self, task: Task) -> ExecutionResult:
+    async def __call__(self, run: RunContext) -> ExecutionResult:
+        task = run.task
         self.runs[task.id] += 1
         self.started[task.id].set()
         try:
@@ -208,7 +210,7 @@ async def test_executor_crash_is_retried_then_fails(fresh_pool) -> None:
     policy = fast_policy(max_attempts=2)
     ledger = Ledger(fresh_pool, policy)
 
-    async def crashing(task: Task) -> ExecutionResult:
+    async def crashing(run: RunContext) -> ExecutionResult:
         raise RuntimeError("the agent fell over")
 
     [task_id] = await _create(ledger, 1)

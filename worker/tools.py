@@ -1,0 +1,150 @@
+"""Built-in tools a lane may allow its agents.
+
+Each tool has a mutation level. A lane lists the tools its agents get, and tool calls
+above its `tool_approval_above` level pause the run for an operator (the SDK's
+`needs_approval`). Every call that runs records its verdict in the trace; artifact
+writes go through the run's fence like every other worker write.
+"""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from agents import FunctionTool, RunContextWrapper, function_tool
+
+from worker.context import RunContext
+
+MAX_READ_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    mutation_level: str
+    function: Callable[..., Awaitable[str]]
+
+
+async def read_artifact(ctx: RunContextWrapper[RunContext], name: str) -> str:
+    """Read an artifact of this task by name (the newest one with that name).
+
+    Args:
+        name: The artifact's name, e.g. "final_output.md".
+    """
+    run = ctx.context
+    await _verdict(run, "read_artifact", "read_only", {"name": name})
+    found = await run.leases.artifact_named(run.task.id, name)
+    if found is None:
+        return f"no artifact named {name}"
+    _, storage_ref = found
+    content = await asyncio.to_thread(run.store.get, storage_ref)
+    return content.decode("utf-8", errors="replace")[:MAX_READ_CHARS]
+
+
+async def write_artifact(ctx: RunContextWrapper[RunContext], name: str, content: str) -> str:
+    """Store a text artifact for this task.
+
+    Args:
+        name: The artifact's file name.
+        content: Its text.
+    """
+    run = ctx.context
+    await _verdict(run, "write_artifact", "propose", {"name": name, "size": len(content)})
+    # Artifacts are downloadable: secrets the agent wrote are redacted like everywhere else.
+    cleaned = run.leases.redactor.text(content)
+    return await _store(run, name, "text/plain", cleaned.encode(), {"kind": "tool_output"})
+
+
+async def http_get(ctx: RunContextWrapper[RunContext], url: str) -> str:
+    """Fetch a URL with HTTP GET; only hosts the lane allows are reachable.
+
+    Args:
+        url: An http(s) URL.
+    """
+    run = ctx.context
+    host = urlsplit(url).hostname or ""
+    allowed = host in run.lane.allowed_hosts
+    await _verdict(
+        run, "http_get", "read_only", {"host": host}, decision="allow" if allowed else "deny"
+    )
+    if not allowed:
+        return f"refused: host {host or '(none)'} is not allowed in lane {run.task.lane}"
+    async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+        response = await client.get(url)
+    return f"HTTP {response.status_code}\n{response.text[:MAX_READ_CHARS]}"
+
+
+async def propose_change(ctx: RunContextWrapper[RunContext], summary: str, change: str) -> str:
+    """Propose a change for a human to apply; it is stored as an artifact, not applied.
+
+    Args:
+        summary: One line saying what the change does.
+        change: The change itself (a diff, a command, a configuration).
+    """
+    run = ctx.context
+    await _verdict(run, "propose_change", "propose", {"summary": summary})
+    body = json.dumps({"summary": summary, "change": change}, indent=2).encode()
+    return await _store(
+        run,
+        "change_proposal.json",
+        "application/json",
+        body,
+        {"kind": "change_proposal", "summary": summary},
+    )
+
+
+TOOLS: dict[str, ToolSpec] = {
+    spec.name: spec
+    for spec in (
+        ToolSpec("read_artifact", "read_only", read_artifact),
+        ToolSpec("write_artifact", "propose", write_artifact),
+        ToolSpec("http_get", "read_only", http_get),
+        ToolSpec("propose_change", "propose", propose_change),
+    )
+}
+
+
+def tools_for(run: RunContext) -> list[FunctionTool]:
+    """The lane's tools, each needing approval when above the lane's approval level."""
+    lane = run.lane
+    tools = []
+    for name in lane.tools:
+        spec = TOOLS[name]
+        needs_approval = lane.tool_approval_above is not None and run.policy.exceeds(
+            spec.mutation_level, lane.tool_approval_above
+        )
+        tools.append(function_tool(spec.function, needs_approval=needs_approval))
+    return tools
+
+
+async def _verdict(
+    run: RunContext, tool: str, level: str, details: dict[str, Any], decision: str = "allow"
+) -> None:
+    pending = run.task.pending_approval or {}
+    if pending.get("tool") == tool and pending.get("decision") == "approved":
+        decision = "approved"
+    await run.leases.trace(
+        run.claim.fence,
+        worker=run.worker,
+        kind="tool_call",
+        message=f"{tool} ({level}): {decision}",
+        data={"tool": tool, "mutation_level": level, "decision": decision, **details},
+    )
+
+
+async def _store(
+    run: RunContext, name: str, media_type: str, content: bytes, metadata: dict[str, Any]
+) -> str:
+    stored = await asyncio.to_thread(run.store.put, run.task.tenant_id, run.task.id, name, content)
+    await run.leases.add_artifact(
+        run.claim.fence,
+        worker=run.worker,
+        name=name,
+        media_type=media_type,
+        stored=stored,
+        metadata={**metadata, "attempt": run.claim.fence.attempt},
+    )
+    return f"stored {name} ({stored.size_bytes} bytes, sha256 {stored.sha256[:12]})"
