@@ -13,8 +13,9 @@ from api.auth import Authenticator
 from api.body_limit import BodyLimitMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.openapi import build_openapi
-from api.routes import agent_runtime, health, it_requests, tasks, workspaces
+from api.routes import agent_runtime, events, health, it_requests, tasks, workspaces
 from api.settings import MAX_BODY_BYTES, ApiSettings
+from api.trace_feed import TraceFeed
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import artifact_store_from_env
@@ -29,6 +30,7 @@ ENDPOINTS = [
     *workspaces.ENDPOINTS,
     *it_requests.ENDPOINTS,
     *agent_runtime.ENDPOINTS,
+    *events.ENDPOINTS,
 ]
 
 
@@ -54,7 +56,9 @@ def create_app(
             app.state.lanes = LaneRegistry(pool, config)
             app.state.outbox = Outbox(pool, app.state.lanes, actor=f"api:{socket.gethostname()}")
             app.state.artifacts = artifact_store_from_env()
+            app.state.trace_feed = TraceFeed(pool)
             yield
+            await app.state.trace_feed.listener.close()
             await app.state.lanes.close()
         finally:
             await close_pool(pool)

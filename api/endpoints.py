@@ -53,6 +53,8 @@ class Endpoint:
     tag: str = "tasks"
     # Documents the Idempotency-Key header; the handler honours it.
     idempotency_key: bool = False
+    # The content type of a raw (response=None) answer.
+    raw_media_type: str = "application/octet-stream"
 
     def route(self) -> Route:
         return Route(self.path, self._asgi, methods=[self.method], name=self.handler.__name__)
@@ -91,6 +93,7 @@ def endpoint(
     query: type[BaseModel] | None = None,
     tag: str = "tasks",
     idempotency_key: bool = False,
+    raw_media_type: str = "application/octet-stream",
 ) -> Callable[[Handler], Endpoint]:
     def declare(handler: Handler) -> Endpoint:
         return Endpoint(
@@ -105,6 +108,7 @@ def endpoint(
             query,
             tag,
             idempotency_key,
+            raw_media_type,
         )
 
     return declare

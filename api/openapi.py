@@ -78,11 +78,7 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
                 content = (
                     {"application/json": {"schema": ref(item.response)}}
                     if item.response
-                    else {
-                        "application/octet-stream": {
-                            "schema": {"type": "string", "format": "binary"}
-                        }
-                    }
+                    else {item.raw_media_type: {"schema": {"type": "string"}}}
                 )
                 responses[str(status)] = {"description": _DESCRIPTIONS[status], "content": content}
             else:

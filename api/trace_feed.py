@@ -1,0 +1,37 @@
+"""Wakes live event streams when their task's trace grows.
+
+One LISTEN connection per API process, fanned out to the streams open on it. The
+notification says only which task changed; each stream then reads what is new from
+Postgres, so every replica serves every task, and a stream that missed a notification
+catches up at its next poll.
+"""
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterator
+
+import asyncpg
+
+from ledger.notify import Listener
+
+
+class TraceFeed:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._subscribers: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self.listener = Listener(pool, "workbench_traces", self._grew)
+
+    def _grew(self, task_id: str) -> None:
+        for event in self._subscribers.get(task_id, ()):
+            event.set()
+
+    @contextlib.contextmanager
+    def subscribe(self, task_id: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._subscribers[task_id].add(event)
+        try:
+            yield event
+        finally:
+            self._subscribers[task_id].discard(event)
+            if not self._subscribers[task_id]:
+                del self._subscribers[task_id]
