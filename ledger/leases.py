@@ -260,12 +260,17 @@ class Leases:
             )
 
     async def append_spans(self, fence: Fence, *, worker: str, spans: list[SpanEvent]) -> int:
-        """SDK spans as trace events, in one statement; spans stored before are skipped."""
+        """SDK spans as trace events, in one statement; spans stored before are skipped.
+        Accepted from the holder of the run, and from the worker whose run an operator
+        cancelled, so the trace shows what the agent did before it was stopped."""
         if not spans:
             return 0
         async with self._fenced(fence, worker, "trace") as connection:
-            task = await self._lock_running(connection, fence)
-            if not await self._holds(connection, fence):
+            task = await connection.fetchrow(
+                query("lock_task_for_run"), fence.run_id, [TaskStatus.RUNNING, TaskStatus.CANCELLED]
+            )
+            held = await connection.fetchval(query("holds_run_or_was_cancelled"), *fence.columns)
+            if task is None or held is None:
                 raise _Refusal
             rows = await connection.fetch(
                 query("append_spans"),

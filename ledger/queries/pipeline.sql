@@ -196,3 +196,10 @@ RETURNING seq;
 -- Whether this fence still holds the run.
 SELECT 1 FROM runs
 WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running';
+
+-- name: holds_run_or_was_cancelled
+-- Whether this fence holds the run, or held it when an operator cancelled it: the
+-- spans of a cancelled run still belong in its trace.
+SELECT 1 FROM runs
+WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3
+  AND status IN ('running', 'cancelled');

@@ -75,4 +75,3 @@ async def test_stream_of_waiting_task_ends_at_once_and_errors_are_json(http, aut
     assert bad.status_code == 400
     other = await http.get(f"{TASKS}/{task['id']}/events", headers=auth(tenant_id="else"))
     assert other.status_code == 404
-

@@ -1,6 +1,8 @@
 """Tool approvals that survive the worker: the run pauses with its SDK state saved in
 Postgres; after an operator's decision any worker resumes it from there."""
 
+import asyncio
+
 from conftest import fast_policy
 from test_worker import _wait_status, pipeline
 
@@ -76,3 +78,64 @@ async def test_rejected_tool_call_is_not_executed(fresh_pool) -> None:
     traces = await ledger.list_traces("t1", task_id)
     assert [t for t in traces if t.kind == "tool_call"] == []
     assert [a.name for a in await ledger.list_artifacts("t1", task_id)] == ["final_output.md"]
+
+
+async def test_cancel_stops_an_sdk_run_mid_tool_and_keeps_partial_trace(fresh_pool) -> None:
+    # A tool call that takes long: http_get to a local server that answers slowly.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            import time
+
+            time.sleep(30)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        policy = fast_policy(lease_seconds=5.0, allowed_hosts=["127.0.0.1"])
+        ledger = Ledger(fresh_pool, policy)
+        url = f"http://127.0.0.1:{server.server_port}/status"
+        request = TaskCreateRequest(
+            lane="analysis",
+            title="Probe",
+            instructions=(f'Check the service\n#call http_get {{"url": "{url}"}}'),
+        )
+        task = (await ledger.create_task(OPERATOR, request)).task
+        async with pipeline(fresh_pool, policy, sdk_executor):
+            await _wait_status(ledger, [task.id], "running")
+            await _wait_for_trace(ledger, task.id, "tool_call")  # the slow call is under way
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await ledger.cancel(Actor("carol", "t1", "operator"), task.id, reason="too slow")
+            while (
+                await fresh_pool.fetchval(
+                    "SELECT count(*) FROM trace_events WHERE task_id = $1 "
+                    "AND kind = 'span.generation'",
+                    task.id,
+                )
+            ) == 0:
+                assert loop.time() - started < 2.0, "the run's spans did not arrive within 2 s"
+                await asyncio.sleep(0.05)
+        cancelled = await ledger.get_task("t1", task.id)
+        assert cancelled.status == "cancelled"
+        assert cancelled.terminal_reason == "cancelled by carol: too slow"
+        kinds = [t.kind for t in await ledger.list_traces("t1", task.id)]
+        assert "span.generation" in kinds  # the partial trace of what the agent did
+        assert "succeeded" not in kinds
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def _wait_for_trace(ledger: Ledger, task_id: object, kind: str) -> None:
+    async def seen() -> None:
+        while kind not in [t.kind for t in await ledger.list_traces("t1", task_id)]:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(seen(), 10)
