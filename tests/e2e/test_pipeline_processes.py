@@ -167,16 +167,20 @@ class Pipeline:
         self.services.append(service)
         return service.start()
 
-    def worker(self, name: str, concurrency: int = 8, **env: str) -> Service:
-        """Start a sleep-executor worker named `name` (the actor of its trace events)
-        and wait until it runs."""
-        return self.start_workers([name], concurrency, **env)[0]
+    def worker(
+        self, name: str, concurrency: int = 8, executor: str = "sleep", **env: str
+    ) -> Service:
+        """Start a worker named `name` (the actor of its trace events) and wait until it
+        runs; the sleep executor unless told otherwise."""
+        return self.start_workers([name], concurrency, executor, **env)[0]
 
-    def start_workers(self, names: list[str], concurrency: int = 8, **env: str) -> list[Service]:
+    def start_workers(
+        self, names: list[str], concurrency: int = 8, executor: str = "sleep", **env: str
+    ) -> list[Service]:
         workers = [
             self.spawn(
                 name,
-                ["worker", "--executor", "sleep", "--concurrency", str(concurrency)],
+                ["worker", "--executor", executor, "--concurrency", str(concurrency)],
                 WORKBENCH_WORKER_NAME=name,
                 **env,
             )
@@ -557,3 +561,50 @@ def test_zombie_worker_is_fenced_off(
     # The zombie, resumed, is an ordinary worker again: the fleet fixture stops it and
     # it must exit 0.
     assert zombie.running()
+
+
+def test_tool_approval_survives_a_killed_worker(
+    fleet: Pipeline, client: httpx.Client, tokens: dict[str, str]
+) -> None:
+    token = tokens["faults"]
+    first = fleet.worker("w-agent-1", executor="sdk")
+    response = client.post(
+        TASKS,
+        json={
+            "lane": "change-nonprod",
+            "title": "Scale app-7",
+            "mutation_level": "write_nonprod",
+            "instructions": 'Scale app-7\n#call write_artifact {"name": "plan.txt", '
+            '"content": "replicas: 3"}',
+        },
+        headers=auth(token),
+    )
+    assert response.status_code == 201, response.text
+    task_id = response.json()["task"]["id"]
+    paused = wait_until(
+        lambda: (
+            (task := get_task(client, token, task_id))["status"] == "awaiting_approval" and task
+        ),
+        30,
+        "the run paused for approval",
+    )
+    assert paused["pending_approval"]["tool"] == "write_artifact"
+    assert first.kill() == -signal.SIGKILL  # the worker that paused is gone
+
+    approved = client.post(f"{TASKS}/{task_id}/approve", json={"reason": "ok"}, headers=auth(token))
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["trace"]["kind"] == "tool_call_approved"
+    fleet.worker("w-agent-2", executor="sdk")
+    done = wait_until(
+        lambda: (task := get_task(client, token, task_id))["status"] == "succeeded" and task,
+        30,
+        "another worker finished from the saved state",
+    )
+    assert done["attempt"] == 1
+    traces = get_traces(client, token, task_id)
+    assert [t["actor"] for t in only(traces, "worker_receipt")] == ["w-agent-1", "w-agent-2"]
+    assert [(t["actor"], t["data"]["decision"]) for t in only(traces, "tool_call")] == [
+        ("w-agent-2", "approved")
+    ]
+    listed = client.get(f"{TASKS}/{task_id}/artifacts", headers=auth(token)).json()
+    assert sorted(a["name"] for a in listed["artifacts"]) == ["final_output.md", "plan.txt"]
