@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import Route
 
 from api.auth import Authenticator
 from api.body_limit import BodyLimitMiddleware
 from api.errors import EXCEPTION_HANDLERS
+from api.metrics import RequestMetricsMiddleware, metrics_endpoint
 from api.openapi import build_openapi
 from api.routes import agent_runtime, events, health, it_requests, tasks, workspaces
 from api.settings import MAX_BODY_BYTES, ApiSettings
@@ -63,9 +65,18 @@ def create_app(
         finally:
             await close_pool(pool)
 
+    routes = [
+        *health.ROUTES,
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *(item.route() for item in ENDPOINTS),
+    ]
+    templates = {route.endpoint: route.path for route in routes}
     app = Starlette(
-        routes=[*health.ROUTES, *(item.route() for item in ENDPOINTS)],
-        middleware=[Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)],
+        routes=routes,
+        middleware=[
+            Middleware(RequestMetricsMiddleware, templates=templates),
+            Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import asyncpg
 import structlog
 import uvicorn
+from prometheus_client import start_http_server
 
 from api.app import create_app
 from api.auth import mint_token
@@ -34,9 +35,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("api", help="serve the REST API")
-    commands.add_parser("dispatcher", help="send due runs to their lanes; rescue expired leases")
+    dispatcher = commands.add_parser(
+        "dispatcher", help="send due runs to their lanes; rescue expired leases"
+    )
     worker = commands.add_parser("worker", help="claim and execute runs from lanes")
     up = commands.add_parser("up", help="API, dispatcher and a worker in one process (local use)")
+    for command in (dispatcher, worker):
+        command.add_argument(
+            "--metrics-port",
+            type=int,
+            default=int(os.environ["WORKBENCH_METRICS_PORT"])
+            if os.environ.get("WORKBENCH_METRICS_PORT")
+            else None,
+            help="serve Prometheus metrics on this port (default: $WORKBENCH_METRICS_PORT, "
+            "else off; the API serves them at /metrics)",
+        )
     for command in (worker, up):
         command.add_argument(
             "--lanes",
@@ -76,8 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         case "api":
             asyncio.run(_until_signal(lambda stop: _serve_api(stop)))
         case "dispatcher":
+            _serve_metrics(args.metrics_port)
             asyncio.run(_until_signal(lambda stop: _dispatch(policy, stop)))
         case "worker":
+            _serve_metrics(args.metrics_port)
             asyncio.run(_until_signal(lambda stop: _work(policy, args, stop)))
         case "up":
             asyncio.run(_until_signal(lambda stop: _up(policy, args, stop)))
@@ -96,6 +111,13 @@ def main(argv: list[str] | None = None) -> None:
                     ttl_seconds=args.ttl,
                 )
             )
+
+
+def _serve_metrics(port: int | None) -> None:
+    if port is not None:
+        # A thread of its own: a scrape never waits on the event loop.
+        start_http_server(port)
+        log.info("metrics_serving", port=port)
 
 
 async def _until_signal(service: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -18,6 +18,7 @@ import structlog
 from lanes.base import LaneMessage
 from lanes.registry import LaneRegistry
 from ledger.sql import query
+from metrics import DISPATCH_LATENCY, DISPATCHED
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +79,10 @@ class Outbox:
                     continue
                 sent += [m.run_id for m in messages]
                 counts[lane_name] = len(messages)
+                DISPATCHED.labels(lane_name).inc(len(messages))
+            for row in rows:
+                if row["lane"] in counts:
+                    DISPATCH_LATENCY.labels(row["lane"]).observe(max(0.0, row["waited_seconds"]))
             if sent:
                 await connection.fetch(query("mark_dispatched"), sent, self.actor)
         if sent:

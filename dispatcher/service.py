@@ -16,6 +16,7 @@ from lanes.registry import LaneRegistry
 from ledger.leases import Leases
 from ledger.notify import Listener, wait_any
 from ledger.policy import PolicyConfig
+from metrics.ledger_gauges import keep_ledger_gauges_fresh
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +42,7 @@ async def run_dispatcher(
     loop = asyncio.get_running_loop()
     next_reap = 0.0
     log.info("dispatcher_started", lanes=lanes.configured(), batch_size=config.batch_size)
+    gauges = asyncio.create_task(keep_ledger_gauges_fresh(pool, list(policy.lanes), stop))
     try:
         while not stop.is_set():
             wake.clear()
@@ -60,6 +62,8 @@ async def run_dispatcher(
             if result.sent < config.batch_size:
                 await wait_any(wake, stop, seconds=config.poll_interval)
     finally:
+        gauges.cancel()
+        await asyncio.gather(gauges, return_exceptions=True)
         await listener.close()
         await lanes.close()
         log.info("dispatcher_stopped")

@@ -16,6 +16,7 @@ import structlog
 
 from lanes.base import LaneMessage, LockLost, Received
 from ledger.sql import query
+from metrics import DEAD_LETTERS
 
 log = structlog.get_logger(__name__)
 
@@ -112,6 +113,7 @@ class PostgresLane:
                     "MaxDeliveryCountExceeded",
                     f"delivered {self.max_delivery_count} times without being completed",
                 )
+                DEAD_LETTERS.labels(self.name).inc()
                 log.warning(
                     "lane_message_dead_lettered",
                     lane=self.name,
@@ -145,6 +147,7 @@ class PostgresLane:
 
     async def dead_letter(self, received: Received, reason: str, description: str) -> None:
         await self._settle("lane_dead_letter", received, reason, description)
+        DEAD_LETTERS.labels(self.name).inc()
 
     async def renew_lock(self, received: Received) -> datetime:
         return await self._settle("lane_renew_lock", received, self.lock_seconds)

@@ -31,6 +31,7 @@ from azure.servicebus.exceptions import (
 )
 
 from lanes.base import LaneMessage, LockLost, Received
+from metrics import DEAD_LETTERS
 
 # The SDK refuses a zero wait, and even "look now" needs a round trip to the broker.
 MIN_RECEIVE_WAIT = 0.1
@@ -149,6 +150,7 @@ class ServiceBusLane:
         await self._settle("abandon_message", received)
 
     async def dead_letter(self, received: Received, reason: str, description: str) -> None:
+        DEAD_LETTERS.labels(self.name).inc()
         await self._settle(
             "dead_letter_message", received, reason=reason, error_description=description
         )

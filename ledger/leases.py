@@ -27,6 +27,7 @@ from ledger.redaction import Redactor
 from ledger.sql import query
 from ledger.states import RunStatus, TaskStatus
 from ledger.traces import append_trace
+from metrics import FENCE_REFUSALS, LEASE_EXPIRIES, RETRIES
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +88,6 @@ class Leases:
         self.pool = pool
         self.policy = policy
         self.redactor = Redactor(policy.secret_keys)
-        self.fence_refusals = 0  # per process; exported as a metric
 
     # -- claim -------------------------------------------------------------------
 
@@ -426,7 +426,7 @@ class Leases:
 
     async def _refused(self, fence: Fence, worker: str, operation: str) -> NoReturn:
         """Count and trace a stale write, then raise FenceRejected."""
-        self.fence_refusals += 1
+        FENCE_REFUSALS.inc()
         task_id = await self.pool.fetchval(query("run_task_id"), fence.run_id)
         log.warning(
             "fence_refused",
@@ -469,6 +469,7 @@ class Leases:
         lane = self.policy.lanes[task["lane"]]
         attempt, max_attempts = task["attempt"], task["max_attempts"]
         if retryable and attempt < max_attempts:
+            RETRIES.labels(task["lane"]).inc()
             retried = await connection.fetchrow(
                 query("schedule_next_attempt"),
                 uuid4(),
@@ -526,6 +527,7 @@ class Leases:
                 if run is None:  # a heartbeat landed first
                     continue
                 lost += 1
+                LEASE_EXPIRIES.labels(task["lane"]).inc()
                 await append_trace(
                     connection,
                     self.redactor,

@@ -34,6 +34,7 @@ from ledger.redaction import Redactor
 from ledger.sql import query
 from ledger.states import RunStatus, TaskStatus, allowed_from
 from ledger.traces import append_trace
+from metrics import TASKS_CREATED
 
 log = structlog.get_logger(__name__)
 
@@ -219,6 +220,7 @@ class Ledger:
                     message="secret values in the request were redacted before storage",
                 )
         task = Task.model_validate(dict(row))
+        TASKS_CREATED.labels(task.lane, verdict.decision).inc()
         log.info(
             "task_created",
             task_id=str(task_id),

@@ -10,6 +10,7 @@ visible while it runs and complete when it ends (a cancelled run keeps what it d
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +20,7 @@ import structlog
 
 from ledger.leases import Claim, FenceRejected
 from ledger.models import Task
+from metrics import RUN_DURATION, SDK_TOKENS
 from worker import spans
 from worker.context import RunContext
 from worker.executors import (
@@ -57,6 +59,14 @@ class Execution:
 async def execute_claim(execution: Execution, executor: Executor, run: RunContext) -> Task | None:
     """Run the claimed task to an outcome. Returns the task as recorded, or None when
     this worker no longer owns the run (nothing more was written)."""
+    started = time.perf_counter()
+    outcome = await _execute(execution, executor, run)
+    label = "lost" if outcome is None else str(outcome.status)
+    RUN_DURATION.labels(run.task.lane, label).observe(time.perf_counter() - started)
+    return outcome
+
+
+async def _execute(execution: Execution, executor: Executor, run: RunContext) -> Task | None:
     fence = execution.claim.fence
     leases, worker = run.leases, run.worker
     logger = log.bind(task_id=str(run.task.id), run_id=str(fence.run_id), attempt=fence.attempt)
@@ -101,6 +111,9 @@ async def execute_claim(execution: Execution, executor: Executor, run: RunContex
     if not await _flush_spans(run, logger):
         return None
     if result.input_tokens or result.output_tokens:
+        lane, model = run.task.lane, run.task.model_provider
+        SDK_TOKENS.labels(lane, model, "input").inc(result.input_tokens)
+        SDK_TOKENS.labels(lane, model, "output").inc(result.output_tokens)
         await _fenced(
             leases.record_usage(
                 fence,

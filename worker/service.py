@@ -28,6 +28,7 @@ from ledger.artifact_store import ArtifactStore
 from ledger.leases import Leases
 from ledger.notify import Listener, wait_any
 from ledger.policy import PolicyConfig
+from metrics import WORKER_CAPACITY, WORKER_IN_FLIGHT
 from worker.context import RunContext
 from worker.execution import Execution, StopReason, execute_claim
 from worker.executors import Executor
@@ -83,6 +84,7 @@ class Worker:
             execution.stop(StopReason.CANCELLED)
 
     async def run(self, stop: asyncio.Event) -> None:
+        WORKER_CAPACITY.set(self.config.concurrency)
         log.info(
             "worker_started",
             worker=self.name,
@@ -147,6 +149,7 @@ class Worker:
             )
             return
         execution = Execution(claim)
+        WORKER_IN_FLIGHT.inc()
         if self._draining:  # claimed while shutting down: hand it straight back
             execution.stop(StopReason.DRAIN)
         self.in_flight[claim.fence.run_id] = execution
@@ -158,6 +161,7 @@ class Worker:
             )
         finally:
             del self.in_flight[claim.fence.run_id]
+            WORKER_IN_FLIGHT.dec()
 
     @staticmethod
     async def _settle(lane: Lane, received: Received) -> None:

@@ -6,7 +6,8 @@
 -- name: lock_due_runs
 -- The dispatcher's batch: due queued runs in lanes with a transport, their tasks locked.
 -- With task $3, only that task's run, due or not (an operator's explicit dispatch).
-SELECT r.id, r.task_id, r.attempt, r.lane, r.dispatch_count
+SELECT r.id, r.task_id, r.attempt, r.lane, r.dispatch_count,
+       extract(epoch FROM now() - r.available_at)::float8 AS waited_seconds
 FROM runs r
 JOIN tasks t ON t.id = r.task_id AND t.current_run_id = r.id AND t.status = 'queued'
 WHERE r.status = 'queued' AND r.lane = ANY($2::text[])

@@ -4,7 +4,8 @@ Postgres; after an operator's decision any worker resumes it from there."""
 import asyncio
 
 from conftest import fast_policy
-from test_worker import _wait_status, pipeline
+from pipeline_helpers import pipeline
+from pipeline_helpers import wait_status as _wait_status
 
 from ledger.models import TaskCreateRequest
 from ledger.repository import Actor, Ledger
