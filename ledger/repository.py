@@ -560,13 +560,6 @@ class Ledger:
                 message=terminal_reason or f"{row['from_status']} -> {to_status}",
                 data=data or {},
             )
-        log.info(
-            "task_transition",
-            task_id=str(task_id),
-            action=action,
-            from_status=row["from_status"],
-            to_status=str(to_status),
-        )
         return Transition(Task.model_validate(dict(row)), trace)
 
     async def note(

@@ -5,10 +5,13 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import structlog
 
 from ledger.models import TraceEvent
 from ledger.redaction import Redactor
 from ledger.sql import query
+
+log = structlog.get_logger(__name__)
 
 
 async def append_trace(
@@ -37,4 +40,15 @@ async def append_trace(
         redactor.text(message),
         redactor.value(data or {}),
     )
-    return TraceEvent.model_validate(dict(row))
+    event = TraceEvent.model_validate(dict(row))
+    if to_status is not None:  # one log line per state change, beside its trace event
+        log.info(
+            "state_change",
+            task_id=str(task_id),
+            run_id=str(run_id) if run_id else None,
+            kind=kind,
+            from_status=from_status,
+            to_status=to_status,
+            actor=actor,
+        )
+    return event

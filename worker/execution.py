@@ -69,7 +69,12 @@ async def execute_claim(execution: Execution, executor: Executor, run: RunContex
 async def _execute(execution: Execution, executor: Executor, run: RunContext) -> Task | None:
     fence = execution.claim.fence
     leases, worker = run.leases, run.worker
-    logger = log.bind(task_id=str(run.task.id), run_id=str(fence.run_id), attempt=fence.attempt)
+    logger = log.bind(
+        task_id=str(run.task.id),
+        run_id=str(fence.run_id),
+        attempt=fence.attempt,
+        trace_id=trace_id_for(run),
+    )
     if execution.stop_reason is not None:  # stopped between claim and start
         return await _stopped(execution, run, logger)
     execution.task = asyncio.create_task(executor(run))
