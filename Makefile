@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean check-deploy
 
 install: $(STAMP)
 
@@ -18,9 +18,14 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/workbench up
 
-test: install
+test: install check-deploy
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The Helm chart, k8s/ manifests and Dockerfile: helm lint, strict schema and CRD
+# validation, checkov, and checks that broken values are caught (deploy/check.sh).
+check-deploy: install
+	bash deploy/check.sh
 
 lint: install
 	$(BIN)/ruff check .
