@@ -310,7 +310,7 @@ class Ledger:
         asked for at creation) needs an owner and an explicit acknowledgement."""
         task = await self.get_task(actor.tenant_id, task_id)
         if _tool_call_waiting(task):
-            return await self._decide_tool_call(actor, task_id, "approved", reason)
+            return await self._decide_tool_call(actor, task, "approved", reason)
         needs_break_glass = task.policy_verdict.decision == "deny"
         if needs_break_glass and task.status == TaskStatus.AWAITING_APPROVAL:
             if actor.role != "owner":
@@ -397,8 +397,9 @@ class Ledger:
     async def reject(self, actor: Actor, task_id: UUID, *, reason: str) -> Transition:
         """Reject a task awaiting approval (it becomes denied), or, when it waits on a
         tool call, reject that call: the agent resumes and is told it was refused."""
-        if _tool_call_waiting(await self.get_task(actor.tenant_id, task_id)):
-            return await self._decide_tool_call(actor, task_id, "rejected", reason)
+        task = await self.get_task(actor.tenant_id, task_id)
+        if _tool_call_waiting(task):
+            return await self._decide_tool_call(actor, task, "rejected", reason)
         decision = {
             "decision": "rejected",
             "by": actor.subject,
@@ -419,38 +420,33 @@ class Ledger:
         )
 
     async def _decide_tool_call(
-        self, actor: Actor, task_id: UUID, decision: str, reason: str
+        self, actor: Actor, task: Task, decision: str, reason: str
     ) -> Transition:
         """Bind the decision to the pending call (its arguments' hash is already on it)
         and queue the paused run again; no attempt is spent."""
+        pending = task.pending_approval or {}
         recorded = {
             "decision": decision,
             "by": actor.subject,
             "role": actor.role,
             "reason": self.redactor.text(reason),
         }
-        async with self.pool.acquire() as connection, connection.transaction():
-            row = await self._guarded(
-                connection, "decide_tool_call", "approve", actor.tenant_id, task_id, recorded
-            )
-            await connection.execute(query("resume_paused_run"), row["current_run_id"])
-            pending = row["pending_approval"]
-            trace = await self._trace(
-                connection,
-                task_id,
-                f"tool_call_{decision}",
-                actor,
-                from_status=row["from_status"],
-                to_status=TaskStatus.QUEUED,
-                run_id=row["current_run_id"],
-                message=f"tool call {pending['tool']} {decision} by {actor.subject}",
-                data={
-                    **recorded,
-                    "tool": pending["tool"],
-                    "arguments_sha256": pending["arguments_sha256"],
-                },
-            )
-        return Transition(Task.model_validate(dict(row)), trace)
+        return await self._apply(
+            actor,
+            task.id,
+            "decide_tool_call",
+            "approve",
+            (recorded,),
+            kind=f"tool_call_{decision}",
+            to_status=TaskStatus.QUEUED,
+            message=f"tool call {pending.get('tool')} {decision} by {actor.subject}",
+            data={
+                **recorded,
+                "tool": pending.get("tool"),
+                "arguments_sha256": pending.get("arguments_sha256"),
+            },
+            run_query="resume_paused_run",
+        )
 
     async def cancel(self, actor: Actor, task_id: UUID, *, reason: str) -> Transition:
         reason = self.redactor.text(reason)
@@ -495,14 +491,19 @@ class Ledger:
         *,
         kind: str,
         to_status: TaskStatus,
-        message: str,
+        message: str | None,
         data: dict[str, Any],
+        run_query: str | None = None,
+        run_args: tuple[Any, ...] = (),
     ) -> Transition:
-        """One guarded transition query and its trace event, in one transaction."""
+        """One guarded transition query, then (optionally) a query on the task's current
+        run, then the trace event: all in one transaction."""
         async with self.pool.acquire() as connection, connection.transaction():
             row = await self._guarded(
                 connection, query_name, action, actor.tenant_id, task_id, *args
             )
+            if run_query is not None and row["current_run_id"] is not None:
+                await connection.execute(query(run_query), row["current_run_id"], *run_args)
             trace = await self._trace(
                 connection,
                 task_id,
@@ -511,7 +512,7 @@ class Ledger:
                 from_status=row["from_status"],
                 to_status=to_status,
                 run_id=row["current_run_id"],
-                message=message,
+                message=message or f"{row['from_status']} -> {to_status}",
                 data=data,
             )
         return Transition(Task.model_validate(dict(row)), trace)
@@ -526,41 +527,23 @@ class Ledger:
         kind: str,
         terminal_reason: str | None = None,
         run_status: RunStatus | None = None,
-        failure_kind: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> Transition:
         """The plain guarded transition; with `run_status`, the current run is settled
         in the same transaction (a run that already finished is left as it was)."""
-        async with self.pool.acquire() as connection, connection.transaction():
-            row = await self._guarded(
-                connection,
-                "move_task",
-                action,
-                actor.tenant_id,
-                task_id,
-                to_status,
-                terminal_reason,
-            )
-            if run_status is not None and row["current_run_id"] is not None:
-                await connection.execute(
-                    query("settle_run_if_unfinished"),
-                    row["current_run_id"],
-                    run_status,
-                    failure_kind,
-                    terminal_reason,
-                )
-            trace = await self._trace(
-                connection,
-                task_id,
-                kind,
-                actor,
-                from_status=row["from_status"],
-                to_status=to_status,
-                run_id=row["current_run_id"],
-                message=terminal_reason or f"{row['from_status']} -> {to_status}",
-                data=data or {},
-            )
-        return Transition(Task.model_validate(dict(row)), trace)
+        return await self._apply(
+            actor,
+            task_id,
+            "move_task",
+            action,
+            (to_status, terminal_reason),
+            kind=kind,
+            to_status=to_status,
+            message=terminal_reason,
+            data=data or {},
+            run_query="settle_run_if_unfinished" if run_status else None,
+            run_args=(run_status, None, terminal_reason),
+        )
 
     async def note(
         self,
