@@ -62,6 +62,7 @@ def create_app(
             yield
             await app.state.trace_feed.listener.close()
             await app.state.lanes.close()
+            await asyncio.to_thread(app.state.artifacts.close)
         finally:
             await close_pool(pool)
 

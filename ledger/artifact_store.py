@@ -21,7 +21,7 @@ from ledger.database import data_dir
 
 if TYPE_CHECKING:
     # The blob SDK takes ~0.2 s to import; the CLI and local-store deployments skip it.
-    from azure.core.credentials import TokenCredential
+    from azure.identity import DefaultAzureCredential
     from azure.storage.blob import BlobServiceClient, ContainerClient
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -110,7 +110,10 @@ class AzureBlobArtifactStore:
     scheme = "blob:"
 
     def __init__(
-        self, service: BlobServiceClient, container: str, credential: TokenCredential | None = None
+        self,
+        service: BlobServiceClient,
+        container: str,
+        credential: DefaultAzureCredential | None = None,
     ) -> None:
         self._service = service
         self._container: ContainerClient = service.get_container_client(container)

@@ -103,6 +103,7 @@ class Worker:
             await self._cancel_listener.close()
             await self.lanes.close()
             await aclose_providers()
+            await asyncio.to_thread(self.store.close)
             log.info("worker_stopped", worker=self.name)
 
     async def _receive_loop(self, lane: Lane, stop: asyncio.Event) -> None:

@@ -113,6 +113,9 @@ def running_azurite(location: Path) -> Iterator[str]:
                 "--silent",
                 "--skipApiVersionCheck",
                 "--loose",
+                # Azurite reports telemetry to an outside endpoint by default; tests must
+                # not reach beyond loopback.
+                "--disableTelemetry",
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
