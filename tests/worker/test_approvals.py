@@ -140,3 +140,20 @@ async def _wait_for_trace(ledger: Ledger, task_id: object, kind: str) -> None:
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(seen(), 10)
+
+
+async def test_token_budget_stops_the_run(fresh_pool) -> None:
+    policy = fast_policy(lease_seconds=5.0, token_budget=5)
+    ledger = Ledger(fresh_pool, policy)
+    request = TaskCreateRequest(
+        lane="analysis",
+        title="Long one",
+        instructions="Summarise every alert of the last month in detail",
+    )
+    task = (await ledger.create_task(OPERATOR, request)).task
+    async with pipeline(fresh_pool, policy, sdk_executor):
+        await _wait_status(ledger, [task.id], "failed")
+    failed = await ledger.get_task("t1", task.id)
+    assert failed.attempt == 1  # not retried: another attempt would spend as much
+    assert failed.terminal_reason.startswith("budget_exceeded on attempt 1 of 3: ")
+    assert "lane analysis allows 5" in failed.terminal_reason
