@@ -7,7 +7,7 @@ what `/openapi.json` describes.
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -151,8 +151,6 @@ class ITRequest(_Record):
     created_by: str
     created_at: datetime
 
-
-DispatchStatus = Literal["dispatched", "not_configured"]
 
 
 def artifact_record(row: Mapping[str, Any]) -> Artifact:
