@@ -60,22 +60,7 @@ class ApiServer(Workbench):
     """`workbench api` alone on the data directory (Workbench runs `workbench up`). It
     starts first, so it alone creates the database and applies the migrations."""
 
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own console script
-                [WORKBENCH, "api"],
-                env=self.env,
-                cwd=self.data_dir.parent,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+    command = "api"
 
 
 class Service:

@@ -55,6 +55,8 @@ def _free_port() -> int:
 class Workbench:
     """One `workbench up` process on a data directory, its output captured to a file."""
 
+    command = "up"
+
     def __init__(self, data_dir: Path, log_path: Path, lanes_file: Path | None = None) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
@@ -74,7 +76,7 @@ class Workbench:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own console script
-                [WORKBENCH, "up"],
+                [WORKBENCH, self.command],
                 env=self.env,
                 cwd=self.data_dir.parent,
                 stdin=subprocess.DEVNULL,
