@@ -53,8 +53,10 @@ class Endpoint:
     tag: str = "tasks"
     # Documents the Idempotency-Key header; the handler honours it.
     idempotency_key: bool = False
-    # The content type of a raw (response=None) answer.
+    # The content type of a raw (response=None) answer, and the schema of its content
+    # (for an event stream: of each event's data).
     raw_media_type: str = "application/octet-stream"
+    raw_schema: dict[str, Any] | None = None
 
     def route(self) -> Route:
         return Route(self.path, self._asgi, methods=[self.method], name=self.handler.__name__)
@@ -94,6 +96,7 @@ def endpoint(
     tag: str = "tasks",
     idempotency_key: bool = False,
     raw_media_type: str = "application/octet-stream",
+    raw_schema: dict[str, Any] | None = None,
 ) -> Callable[[Handler], Endpoint]:
     def declare(handler: Handler) -> Endpoint:
         return Endpoint(
@@ -109,6 +112,7 @@ def endpoint(
             tag,
             idempotency_key,
             raw_media_type,
+            raw_schema,
         )
 
     return declare

@@ -73,12 +73,15 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
                 }
             )
         responses: dict[str, Any] = {}
-        for status in (*item.statuses, 413) if item.body else item.statuses:
+        # What the shared machinery can answer besides the handler's own statuses: an
+        # invalid body or query is 400, an oversized body 413.
+        implied = ({400, 413} if item.body else set()) | ({400} if item.query else set())
+        for status in sorted(set(item.statuses) | implied):
             if status < 300:
                 content = (
                     {"application/json": {"schema": ref(item.response)}}
                     if item.response
-                    else {item.raw_media_type: {"schema": {"type": "string"}}}
+                    else {item.raw_media_type: {"schema": item.raw_schema or {"type": "string"}}}
                 )
                 responses[str(status)] = {"description": _DESCRIPTIONS[status], "content": content}
             else:

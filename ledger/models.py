@@ -152,7 +152,6 @@ class ITRequest(_Record):
     created_at: datetime
 
 
-
 def artifact_record(row: Mapping[str, Any]) -> Artifact:
     """An artifact row as clients see it: a download route instead of the storage key."""
     return Artifact.model_validate(

@@ -20,6 +20,16 @@ STREAM_ENDS = TERMINAL | {TaskStatus.BLOCKED, TaskStatus.AWAITING_APPROVAL}
 POLL_SECONDS = 2.0  # catches up if a notification was missed
 KEEPALIVE_SECONDS = 15.0
 _ERRORS = {"failed", "blocked", "fence_refused", "lease_expired"}
+# Each event as the stream carries it: its name, its id (the trace sequence number) and
+# its data, a JSON object {type, content?, data?, seq} serialised as text.
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"enum": ["status", "text", "tool_call", "tool_result", "error", "done"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 def sse_event(event: TraceEvent) -> str:
@@ -71,6 +81,7 @@ def _resume_from(call: Call) -> int:
     response=None,
     statuses=(200, 400, 401, 403, 404),
     raw_media_type="text/event-stream",
+    raw_schema=EVENT_SCHEMA,
 )
 async def stream_events(call: Call) -> StreamingResponse:
     task_id = call.request.path_params["task_id"]

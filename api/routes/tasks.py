@@ -324,6 +324,7 @@ async def list_artifacts(call: Call) -> tuple[int, ArtifactsResponse]:
     role="viewer",
     response=None,
     statuses=_READ,
+    raw_media_type="*/*",
 )
 async def download_artifact(call: Call) -> Response:
     artifact, storage_ref = await call.ledger.get_artifact(

@@ -1,0 +1,262 @@
+"""Property-based tests of the API against its own `/openapi.json` (schemathesis).
+
+Every documented operation gets generated requests, valid and invalid ones, sent with
+a real bearer token: each human role (viewer, operator, owner) for the task API, a
+worker token for the worker protocol under `/api/agent/`, none for the probes. Every
+response must be no 5xx, carry a documented status code and content type, and match
+its documented schema.
+
+Random ids only ever reach the 404 branch, so part of the requests address resources
+seeded through the API first (tasks in every lane, an IT request, artifacts, claimed
+runs with their claim tokens), and part of the valid bodies use the policy's real lane,
+provider, source and mutation-level names, which the schema types only as names.
+
+Deterministic (derandomized) and small by default; `SCHEMATHESIS_MAX_EXAMPLES` sets the
+examples per operation and role, e.g. 1000 for a soak run.
+
+Schemathesis calls an ASGI app on its own event-loop thread and runs the app's lifespan
+there. The session `app` fixture's pool belongs to pytest's loop, so this module builds
+its own app on the session database and shuts its lifespan down at the end.
+"""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+import hypothesis
+import pytest
+import schemathesis
+from conftest import JWT_SECRET, settings_for_tests
+from hypothesis import HealthCheck
+from hypothesis import strategies as st
+from schemathesis import GenerationMode, checks
+from schemathesis.python import asgi
+from starlette.applications import Starlette
+
+from api.app import ENDPOINTS, create_app
+from api.auth import mint_token
+from api.openapi import build_openapi
+from ledger.policy import load_policy
+
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "15"))
+# Per request; an event stream that has not ended by then is cut there.
+REQUEST_TIMEOUT = 5.0
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
+WORKER_PROTOCOL = "/api/agent/"
+HUMAN_ROLES = ("viewer", "operator", "owner")
+
+_POLICY = load_policy()
+# Body fields whose valid values the policy knows and the schema does not.
+_NAMES: dict[str, list[str]] = {
+    "lane": sorted(_POLICY.lanes),
+    "model_provider": sorted(_POLICY.providers),
+    "mutation_level": list(_POLICY.mutation_levels),
+}
+_NAME_LISTS: dict[str, list[str]] = {
+    "lanes": sorted(_POLICY.lanes),
+    "source_systems": sorted(_POLICY.sources),
+}
+
+
+def _operations() -> list[Any]:
+    """(role, method, path) for every documented operation, from the same declarations
+    `/openapi.json` is built from, so collection needs no database."""
+    params = []
+    for path, operations in build_openapi(ENDPOINTS)["paths"].items():
+        for method, operation in operations.items():
+            if not operation["security"]:
+                roles: tuple[str, ...] = ("anonymous",)
+            elif path.startswith(WORKER_PROTOCOL):
+                roles = ("worker",)
+            else:
+                roles = HUMAN_ROLES
+            params.extend(
+                pytest.param(role, method.upper(), path, id=f"{role} {method.upper()} {path}")
+                for role in roles
+            )
+    return params
+
+
+def _bearer(role: str, tenant: str) -> dict[str, str]:
+    token = mint_token(JWT_SECRET, subject=f"schemathesis-{role}", roles=[role], tenant_id=tenant)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Seeded:
+    """Resources of one tenant, made through the API before the generated requests."""
+
+    tenant: str
+    task_ids: list[str] = field(default_factory=list)
+    request_numbers: list[str] = field(default_factory=list)
+    artifacts: list[dict[str, str]] = field(default_factory=list)  # task_id, artifact_id
+    claims: list[tuple[str, str]] = field(default_factory=list)  # run_id, claim token
+
+    def path_parameters(self, path: str) -> list[dict[str, Any]]:
+        """Fixed path parameters addressing seeded resources, one dict per choice."""
+        if "{artifact_id}" in path:
+            return list(self.artifacts)
+        if "{task_id}" in path:
+            return [{"task_id": task_id} for task_id in self.task_ids]
+        if "{request_number}" in path:
+            return [{"request_number": number} for number in self.request_numbers]
+        return []
+
+
+@dataclass
+class Workbench:
+    schema: schemathesis.BaseSchema
+    tenants: dict[str, Seeded]  # by role; "events" is a tenant nothing changes
+
+
+def _seed(client: Any, tenant: str, *, run: bool, settle: bool = False) -> Seeded:
+    """Tasks in every lane, one from an IT request, and with `run` one run in process
+    (artifacts, a finished task). With `settle`, queued tasks are cancelled, so every
+    task's event stream ends."""
+    seeded = Seeded(tenant)
+    owner = _bearer("owner", tenant)
+
+    def post(url: str, body: dict[str, Any], expected: int = 201) -> dict[str, Any]:
+        response = client.post(url, json=body, headers=owner, timeout=REQUEST_TIMEOUT)
+        assert response.status_code == expected, (url, response.text)
+        return response.json()
+
+    number = f"ST-{uuid4().hex[:8]}"
+    post("/api/it-requests", {"request_number": number, "title": "Disk full on db01"})
+    seeded.request_numbers.append(number)
+    bodies = [
+        {"lane": "analysis", "title": "Summarise incident", "instructions": "Summarise."},
+        {"lane": "change-nonprod", "title": "Resize", "instructions": "Resize the volume."},
+        {
+            "lane": "change-prod",
+            "title": "Failover",
+            "instructions": "Fail over db01.",
+            "scope": {"rollback": "Fail back."},
+        },
+        {"lane": "change-prod", "title": "No rollback plan", "instructions": "Fail over."},
+    ]
+    for body in bodies:
+        seeded.task_ids.append(post("/api/agents/tasks", body)["task"]["id"])
+    created = post(f"/api/agents/tasks/from-it-request/{number}", {"lane": "analysis"})
+    seeded.task_ids.append(created["task"]["id"])
+    if run:
+        task_id = seeded.task_ids[0]
+        artifacts = post(f"/api/agents/tasks/{task_id}/run", {}, expected=200)["artifacts"]
+        seeded.artifacts = [
+            {"task_id": task_id, "artifact_id": artifact["id"]} for artifact in artifacts
+        ]
+    if settle:
+        for task_id in seeded.task_ids:
+            status = client.get(f"/api/agents/tasks/{task_id}", headers=owner).json()["task"]
+            if status["status"] == "queued":
+                post(f"/api/agents/tasks/{task_id}/cancel", {}, expected=200)
+    return seeded
+
+
+def _claim_runs(client: Any, seeded: Seeded, count: int) -> None:
+    worker = _bearer("worker", seeded.tenant)
+    for _ in range(count):
+        response = client.post(
+            "/api/agent/tasks/claim-next", json={}, headers=worker, timeout=REQUEST_TIMEOUT
+        )
+        assert response.status_code == 200, response.text
+        claim = response.json()["claim"]
+        if claim is None:
+            return
+        seeded.claims.append((claim["run"]["id"], claim["claim_token"]))
+
+
+@pytest.fixture(scope="module")
+def workbench(database_url: str, artifact_dir) -> Iterator[Workbench]:
+    # schemathesis' pytest plugin ends every ASGI lifespan after each test, and the next
+    # request starts it again: the environment it reads must hold for the whole module.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBENCH_ARTIFACT_DIR", str(artifact_dir))
+        application: Starlette = create_app(settings_for_tests(), database_url=database_url)
+        try:
+            schema = schemathesis.openapi.from_asgi("/openapi.json", application)
+            suffix = uuid4().hex[:8]
+            with asgi.get_client(application) as client:
+                tenants = {
+                    role: _seed(client, f"schemathesis-{role}-{suffix}", run=True)
+                    for role in HUMAN_ROLES
+                }
+                # Event streams end only once their task stops moving; nothing else acts here.
+                tenants["events"] = _seed(
+                    client, f"schemathesis-events-{suffix}", run=True, settle=True
+                )
+                tenants["worker"] = _seed(client, f"schemathesis-worker-{suffix}", run=False)
+                _claim_runs(client, tenants["worker"], count=3)
+            yield Workbench(schema, tenants)
+        finally:
+            asgi.shutdown_lifespans()
+
+
+def _strategies(operation: Any, role: str, seeded: Seeded | None) -> list[Any]:
+    """Generated and seeded-resource cases, valid and invalid, each tagged with its mode."""
+    headers = _bearer(role, seeded.tenant) if seeded else {}
+    fixed: list[dict[str, Any]] = [{}]
+    if seeded and operation.path.startswith(WORKER_PROTOCOL + "tasks/{run_id}"):
+        # The claim token travels in X-Claim-Token, which the document does not declare.
+        fixed += [
+            {"path_parameters": {"run_id": run_id}, "headers": {"X-Claim-Token": token}}
+            for run_id, token in seeded.claims
+        ]
+    elif seeded:
+        fixed += [{"path_parameters": params} for params in seeded.path_parameters(operation.path)]
+    has_input = bool(operation.body) or any(True for _ in operation.iter_parameters())
+    modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if has_input else [])
+    return [
+        st.tuples(
+            st.just(mode),
+            operation.as_strategy(
+                mode, **{**choice, "headers": {**headers, **choice.get("headers", {})}}
+            ),
+        )
+        for mode in modes
+        for choice in fixed
+    ]
+
+
+def _use_policy_names(body: dict[str, Any], data: st.DataObject) -> None:
+    """Swaps generated names for the policy's real ones, some of the time."""
+    for name, values in _NAMES.items():
+        if name in body and data.draw(st.booleans()):
+            body[name] = data.draw(st.sampled_from(values))
+    for name, values in _NAME_LISTS.items():
+        if isinstance(body.get(name), list) and data.draw(st.booleans()):
+            body[name] = data.draw(st.lists(st.sampled_from(values), max_size=3, unique=True))
+
+
+@pytest.mark.parametrize(("role", "method", "path"), _operations())
+def test_operation_conforms_to_its_schema(
+    workbench: Workbench, role: str, method: str, path: str
+) -> None:
+    operation = workbench.schema[path][method]
+    tenant = "events" if path.endswith("/events") else role
+    seeded = workbench.tenants.get(tenant) if role != "anonymous" else None
+    if seeded is None and role != "anonymous":
+        pytest.fail(f"no seeded tenant for {role}")
+
+    @hypothesis.settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    @hypothesis.given(tagged=st.one_of(_strategies(operation, role, seeded)), data=st.data())
+    def check(tagged: tuple[GenerationMode, Any], data: st.DataObject) -> None:
+        mode, case = tagged
+        if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
+            _use_policy_names(case.body, data)
+        case.call_and_validate(checks=CHECKS, timeout=REQUEST_TIMEOUT)
+
+    check()
