@@ -67,6 +67,7 @@ class Endpoint:
         )
         request.state.principal = principal
         actor = principal.actor_for(self.role)
+        _refuse_nul(request)
         call = Call(
             request=request,
             actor=actor,
@@ -118,8 +119,17 @@ def endpoint(
     return declare
 
 
+def _refuse_nul(request: Request) -> None:
+    # Postgres text cannot hold U+0000: refuse it as bad input rather than fail storing it.
+    values = [*map(str, request.path_params.values()), *request.query_params.values()]
+    if any("\x00" in value for value in values):
+        raise ApiError(400, "invalid_request", "the request contains a NUL character")
+
+
 async def _parse_body(request: Request, model: type[BodyT]) -> BodyT:
     raw = await request.body()
+    if b"\\u0000" in raw.lower():
+        raise ApiError(400, "invalid_request", "the body contains a NUL character (\\u0000)")
     if not raw.strip():
         data: Any = {}
     else:

@@ -44,6 +44,10 @@ class DiagnosticErrorResponse(_Response):
     error: str
 
 
+# Trace sequence numbers are Postgres integers.
+MAX_SEQ = 2**31 - 1
+
+
 class TaskListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -56,7 +60,7 @@ class TaskListQuery(BaseModel):
 class TraceListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    after_seq: int = Field(default=0, ge=0)
+    after_seq: int = Field(default=0, ge=0, le=MAX_SEQ)
     limit: int = Field(default=1000, ge=1, le=5000)
 
 

@@ -11,6 +11,7 @@ from starlette.responses import StreamingResponse
 
 from api.endpoints import Call, Endpoint, endpoint
 from api.errors import ApiError
+from api.schemas import MAX_SEQ
 from ledger.models import TraceEvent
 from ledger.notify import wait_any
 from ledger.states import TERMINAL, TaskStatus
@@ -66,7 +67,7 @@ def _resume_from(call: Call) -> int:
     raw = call.request.headers.get("last-event-id") or call.request.query_params.get("after_seq")
     if raw is None:
         return 0
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_SEQ):
         raise ApiError(400, "invalid_request", "Last-Event-ID must be a trace sequence number")
     return int(raw)
 

@@ -101,3 +101,24 @@ async def test_wrong_role_is_403(http, auth, new_task) -> None:
         _assert_error(response, 403, "forbidden")
     # A worker token is not a person's token.
     _assert_error(await http.get(TASKS, headers=auth("worker")), 403, "forbidden")
+
+
+async def test_inputs_postgres_cannot_store_are_400_not_500(http, auth, new_task) -> None:
+    body = {"lane": "analysis", "title": "a\u0000b", "instructions": "x"}
+    _assert_error(await http.post(TASKS, json=body, headers=auth()), 400, "invalid_request")
+    nested = {"lane": "analysis", "title": "t", "instructions": "x", "scope": {"k": "\u0000"}}
+    _assert_error(await http.post(TASKS, json=nested, headers=auth()), 400, "invalid_request")
+    _assert_error(
+        await http.get(TASKS, params={"lane": "\x00"}, headers=auth()), 400, "invalid_request"
+    )
+    _assert_error(await http.get("/api/it-requests/a%00b", headers=auth()), 400, "invalid_request")
+    task = (await new_task())["task"]
+    huge = await http.get(
+        f"{TASKS}/{task['id']}/traces", params={"after_seq": 2**31}, headers=auth()
+    )
+    _assert_error(huge, 400, "invalid_request")
+    for position in ("²", str(2**40)):
+        response = await http.get(
+            f"{TASKS}/{task['id']}/events", params={"after_seq": position}, headers=auth()
+        )
+        _assert_error(response, 400, "invalid_request")
