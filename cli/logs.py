@@ -15,7 +15,8 @@ def configure_logging(redactor: Redactor, *, level: int = logging.INFO) -> None:
         return redactor.value(event)
 
     renderer = (
-        structlog.dev.ConsoleRenderer()
+        # Plain tracebacks: the rich formatter would print local variables, secrets included.
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
         if sys.stderr.isatty()
         else structlog.processors.JSONRenderer()
     )
