@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ExceptionHandler
 
+from ledger.database import CONNECTION_LOST_ERRORS, connection_lost
 from ledger.errors import (
     ConfigError,
     Conflict,
@@ -140,6 +141,14 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
     )
 
 
+async def _interface_error(request: Request, error: Exception) -> JSONResponse:
+    # The server ended the connection under the request; any other InterfaceError is
+    # misuse, a bug: a 500.
+    if connection_lost(error):
+        return await _database_unavailable(request, error)
+    return await _unexpected(request, error)
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, method=request.method)
     return error_response(request.url.path, 500, "internal_error", "an unexpected error occurred")
@@ -149,9 +158,9 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     ApiError: _api_error,
     LedgerError: _ledger_error,
     HTTPException: _http_error,
-    asyncpg.PostgresConnectionError: _database_unavailable,
-    asyncpg.CannotConnectNowError: _database_unavailable,
-    asyncpg.TooManyConnectionsError: _database_unavailable,
-    ConnectionError: _database_unavailable,
+    asyncpg.InterfaceError: _interface_error,
+    # The rest of the ways the database goes away under a request: a restart (fast or
+    # immediate shutdown), an idle pooled connection the server ended, no free slot.
+    **dict.fromkeys(CONNECTION_LOST_ERRORS, _database_unavailable),
     Exception: _unexpected,
 }

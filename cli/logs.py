@@ -1,5 +1,6 @@
 """structlog set-up shared by every process: JSON lines in containers, readable lines
-on a terminal, and secret redaction as the last step before anything is written."""
+on a terminal, and secret redaction of everything the event carries before it is
+rendered and written."""
 
 import logging
 import sys
@@ -23,10 +24,12 @@ def configure_logging(redactor: Redactor, *, level: int = logging.INFO) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact,
+            # After redaction: neither can hold a secret, and a timestamp's colons would
+            # only send it through the patterns for nothing.
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -25,7 +25,7 @@ from ledger.errors import ConfigError
 from ledger.migrate import apply_migrations
 from ledger.policy import PolicyConfig, load_policy
 from ledger.redaction import Redactor
-from worker.executors import EXECUTORS
+from worker.executors import EXECUTORS, load_sdk
 from worker.service import Worker, WorkerConfig
 
 log = structlog.get_logger("workbench")
@@ -156,7 +156,9 @@ async def _dispatch(policy: PolicyConfig, stop: asyncio.Event) -> None:
         await run_dispatcher(pool, policy, stop, DispatcherConfig())
 
 
-def _worker(pool: asyncpg.Pool, policy: PolicyConfig, args: argparse.Namespace) -> Worker:
+async def _worker(pool: asyncpg.Pool, policy: PolicyConfig, args: argparse.Namespace) -> Worker:
+    if args.executor == "sdk":
+        await asyncio.to_thread(load_sdk)
     lanes = [lane for lane in args.lanes.split(",") if lane] or LaneRegistry(
         pool, policy
     ).configured()
@@ -164,17 +166,24 @@ def _worker(pool: asyncpg.Pool, policy: PolicyConfig, args: argparse.Namespace) 
     return Worker(pool, policy, config, EXECUTORS[args.executor], artifact_store_from_env())
 
 
+def _worker_pool_size(concurrency: int) -> int:
+    # A run holds a connection only for one statement batch at a time (claims and
+    # completions are batched, heartbeats are short), so a few connections serve many
+    # runs; one per run would exhaust Postgres's max_connections across a fleet.
+    return min(concurrency, 16) + 4
+
+
 async def _work(policy: PolicyConfig, args: argparse.Namespace, stop: asyncio.Event) -> None:
-    async with _database(max_size=args.concurrency + 4) as pool:
-        await _worker(pool, policy, args).run(stop)
+    async with _database(max_size=_worker_pool_size(args.concurrency)) as pool:
+        await (await _worker(pool, policy, args)).run(stop)
 
 
 async def _up(policy: PolicyConfig, args: argparse.Namespace, stop: asyncio.Event) -> None:
-    async with _database(max_size=args.concurrency + 6) as pool:
+    async with _database(max_size=_worker_pool_size(args.concurrency) + 2) as pool:
         await asyncio.gather(
             _serve_api(stop),
             run_dispatcher(pool, policy, stop, DispatcherConfig()),
-            _worker(pool, policy, args).run(stop),
+            (await _worker(pool, policy, args)).run(stop),
         )
 
 

@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 
 from lanes.base import LaneMessage, LockLost, Received
+from ledger.notify import Listener
 from ledger.sql import query
 from metrics import DEAD_LETTERS
 
@@ -25,32 +26,30 @@ CHANNEL = "workbench_lanes"
 
 class LaneListener:
     """One LISTEN connection per process, shared by its lanes: a notification sets the
-    wake-up event of every receiver waiting on that lane."""
+    wake-up event of every receiver waiting on that lane. The connection is opened
+    again after it is lost (a database restart), each time a receiver asks; until then
+    the receivers poll."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
         self._events: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
-        self._connection: asyncpg.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._listener = Listener(pool, CHANNEL, self._notified)
 
-    def _notified(self, _connection: object, _pid: int, _channel: str, lane: str) -> None:
+    def _notified(self, lane: str) -> None:
         for event in self._events.get(lane, ()):
             event.set()
 
     async def subscribe(self, lane: str) -> asyncio.Event:
-        async with self._lock:
-            if self._connection is None or self._connection.is_closed():
-                self._connection = await self.pool.acquire()
-                await self._connection.add_listener(CHANNEL, self._notified)
         event = asyncio.Event()
         self._events[lane].add(event)
+        await self.ensure()
         return event
 
+    async def ensure(self) -> None:
+        """Listening again if the connection was lost; cheap while it holds."""
+        await self._listener.ensure()
+
     async def close(self) -> None:
-        if self._connection is not None and not self._connection.is_closed():
-            await self._connection.remove_listener(CHANNEL, self._notified)
-            await self.pool.release(self._connection)
-        self._connection = None
+        await self._listener.close()
 
 
 class PostgresLane:
@@ -88,6 +87,8 @@ class PostgresLane:
         """Up to `max_messages` locked messages; waits up to `max_wait` for the first."""
         if self._wake is None:
             self._wake = await self.listener.subscribe(self.name)
+        else:
+            await self.listener.ensure()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
         while True:
@@ -140,7 +141,21 @@ class PostgresLane:
         return result
 
     async def complete(self, received: Received) -> None:
-        await self._settle("lane_complete", received)
+        if await self.complete_batch([received]):
+            raise LockLost(f"lock on message {received.message.message_id} was lost")
+
+    async def complete_batch(self, batch: list[Received]) -> list[Received]:
+        if not batch:
+            return []
+        completed = set(
+            await self.pool.fetchval(
+                query("lane_complete"),
+                [item.handle[0] for item in batch],
+                [item.handle[1] for item in batch],
+            )
+            or ()
+        )
+        return [item for item in batch if item.handle[0] not in completed]
 
     async def abandon(self, received: Received) -> None:
         await self._settle("lane_abandon", received)

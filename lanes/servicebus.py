@@ -146,6 +146,16 @@ class ServiceBusLane:
     async def complete(self, received: Received) -> None:
         await self._settle("complete_message", received)
 
+    async def complete_batch(self, batch: list[Received]) -> list[Received]:
+        # Service Bus settles one message per call; the calls share one link.
+        outcomes = await asyncio.gather(
+            *(self.complete(item) for item in batch), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, LockLost):
+                raise outcome
+        return [item for item, outcome in zip(batch, outcomes, strict=True) if outcome]
+
     async def abandon(self, received: Received) -> None:
         await self._settle("abandon_message", received)
 

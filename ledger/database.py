@@ -97,13 +97,69 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+class DatabaseUnreachable(ConnectionError):
+    """Postgres could not be reached at all: the server is down or restarting, or its
+    socket file is gone. A ConnectionError whatever the socket said (a missing socket
+    file is a FileNotFoundError), so the API answers 503 "retry", not 500."""
+
+
+# How asyncpg words an InterfaceError about a connection the server ended under a
+# statement in flight: raised when the transaction or the proxy is used again. Any
+# other InterfaceError is misuse, a bug.
+CONNECTION_LOST_MESSAGES = (
+    "connection is closed",
+    "connection was closed",
+    "connection has been released back to the pool",
+)
+
+# The server ended the session (a restart, a failover) or could not be reached.
+CONNECTION_LOST_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,  # DatabaseUnreachable among them
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    # A pooled connection the server ended while it sat idle: asyncpg notices only at
+    # the next statement, in the middle of its protocol.
+    asyncpg.InternalClientError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def connection_lost(error: BaseException) -> bool:
+    """The database went away under a statement: worth trying again shortly."""
+    if isinstance(error, asyncpg.InterfaceError):
+        return any(marker in str(error) for marker in CONNECTION_LOST_MESSAGES)
+    return isinstance(error, CONNECTION_LOST_ERRORS)
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except ConnectionError:
+        raise
+    except OSError as error:
+        raise DatabaseUnreachable(f"{type(error).__name__}: {error}") from error
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What a pooled connection needs on its way back, beyond asyncpg's own step (which
+    rolls back a transaction left open and drops listener callbacks): nothing. Nothing
+    here leaves server-side session state behind: advisory locks are transaction-scoped,
+    settings are never changed per session, and a listener sends UNLISTEN before it lets
+    its connection go. The default reset would spend a round trip and a statement
+    (`RESET ALL; UNLISTEN *; ...`) on every release, one per transaction."""
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         password=_password_source(),
+        connect=_connect,
         init=_init_connection,
+        reset=_keep_session,
         max_inactive_connection_lifetime=300.0,
     )
     assert pool is not None

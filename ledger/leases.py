@@ -21,6 +21,7 @@ import structlog
 
 from ledger.artifact_store import StoredObject
 from ledger.errors import LedgerError
+from ledger.group_commit import GroupCommit
 from ledger.models import Artifact, Run, Task, artifact_record
 from ledger.policy import PolicyConfig
 from ledger.redaction import Redactor
@@ -62,6 +63,22 @@ class SpanEvent:
 
 
 @dataclass(frozen=True)
+class Hint:
+    """What a claim asks for: the run a lane message names, at the attempt it names."""
+
+    task_id: UUID
+    run_id: UUID
+    attempt: int
+
+
+@dataclass(frozen=True)
+class _Completion:
+    fence: Fence
+    worker: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Claim:
     fence: Fence
     task: Task
@@ -88,19 +105,27 @@ class Leases:
         self.pool = pool
         self.policy = policy
         self.redactor = Redactor(policy.secret_keys)
+        self._completions = GroupCommit(self._complete_batch)
 
     # -- claim -------------------------------------------------------------------
 
     async def claim(
         self, *, task_id: UUID, run_id: UUID, attempt: int, worker: str, via: str
     ) -> Claim | None:
-        """Claim the run a lane message names. None when the ledger says it is not
-        waiting any more (a duplicate, late or out-of-order hint): nothing runs twice."""
+        """Claim the run a lane message names (see `claim_batch`)."""
+        (claim,) = await self.claim_batch([Hint(task_id, run_id, attempt)], worker=worker, via=via)
+        return claim
+
+    async def claim_batch(self, hints: list[Hint], *, worker: str, via: str) -> list[Claim | None]:
+        """Claim the runs a batch of lane messages names, in one transaction; one entry
+        per hint, in order. None where the ledger says the run is not waiting any more
+        (a duplicate, late or out-of-order hint, or a second copy in this batch):
+        nothing runs twice."""
         async with self.pool.acquire() as connection, connection.transaction():
-            task = await connection.fetchrow(query("lock_task_for_run"), run_id, _WAITING)
-            if task is None or task["id"] != task_id:
-                return None
-            return await self._claim_locked(connection, task, attempt, worker, via)
+            tasks = await connection.fetch(
+                query("lock_tasks_for_runs"), [hint.run_id for hint in hints], _WAITING
+            )
+            return await self._claim_locked(connection, tasks, hints, worker, via)
 
     async def claim_next(self, *, tenant_id: str, lanes: list[str], worker: str) -> Claim | None:
         """Claim the oldest waiting run in `lanes` (the HTTP worker protocol)."""
@@ -109,38 +134,65 @@ class Leases:
             if picked is None:
                 return None
             task = await connection.fetchrow(query("get_task"), tenant_id, picked["task_id"])
-            return await self._claim_locked(connection, task, picked["attempt"], worker, "http")
+            hint = Hint(picked["task_id"], picked["id"], picked["attempt"])
+            (claim,) = await self._claim_locked(connection, [task], [hint], worker, "http")
+            return claim
 
     async def _claim_locked(
         self,
         connection: asyncpg.Connection,
-        task: asyncpg.Record,
-        attempt: int,
+        tasks: list[asyncpg.Record],
+        hints: list[Hint],
         worker: str,
         via: str,
-    ) -> Claim | None:
-        fence = Fence(task["current_run_id"], attempt, secrets.token_urlsafe(32))
-        lane = self.policy.lanes[task["lane"]]
-        run = await connection.fetchrow(
-            query("claim_run"),
-            fence.run_id,
-            attempt,
+    ) -> list[Claim | None]:
+        waiting = {task["current_run_id"]: task for task in tasks}
+        wanted: dict[UUID, tuple[Fence, asyncpg.Record]] = {}
+        for hint in hints:
+            task = waiting.get(hint.run_id)
+            if task is not None and task["id"] == hint.task_id and hint.run_id not in wanted:
+                fence = Fence(hint.run_id, hint.attempt, secrets.token_urlsafe(32))
+                wanted[hint.run_id] = (fence, task)
+        lease_seconds = {
+            run_id: self.policy.lanes[task["lane"]].lease_seconds
+            for run_id, (_, task) in wanted.items()
+        }
+        runs = await connection.fetch(
+            query("claim_runs"),
+            list(wanted),
+            [fence.attempt for fence, _ in wanted.values()],
+            [fence.token_hash for fence, _ in wanted.values()],
             worker,
-            fence.token_hash,
-            lane.lease_seconds,
+            list(lease_seconds.values()),
         )
-        if run is None:
-            return None
-        claimed = await self._move_locked(
+        claimed = {run["id"]: run for run in runs}
+        moving = [wanted[run_id] for run_id in claimed]
+        moved = await self._move_all_locked(
             connection,
-            task,
+            [task for _, task in moving],
             TaskStatus.RUNNING,
-            actor=worker,
             kind="worker_receipt",
-            message=f"attempt {attempt} claimed by {worker}",
-            data={"via": via, "lease_seconds": lane.lease_seconds},
+            actors=[worker] * len(moving),
+            messages=[f"attempt {fence.attempt} claimed by {worker}" for fence, _ in moving],
+            data=[
+                {"via": via, "lease_seconds": lease_seconds[fence.run_id]} for fence, _ in moving
+            ],
         )
-        return Claim(fence, Task.model_validate(dict(claimed)), Run.model_validate(dict(run)))
+        tasks_now = {task["id"]: task for task in moved}
+        result: list[Claim | None] = []
+        for hint in hints:
+            run = claimed.pop(hint.run_id, None)
+            if run is None:
+                result.append(None)
+                continue
+            result.append(
+                Claim(
+                    wanted[hint.run_id][0],
+                    Task.model_validate(dict(tasks_now[run["task_id"]])),
+                    Run.model_validate(dict(run)),
+                )
+            )
+        return result
 
     # -- while running -------------------------------------------------------------
 
@@ -160,18 +212,41 @@ class Leases:
     async def complete(
         self, fence: Fence, *, worker: str, result: dict[str, Any] | None = None
     ) -> Task:
-        async with self._fenced(fence, worker, "complete") as connection:
-            task = await self._end_attempt(connection, fence, RunStatus.SUCCEEDED)
-            finished = await self._move_locked(
+        """Record success. Completions that arrive together commit together (see
+        `GroupCommit`); each is still fenced on its own."""
+        return await self._completions.submit(_Completion(fence, worker, result or {}))
+
+    async def _complete_batch(self, items: list[_Completion]) -> list[Task | BaseException]:
+        async with self.pool.acquire() as connection, connection.transaction():
+            run_ids = list(dict.fromkeys(item.fence.run_id for item in items))
+            tasks = await connection.fetch(query("lock_tasks_for_runs"), run_ids, _RUNNING)
+            locked = {task["current_run_id"]: task for task in tasks}
+            fences = list(dict.fromkeys(i.fence for i in items if i.fence.run_id in locked))
+            finished = await self._finish_locked(connection, fences, RunStatus.SUCCEEDED)
+            done: dict[Fence, _Completion] = {}
+            for item in items:  # a completion sent twice counts once
+                if (item.fence.run_id, item.fence.token_hash) in finished:
+                    done.setdefault(item.fence, item)
+            moved = await self._move_all_locked(
                 connection,
-                task,
+                [locked[fence.run_id] for fence in done],
                 TaskStatus.SUCCEEDED,
-                actor=worker,
                 kind="succeeded",
-                message=f"attempt {fence.attempt} succeeded",
-                data=result or {},
+                actors=[item.worker for item in done.values()],
+                messages=[f"attempt {fence.attempt} succeeded" for fence in done],
+                data=[item.result for item in done.values()],
             )
-        return Task.model_validate(dict(finished))
+        by_run = {task["current_run_id"]: Task.model_validate(dict(task)) for task in moved}
+        outcomes: list[Task | BaseException] = []
+        for item in items:
+            if done.get(item.fence) is item:
+                outcomes.append(by_run[item.fence.run_id])
+                continue
+            try:  # after the commit: the refusal's own trace event needs the task lock
+                await self._refused(item.fence, item.worker, "complete")
+            except FenceRejected as refused:
+                outcomes.append(refused)
+        return outcomes
 
     async def fail(
         self,
@@ -267,7 +342,9 @@ class Leases:
             return 0
         async with self._fenced(fence, worker, "trace") as connection:
             task = await connection.fetchrow(
-                query("lock_task_for_run"), fence.run_id, [TaskStatus.RUNNING, TaskStatus.CANCELLED]
+                query("lock_tasks_for_runs"),
+                [fence.run_id],
+                [TaskStatus.RUNNING, TaskStatus.CANCELLED],
             )
             held = await connection.fetchval(query("holds_run_or_was_cancelled"), *fence.columns)
             if task is None or held is None:
@@ -364,18 +441,32 @@ class Leases:
         """Lock the task, then end its run if this fence still holds it; returns the
         locked task (still `running`)."""
         task = await self._lock_running(connection, fence)
-        run = await connection.fetchrow(
-            query("finish_run_if_owner"),
-            fence.run_id,
-            fence.attempt,
-            fence.token_hash,
+        if not await self._finish_locked(connection, [fence], run_status, failure_kind, error):
+            raise _Refusal
+        return task
+
+    @staticmethod
+    async def _finish_locked(
+        connection: asyncpg.Connection,
+        fences: list[Fence],
+        run_status: RunStatus,
+        failure_kind: str | None = None,
+        error: str | None = None,
+    ) -> set[tuple[UUID, str]]:
+        """End the runs these fences still hold (their tasks locked); returns the
+        (run id, token hash) of each run ended."""
+        if not fences:
+            return set()
+        rows = await connection.fetch(
+            query("finish_runs_if_owner"),
+            [fence.run_id for fence in fences],
+            [fence.attempt for fence in fences],
+            [fence.token_hash for fence in fences],
             run_status,
             failure_kind,
             error,
         )
-        if run is None:
-            raise _Refusal
-        return task
+        return {(row["id"], row["claim_token_hash"]) for row in rows}
 
     async def _move_locked(
         self,
@@ -390,19 +481,56 @@ class Leases:
         data: dict[str, Any] | None = None,
     ) -> asyncpg.Record:
         """Move a task this transaction has locked, with its trace event."""
-        moved = await connection.fetchrow(query("set_task_status"), task["id"], to_status, reason)
-        await append_trace(
+        (moved,) = await self._move_all_locked(
             connection,
-            self.redactor,
-            task["id"],
-            kind,
-            actor=actor,
-            from_status=task["status"],
-            to_status=to_status,
-            run_id=task["current_run_id"],
-            message=message,
-            data=data,
+            [task],
+            to_status,
+            kind=kind,
+            actors=[actor],
+            messages=[message],
+            data=[data or {}],
+            reason=reason,
         )
+        return moved
+
+    async def _move_all_locked(
+        self,
+        connection: asyncpg.Connection,
+        tasks: list[asyncpg.Record],
+        to_status: TaskStatus,
+        *,
+        kind: str,
+        actors: list[str],
+        messages: list[str],
+        data: list[dict[str, Any]],
+        reason: str | None = None,
+    ) -> list[asyncpg.Record]:
+        """Move tasks this transaction has locked, each with its trace event, in one
+        statement; one `state_change` log line per task, as for every transition."""
+        if not tasks:
+            return []
+        moved = await connection.fetch(
+            query("move_tasks"),
+            [task["id"] for task in tasks],
+            to_status,
+            kind,
+            reason,
+            [task["status"] for task in tasks],
+            [task["current_run_id"] for task in tasks],
+            actors,
+            [self.redactor.text(message) for message in messages],
+            [self.redactor.value(item) for item in data],
+        )
+        for task, actor in zip(tasks, actors, strict=True):
+            log.info(
+                "state_change",
+                task_id=str(task["id"]),
+                run_id=str(task["current_run_id"]),
+                kind=kind,
+                from_status=task["status"],
+                to_status=to_status,
+                actor=actor,
+            )
         return moved
 
     @contextlib.asynccontextmanager
@@ -419,7 +547,7 @@ class Leases:
 
     @staticmethod
     async def _lock_running(connection: asyncpg.Connection, fence: Fence) -> asyncpg.Record:
-        task = await connection.fetchrow(query("lock_task_for_run"), fence.run_id, _RUNNING)
+        task = await connection.fetchrow(query("lock_tasks_for_runs"), [fence.run_id], _RUNNING)
         if task is None:
             raise _Refusal
         return task
@@ -519,7 +647,7 @@ class Leases:
         for candidate in await self.pool.fetch(query("expired_leases"), batch):
             async with self.pool.acquire() as connection, connection.transaction():
                 task = await connection.fetchrow(
-                    query("lock_task_for_run"), candidate["id"], _RUNNING
+                    query("lock_tasks_for_runs"), [candidate["id"]], _RUNNING
                 )
                 if task is None:
                     continue
@@ -564,7 +692,7 @@ class Leases:
     async def _redispatch(self, run_id: UUID, actor: str) -> int:
         async with self.pool.acquire() as connection, connection.transaction():
             task = await connection.fetchrow(
-                query("lock_task_for_run"), run_id, [TaskStatus.DISPATCHED]
+                query("lock_tasks_for_runs"), [run_id], [TaskStatus.DISPATCHED]
             )
             if task is None or await connection.fetchrow(query("redispatch_run"), run_id) is None:
                 return 0

@@ -12,6 +12,19 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
+def is_open(connection: asyncpg.Connection | None) -> bool:
+    """Whether a connection held from the pool is still usable. When the server ends
+    a connection (a restart, a failover), asyncpg hands it back to the pool itself and
+    detaches the proxy the holder kept: asking that proxy anything then raises
+    InterfaceError instead of answering "closed"."""
+    if connection is None:
+        return False
+    try:
+        return not connection.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 class Listener:
     def __init__(self, pool: asyncpg.Pool, channel: str, on_payload: Callable[[str], None]) -> None:
         self.pool = pool
@@ -27,13 +40,13 @@ class Listener:
         """(Re)connect if needed; cheap when already listening. Failures are logged and
         left to the caller's polling."""
         async with self._lock:
-            if self._connection is not None and not self._connection.is_closed():
+            if is_open(self._connection):
                 return
             await self.close()
             try:
                 self._connection = await self.pool.acquire(timeout=5)
                 await self._connection.add_listener(self.channel, self._notified)
-            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
                 log.warning("listen_failed", channel=self.channel, error=type(error).__name__)
                 await self.close()
 

@@ -16,6 +16,19 @@ _SECRET_PATTERNS = (
 )
 
 
+def _could_hold_secret(value: str) -> bool:
+    """False for text that none of the patterns can match: each needs one of these
+    (an assignment needs `=` or `:`). Most text written (ids, kinds, status messages)
+    has none, and this check costs a fraction of running the patterns."""
+    return (
+        "=" in value
+        or ":" in value
+        or "sk-" in value
+        or "eyJ" in value
+        or "bearer" in value.lower()
+    )
+
+
 class Redactor:
     """Replaces values under secret-bearing keys, and secret-looking text anywhere.
 
@@ -26,6 +39,7 @@ class Redactor:
 
     def __init__(self, secret_keys: Iterable[str]) -> None:
         self._suffixes = tuple(key.lower().replace("-", "_") for key in secret_keys)
+        self._known_keys: dict[str, bool] = {}
         # `name=value` / `name: value` in free text, for the same names.
         names = "|".join(re.escape(suffix) for suffix in self._suffixes)
         self._assignment = re.compile(
@@ -33,9 +47,18 @@ class Redactor:
         )
 
     def is_secret_key(self, key: str) -> bool:
-        return key.lower().replace("-", "_").endswith(self._suffixes)
+        # Keys repeat (every log line and trace event uses a few dozen), so each is
+        # looked at once per process.
+        secret = self._known_keys.get(key)
+        if secret is None:
+            secret = key.lower().replace("-", "_").endswith(self._suffixes)
+            if len(self._known_keys) < 10_000:  # keys from requests could be endless
+                self._known_keys[key] = secret
+        return secret
 
     def text(self, value: str) -> str:
+        if not _could_hold_secret(value):
+            return value
         for pattern in _SECRET_PATTERNS:
             value = pattern.sub(REDACTED, value)
         return self._assignment.sub(rf"\1\2{REDACTED}", value)

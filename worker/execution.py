@@ -11,13 +11,14 @@ visible while it runs and complete when it ends (a cancelled run keeps what it d
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
 import structlog
 
+from ledger.database import connection_lost
 from ledger.leases import Claim, FenceRejected
 from ledger.models import Task
 from metrics import RUN_DURATION, SDK_TOKENS
@@ -78,7 +79,7 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
     if execution.stop_reason is not None:  # stopped between claim and start
         return await _stopped(execution, run, logger)
     execution.task = asyncio.create_task(executor(run))
-    heartbeat = asyncio.create_task(_heartbeat(execution, run))
+    heartbeat = _Heartbeat(execution, run)
     try:
         result = await execution.task
     except asyncio.CancelledError:
@@ -87,31 +88,26 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
         await _flush_spans(run, logger)
         return await _stopped(execution, run, logger)
     except ExecutionBlocked as blocked:
-        return await _fenced(leases.block(fence, worker=worker, reason=str(blocked)), logger)
+        reason = str(blocked)
+        return await _fenced(run, logger, lambda: leases.block(fence, worker=worker, reason=reason))
     except Exception as error:  # the agent's failure is the run's outcome
         kind, retryable = (
             (error.failure_kind, error.retryable)
             if isinstance(error, ExecutionFailed)
             else ("executor_error", True)
         )
-        logger.warning(
-            "execution_failed", failure_kind=kind, error=f"{type(error).__name__}: {error}"
-        )
+        described = f"{type(error).__name__}: {error}"
+        logger.warning("execution_failed", failure_kind=kind, error=described)
         await _flush_spans(run, logger)
         return await _fenced(
-            leases.fail(
-                fence,
-                worker=worker,
-                failure_kind=kind,
-                error=f"{type(error).__name__}: {error}",
-                retryable=retryable,
-            ),
+            run,
             logger,
+            lambda: leases.fail(
+                fence, worker=worker, failure_kind=kind, error=described, retryable=retryable
+            ),
         )
     finally:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+        await heartbeat.stop()
 
     if not await _flush_spans(run, logger):
         return None
@@ -120,23 +116,25 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
         SDK_TOKENS.labels(lane, model, "input").inc(result.input_tokens)
         SDK_TOKENS.labels(lane, model, "output").inc(result.output_tokens)
         await _fenced(
-            leases.record_usage(
+            run,
+            logger,
+            lambda: leases.record_usage(
                 fence,
                 worker=worker,
                 input_tokens=result.input_tokens,
                 output_tokens=result.output_tokens,
             ),
-            logger,
         )
     if result.paused is not None:
         return await _fenced(
-            leases.pause(
+            run,
+            logger,
+            lambda: leases.pause(
                 fence,
                 worker=worker,
                 saved_state=result.paused.saved_state,
                 pending=result.paused.pending,
             ),
-            logger,
         )
     if result.final_output:
         stored = await asyncio.to_thread(
@@ -147,7 +145,9 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
             leases.redactor.text(result.final_output).encode(),
         )
         recorded = await _fenced(
-            leases.add_artifact(
+            run,
+            logger,
+            lambda: leases.add_artifact(
                 fence,
                 worker=worker,
                 name="final_output.md",
@@ -155,22 +155,38 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
                 stored=stored,
                 metadata={"kind": "final_output", "attempt": fence.attempt},
             ),
-            logger,
         )
         if recorded is None:  # the run was taken over: leave no unreferenced content
             await asyncio.to_thread(run.store.delete, stored.storage_ref)
             return None
     usage = {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens}
-    return await _fenced(leases.complete(fence, worker=worker, result={"usage": usage}), logger)
+    return await _fenced(
+        run, logger, lambda: leases.complete(fence, worker=worker, result={"usage": usage})
+    )
 
 
-async def _fenced(write: Awaitable[T], logger: Any) -> T | None:
-    """A fenced write; a refusal means the run was taken over: log it and stop."""
-    try:
-        return await write
-    except FenceRejected:
-        logger.warning("write_refused_lease_lost")
-        return None
+async def _fenced(run: RunContext, logger: Any, write: Callable[[], Awaitable[T]]) -> T | None:
+    """A fenced write. A refusal means the run was taken over: log it and stop. A lost
+    database connection (a restart, a failover) is retried with backoff for as long as
+    the lease surely lasts (two thirds of it: the last heartbeat was at most a third
+    ago), so finished work is not thrown away and run again because of a blip. A
+    refusal after such a retry may be the first try's own success, whose answer was
+    lost; the fence makes either reading safe."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + run.lane.lease_seconds * 2 / 3
+    delay, retried = 0.1, False
+    while True:
+        try:
+            return await write()
+        except FenceRejected:
+            logger.warning("write_refused_lease_lost", after_retry=retried)
+            return None
+        except Exception as error:
+            if not connection_lost(error) or loop.time() + delay > deadline:
+                raise
+            logger.warning("ledger_write_retrying", error=type(error).__name__, delay=delay)
+            await asyncio.sleep(delay)
+            delay, retried = min(delay * 2, 2.0), True
 
 
 async def _flush_spans(run: RunContext, logger: Any) -> bool:
@@ -181,7 +197,9 @@ async def _flush_spans(run: RunContext, logger: Any) -> bool:
         return True
     try:
         written = await _fenced(
-            run.leases.append_spans(run.claim.fence, worker=run.worker, spans=finished), logger
+            run,
+            logger,
+            lambda: run.leases.append_spans(run.claim.fence, worker=run.worker, spans=finished),
         )
     except Exception:
         spans.put_back(trace_id, finished)  # the next flush tries again
@@ -194,18 +212,41 @@ async def _stopped(execution: Execution, run: RunContext, logger: Any) -> Task |
     logger.info("execution_stopped", reason=str(reason))
     if reason == StopReason.DRAIN:
         return await _fenced(
-            run.leases.release(execution.claim.fence, worker=run.worker, reason="worker draining"),
+            run,
             logger,
+            lambda: run.leases.release(
+                execution.claim.fence, worker=run.worker, reason="worker draining"
+            ),
         )
     return None  # cancelled or lease lost: the ledger already records what happened
 
 
+class _Heartbeat:
+    """Extends the lease every third of it, from a third of a lease after the claim: a
+    run that ends sooner (most short runs) never costs a task of its own."""
+
+    def __init__(self, execution: Execution, run: RunContext) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(
+            run.lane.lease_seconds / 3, self._start, execution, run
+        )
+
+    def _start(self, execution: Execution, run: RunContext) -> None:
+        self._task = asyncio.create_task(_heartbeat(execution, run))
+
+    async def stop(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 async def _heartbeat(execution: Execution, run: RunContext) -> None:
-    """Extend the lease every third of it, writing the spans finished meanwhile; a
-    refused heartbeat stops the execution."""
+    """Beat now and every third of a lease after, writing the spans finished meanwhile;
+    a refused heartbeat stops the execution."""
     lease_seconds = run.lane.lease_seconds
     while True:
-        await asyncio.sleep(lease_seconds / 3)
         try:
             await run.leases.heartbeat(
                 execution.claim.fence, worker=run.worker, lease_seconds=lease_seconds
@@ -220,3 +261,4 @@ async def _heartbeat(execution: Execution, run: RunContext) -> None:
                 run_id=str(execution.claim.fence.run_id),
                 error=type(error).__name__,
             )
+        await asyncio.sleep(lease_seconds / 3)

@@ -58,6 +58,16 @@ def sdk_import_error() -> str | None:
     return None
 
 
+def load_sdk() -> None:
+    """Import what the sdk executor needs. Call it off the event loop before the first
+    run: on a busy machine these imports take seconds, and on the loop they would hold
+    up every heartbeat of the worker, long enough to lose short leases. A missing SDK is
+    left for the run to report (the task becomes `blocked`)."""
+    if sdk_import_error() is None:
+        for module in ("worker.providers", "worker.tools", "worker.tracing"):
+            importlib.import_module(module)
+
+
 def arguments_sha256(arguments: str | None) -> str:
     return hashlib.sha256((arguments or "").encode()).hexdigest()
 

@@ -22,10 +22,10 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from lanes.base import Lane, LockLost, Received
+from lanes.base import Lane, Received
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import ArtifactStore
-from ledger.leases import Leases
+from ledger.leases import Claim, Hint, Leases
 from ledger.notify import Listener, wait_any
 from ledger.policy import PolicyConfig
 from metrics import WORKER_CAPACITY, WORKER_IN_FLIGHT
@@ -120,8 +120,16 @@ class Worker:
                 log.warning("receive_failed", lane=lane.name, error=f"{type(error).__name__}")
                 await wait_any(stop, seconds=1.0)
                 continue
-            for message in received:
-                handler = asyncio.create_task(self._handle(lane, message))
+            if not received:
+                continue
+            try:
+                claims = await self._claim(lane, received)
+            except Exception as error:  # the hints come back when their locks run out
+                log.warning("claim_failed", lane=lane.name, error=f"{type(error).__name__}")
+                await wait_any(stop, seconds=1.0)
+                continue
+            for claim in claims:
+                handler = asyncio.create_task(self._execute(claim))
                 self._handlers.add(handler)
                 handler.add_done_callback(self._handler_done)
 
@@ -131,24 +139,25 @@ class Worker:
         if not handler.cancelled() and handler.exception() is not None:
             log.error("handler_crashed", error=repr(handler.exception()))
 
-    async def _handle(self, lane: Lane, received: Received) -> None:
-        hint = received.message
-        claim = await self.leases.claim(
-            task_id=hint.task_id,
-            run_id=hint.run_id,
-            attempt=hint.attempt,
-            worker=self.name,
-            via=lane.name,
-        )
+    async def _claim(self, lane: Lane, received: list[Received]) -> list[Claim]:
+        """Claim what a batch of hints names, in one transaction, then settle the batch."""
+        hints = [
+            Hint(item.message.task_id, item.message.run_id, item.message.attempt)
+            for item in received
+        ]
+        claims = await self.leases.claim_batch(hints, worker=self.name, via=lane.name)
         await self._settle(lane, received)
-        if claim is None:
-            log.info(
-                "stale_hint_dropped",
-                run_id=str(hint.run_id),
-                attempt=hint.attempt,
-                delivery_count=received.delivery_count,
-            )
-            return
+        for item, claim in zip(received, claims, strict=True):
+            if claim is None:
+                log.info(
+                    "stale_hint_dropped",
+                    run_id=str(item.message.run_id),
+                    attempt=item.message.attempt,
+                    delivery_count=item.delivery_count,
+                )
+        return [claim for claim in claims if claim is not None]
+
+    async def _execute(self, claim: Claim) -> None:
         execution = Execution(claim)
         WORKER_IN_FLIGHT.inc()
         if self._draining:  # claimed while shutting down: hand it straight back
@@ -165,19 +174,18 @@ class Worker:
             WORKER_IN_FLIGHT.dec()
 
     @staticmethod
-    async def _settle(lane: Lane, received: Received) -> None:
+    async def _settle(lane: Lane, received: list[Received]) -> None:
         try:
-            await lane.complete(received)
-        except LockLost:
-            # Redelivered meanwhile; the copy will find the run claimed and be dropped.
-            log.info("hint_lock_lost", message_id=received.message.message_id)
-        except Exception as error:  # the claim stands; the run must still execute
-            # The hint comes back when its lock runs out and is dropped as stale.
+            lost = await lane.complete_batch(received)
+        except Exception as error:  # the claims stand; the runs must still execute
+            # The hints come back when their locks run out and are dropped as stale.
             log.warning(
-                "hint_settle_failed",
-                message_id=received.message.message_id,
-                error=f"{type(error).__name__}: {error}",
+                "hint_settle_failed", messages=len(received), error=f"{type(error).__name__}"
             )
+            return
+        for item in lost:
+            # Redelivered meanwhile; the copy will find the run claimed and be dropped.
+            log.info("hint_lock_lost", message_id=item.message.message_id)
 
     async def _drain(self) -> None:
         if not self._handlers:

@@ -25,9 +25,15 @@ WHERE m.id = picked.id
 RETURNING m.id, m.message_id, m.body, m.visible_at, m.lock_token, m.delivery_count;
 
 -- name: lane_complete
--- Removes a message still held under this lock.
-DELETE FROM lane_messages WHERE id = $1 AND lock_token = $2 AND visible_at > now()
-RETURNING id;
+-- Removes the messages ($1 ids) still held under their locks ($2); returns the ids
+-- removed, as one array.
+WITH completed AS (
+    DELETE FROM lane_messages m
+    USING unnest($1::bigint[], $2::uuid[]) AS c(id, lock_token)
+    WHERE m.id = c.id AND m.lock_token = c.lock_token AND m.visible_at > now()
+    RETURNING m.id
+)
+SELECT array_agg(id) FROM completed;
 
 -- name: lane_abandon
 -- Makes a locked message visible again at once.

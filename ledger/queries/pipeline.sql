@@ -39,24 +39,46 @@ SELECT id, trace_seq, tenant_id, run_id, 'dispatched', 'queued', 'dispatched', $
 FROM moved_tasks
 RETURNING task_id;
 
--- name: lock_task_for_run
--- Locks the task whose current run is $1 while it is in one of the statuses $2.
-SELECT * FROM tasks WHERE current_run_id = $1 AND status = ANY($2::text[]) FOR UPDATE;
+-- name: lock_tasks_for_runs
+-- Locks the tasks whose current runs are $1 while they are in one of the statuses $2,
+-- in id order, so two batches that share a task wait for each other, never deadlock.
+SELECT * FROM tasks
+WHERE current_run_id = ANY($1::uuid[]) AND status = ANY($2::text[])
+ORDER BY id
+FOR UPDATE;
 
--- name: claim_run
--- A worker's claim: only the attempt the hint names, only while it waits.
-UPDATE runs
-SET status = 'running', claimed_by = $3, claim_token_hash = $4,
-    lease_until = now() + make_interval(secs => $5), heartbeat_at = now(),
-    started_at = coalesce(started_at, now())
-WHERE id = $1 AND attempt = $2 AND status IN ('queued', 'dispatched')
-RETURNING *;
+-- name: claim_runs
+-- Workers' claims, a batch in one statement, on tasks the caller has locked: each run
+-- ($1) only at the attempt its hint names ($2) and only while it waits. $3 the claim
+-- token hashes, $5 the lease seconds, one per run.
+UPDATE runs r
+SET status = 'running', claimed_by = $4, claim_token_hash = c.token_hash,
+    lease_until = now() + make_interval(secs => c.lease_seconds), heartbeat_at = now(),
+    started_at = coalesce(r.started_at, now())
+FROM unnest($1::uuid[], $2::int[], $3::text[], $5::float8[])
+     AS c(run_id, attempt, token_hash, lease_seconds)
+WHERE r.id = c.run_id AND r.attempt = c.attempt AND r.status IN ('queued', 'dispatched')
+RETURNING r.*;
 
--- name: set_task_status
--- Moves a task the caller has locked; the caller appends the trace event.
-UPDATE tasks SET status = $2, terminal_reason = $3, updated_at = now()
-WHERE id = $1
-RETURNING *;
+-- name: move_tasks
+-- Moves tasks the caller has locked to status $2, each with its trace event of kind
+-- $3, a batch in one statement. $1 the task ids, $4 the terminal reason; then per task
+-- its status before ($5), run ($6), actor ($7), message ($8) and data ($9).
+WITH moved AS (
+    UPDATE tasks t
+    SET status = $2, terminal_reason = $4, updated_at = now(), trace_seq = t.trace_seq + 1
+    WHERE t.id = ANY($1::uuid[])
+    RETURNING t.*
+), events AS (
+    INSERT INTO trace_events (task_id, seq, tenant_id, run_id, kind, from_status,
+                              to_status, actor, message, data)
+    SELECT moved.id, moved.trace_seq, moved.tenant_id, e.run_id, $3, e.from_status, $2,
+           e.actor, e.message, e.data
+    FROM unnest($1::uuid[], $5::text[], $6::uuid[], $7::text[], $8::text[], $9::jsonb[])
+         AS e(task_id, from_status, run_id, actor, message, data)
+    JOIN moved ON moved.id = e.task_id
+)
+SELECT * FROM moved;
 
 -- name: heartbeat_if_owner
 -- Extends the lease of a running run only for the holder of its current claim token.
@@ -64,12 +86,15 @@ UPDATE runs SET lease_until = now() + make_interval(secs => $4), heartbeat_at = 
 WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running'
 RETURNING lease_until, heartbeat_at;
 
--- name: finish_run_if_owner
--- Records the outcome of a running run only for the holder of its claim token.
-UPDATE runs
+-- name: finish_runs_if_owner
+-- Records the outcome $4 of running runs ($1 ids, $2 attempts, $3 token hashes), each
+-- only for the holder of its claim token; a batch in one statement.
+UPDATE runs r
 SET status = $4, failure_kind = $5, error = $6, finished_at = now(), lease_until = NULL
-WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running'
-RETURNING *;
+FROM unnest($1::uuid[], $2::int[], $3::text[]) AS f(run_id, attempt, token_hash)
+WHERE r.id = f.run_id AND r.attempt = f.attempt AND r.claim_token_hash = f.token_hash
+  AND r.status = 'running'
+RETURNING r.*;
 
 -- name: release_run_if_owner
 -- Hands a running run back unfinished: queued again, same attempt, claim cleared.

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
-from ledger.leases import Fence, FenceRejected, Leases
+from ledger.leases import Fence, FenceRejected, Hint, Leases
 from ledger.models import TaskCreateRequest
 from ledger.repository import Actor, Ledger
 
@@ -202,3 +202,49 @@ async def test_claim_of_unknown_run_is_none(leases) -> None:
         await leases.claim(task_id=uuid4(), run_id=uuid4(), attempt=1, worker="w", via="test")
         is None
     )
+
+
+async def test_claim_batch_claims_each_waiting_run_once(ledger, leases) -> None:
+    ids = [(await _queued(ledger))[0] for _ in range(4)]
+    tasks = [await ledger.get_task("t1", task_id) for task_id in ids]
+    hints = [Hint(task.id, task.current_run_id, task.attempt) for task in tasks]
+    late = Hint(tasks[0].id, tasks[0].current_run_id, tasks[0].attempt + 1)  # out of order
+    stranger = Hint(uuid4(), uuid4(), 1)  # a hint for a run the ledger never had
+    # The second copy of hints[1] is a duplicate delivered in the same batch.
+    claims = await leases.claim_batch(
+        [hints[0], hints[1], hints[1], late, stranger, hints[2], hints[3]], worker="w", via="t"
+    )
+    claimed = [claim for claim in claims if claim is not None]
+    assert [claim is None for claim in claims] == [False, False, True, True, True, False, False]
+    assert sorted(claim.task.id for claim in claimed) == sorted(ids)
+    assert {claim.task.status for claim in claimed} == {"running"}
+    assert len({claim.fence.claim_token for claim in claimed}) == 4
+    for task_id in ids:
+        assert await _kinds(ledger, task_id) == ["created", "policy_verdict", "worker_receipt"]
+    # Nothing waits any more: the same batch again claims nothing.
+    assert await leases.claim_batch(hints, worker="w2", via="t") == [None] * 4
+
+
+async def test_completions_that_arrive_together_are_each_fenced(ledger, leases) -> None:
+    ids = [(await _queued(ledger))[0] for _ in range(20)]
+    claims = [await _claim(leases, ledger, task_id) for task_id in ids]
+    forged = Fence(claims[5].fence.run_id, claims[5].fence.attempt, "not-the-token")
+    outcomes = await asyncio.gather(
+        leases.complete(forged, worker="zombie"),  # in the same batch as the real one
+        *(
+            leases.complete(claim.fence, worker="w1", result={"n": n})
+            for n, claim in enumerate(claims)
+        ),
+        leases.complete(claims[7].fence, worker="w1"),  # the same completion twice
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], FenceRejected)
+    assert [task.status for task in outcomes[1:21]] == ["succeeded"] * 20
+    assert isinstance(outcomes[21], FenceRejected)
+    for n, task_id in enumerate(ids):
+        traces = await ledger.list_traces("t1", task_id)
+        assert [t.data for t in traces if t.kind == "succeeded"] == [{"n": n}]
+    assert [t.kind for t in await ledger.list_traces("t1", ids[5])][-2:] == [
+        "succeeded",
+        "fence_refused",
+    ]

@@ -153,16 +153,16 @@ async def test_sleep_executor_reads_scope(fresh_pool, policy) -> None:
 async def test_failed_hint_settlement_still_runs_the_claimed_run(
     fresh_pool, policy, monkeypatch
 ) -> None:
-    original = PostgresLane.complete
+    original = PostgresLane.complete_batch
 
-    async def broken_once(self, received):  # the transport fails right after the claim
+    async def broken_once(self, batch):  # the transport fails right after the claim
         if not broken.is_set():
             broken.set()
             raise ConnectionError("lane connection reset")
-        await original(self, received)
+        return await original(self, batch)
 
     broken = asyncio.Event()
-    monkeypatch.setattr(PostgresLane, "complete", broken_once)
+    monkeypatch.setattr(PostgresLane, "complete_batch", broken_once)
     ledger = Ledger(fresh_pool, policy)
     executor = CountingExecutor()
     [task_id] = await _create(ledger, 1)
