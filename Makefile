@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean check-deploy
+.PHONY: install run test soak bench lint clean check-deploy
 
 install: $(STAMP)
 
@@ -21,6 +21,23 @@ run: install
 test: install check-deploy
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Long fault-injection loops (tests marked soak; `make test` leaves them out) and
+# schemathesis with SOAK_EXAMPLES generated requests per operation and role.
+SOAK_EXAMPLES ?= 1000
+soak: install
+	$(BIN)/python -m pytest -q -m soak
+	SCHEMATHESIS_MAX_EXAMPLES=$(SOAK_EXAMPLES) $(BIN)/python -m pytest -q tests/api/test_schemathesis.py
+
+# Throughput, latency, ledger size and memory, side by side with PgQueuer; results in
+# bench/results/ (JSON and summary.md). Takes a few minutes; nothing else should run.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
 
 # The Helm chart, k8s/ manifests and Dockerfile: helm lint, strict schema and CRD
 # validation, checkov, and checks that broken values are caught (deploy/check.sh).

