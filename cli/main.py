@@ -6,11 +6,13 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any
 
 import asyncpg
 import structlog
 import uvicorn
+import uvloop
 from prometheus_client import start_http_server
 
 from api.app import create_app
@@ -87,17 +89,17 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(Redactor(policy.secret_keys))
     match args.command:
         case "api":
-            asyncio.run(_until_signal(lambda stop: _serve_api(stop)))
+            _run(_until_signal(lambda stop: _serve_api(stop)))
         case "dispatcher":
             _serve_metrics(args.metrics_port)
-            asyncio.run(_until_signal(lambda stop: _dispatch(policy, stop)))
+            _run(_until_signal(lambda stop: _dispatch(policy, stop)))
         case "worker":
             _serve_metrics(args.metrics_port)
-            asyncio.run(_until_signal(lambda stop: _work(policy, args, stop)))
+            _run(_until_signal(lambda stop: _work(policy, args, stop)))
         case "up":
-            asyncio.run(_until_signal(lambda stop: _up(policy, args, stop)))
+            _run(_until_signal(lambda stop: _up(policy, args, stop)))
         case "migrate":
-            asyncio.run(_migrate())
+            _run(_migrate())
         case "token":
             settings = ApiSettings.from_env()
             if not settings.jwt_secret:
@@ -111,6 +113,13 @@ def main(argv: list[str] | None = None) -> None:
                     ttl_seconds=args.ttl,
                 )
             )
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    # uvloop: the event loop in C, a good share less CPU per request, claim and
+    # completion than the default loop (uvicorn likewise picks httptools for HTTP).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def _serve_metrics(port: int | None) -> None:

@@ -153,6 +153,43 @@ class Ledger:
         run_id = uuid4() if status == TaskStatus.QUEUED else None
         lane = self.policy.lanes[request.lane]
 
+        # The trace a task starts with: created, the verdict, and what else happened.
+        events: list[tuple[str, UUID | None, str | None, str, dict[str, Any]]] = [
+            (
+                "created",
+                run_id,
+                status,
+                f"task created in lane {request.lane}",
+                {"lineage": lineage} if lineage else {},
+            ),
+            (
+                "policy_verdict",
+                None,
+                None,
+                f"policy decision: {verdict.decision}",
+                verdict.model_dump(),
+            ),
+        ]
+        if break_glass:
+            events.append(
+                (
+                    "break_glass_requested",
+                    None,
+                    None,
+                    "owner asked to break glass past a deny; an owner must approve",
+                    {"reasons": verdict.reasons},
+                )
+            )
+        if redacted:
+            events.append(
+                (
+                    "secrets_redacted",
+                    None,
+                    None,
+                    "secret values in the request were redacted before storage",
+                    {},
+                )
+            )
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 query("insert_task"),
@@ -177,48 +214,24 @@ class Ledger:
                 actor.subject,
                 idempotency_key,
                 request_hash,
+                [kind for kind, *_ in events],
+                [event_run for _, event_run, *_ in events],
+                [to_status for _, _, to_status, *_ in events],
+                [actor.subject] * len(events),
+                [self.redactor.text(message) for *_, message, _ in events],
+                [self.redactor.value(data) for *_, data in events],
             )
             if row is None:
                 return await self._replay(connection, actor, idempotency_key, request_hash)
-            if run_id is not None:
-                await connection.execute(
-                    query("insert_run"), run_id, task_id, actor.tenant_id, request.lane, 1, None
-                )
-            await self._trace(
-                connection,
-                task_id,
-                "created",
-                actor,
-                to_status=status,
-                run_id=run_id,
-                message=f"task created in lane {request.lane}",
-                data={"lineage": lineage} if lineage else {},
-            )
-            await self._trace(
-                connection,
-                task_id,
-                "policy_verdict",
-                actor,
-                message=f"policy decision: {verdict.decision}",
-                data=verdict.model_dump(),
-            )
-            if break_glass:
-                await self._trace(
-                    connection,
-                    task_id,
-                    "break_glass_requested",
-                    actor,
-                    message="owner asked to break glass past a deny; an owner must approve",
-                    data={"reasons": verdict.reasons},
-                )
-            if redacted:
-                await self._trace(
-                    connection,
-                    task_id,
-                    "secrets_redacted",
-                    actor,
-                    message="secret values in the request were redacted before storage",
-                )
+        log.info(  # the transition's line, as append_trace writes for every other one
+            "state_change",
+            task_id=str(task_id),
+            run_id=str(run_id) if run_id else None,
+            kind="created",
+            from_status=None,
+            to_status=status,
+            actor=actor.subject,
+        )
         task = Task.model_validate(dict(row))
         TASKS_CREATED.labels(task.lane, verdict.decision).inc()
         log.info(

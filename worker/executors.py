@@ -117,7 +117,9 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
                     retryable=False,
                 )
 
-    saved = await run.leases.saved_state(run.claim.fence)
+    # Only a run that stopped at a tool call for an operator has state to resume from,
+    # and that left the call on the task: otherwise skip the read.
+    saved = await run.leases.saved_state(run.claim.fence) if task.pending_approval else None
     start: Any = task.instructions
     if saved is not None:
         start = await RunState.from_string(agent, saved, context_deserializer=lambda _: run)

@@ -1,12 +1,33 @@
 -- name: insert_task
--- Records a new task with its verdict; status is queued, awaiting_approval or denied.
-INSERT INTO tasks (
-    id, tenant_id, lane, title, instructions, source_systems, scope, mutation_level,
-    model_provider, status, policy_verdict, break_glass, terminal_reason, current_run_id,
-    attempt, max_attempts, created_by, idempotency_key, request_hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING *;
+-- Records a new task with its verdict (status queued, awaiting_approval or denied), its
+-- first run when it is queued ($14), and its first trace events, in one statement.
+-- Per event: kind ($20), run ($21), status after ($22), actor ($23), message ($24),
+-- data ($25). An Idempotency-Key already used inserts nothing and returns no row.
+WITH task AS (
+    INSERT INTO tasks (
+        id, tenant_id, lane, title, instructions, source_systems, scope, mutation_level,
+        model_provider, status, policy_verdict, break_glass, terminal_reason,
+        current_run_id, attempt, max_attempts, created_by, idempotency_key, request_hash,
+        trace_seq)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+            $18, $19, cardinality($20::text[]))
+    ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+), run AS (
+    INSERT INTO runs (id, task_id, tenant_id, lane, attempt, status)
+    SELECT current_run_id, id, tenant_id, lane, 1, 'queued' FROM task
+    WHERE current_run_id IS NOT NULL
+), events AS (
+    INSERT INTO trace_events (task_id, seq, tenant_id, run_id, kind, to_status, actor,
+                              message, data)
+    SELECT task.id, e.seq, task.tenant_id, e.run_id, e.kind, e.to_status, e.actor,
+           e.message, e.data
+    FROM task,
+         unnest($20::text[], $21::uuid[], $22::text[], $23::text[], $24::text[],
+                $25::jsonb[]) WITH ORDINALITY
+         AS e(kind, run_id, to_status, actor, message, data, seq)
+)
+SELECT * FROM task;
 
 -- name: find_task_by_idempotency_key
 -- The task an earlier request with the same Idempotency-Key created.
