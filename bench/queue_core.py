@@ -25,6 +25,7 @@ from uuid import uuid4
 
 import asyncpg
 
+from bench._services import quiet_logs
 from bench.common import (
     BENCH_DATA,
     cpu_seconds_of,
@@ -333,6 +334,7 @@ async def pgqueuer() -> dict[str, Any]:
 
 
 async def main() -> dict[str, Any]:
+    quiet_logs()
     url = fresh_database("bench_machine")
     facts = await machine(url)
     theirs = await pgqueuer()
