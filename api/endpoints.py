@@ -6,7 +6,7 @@ what the code does."""
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -40,6 +40,26 @@ Handler = Callable[[Call[Any, Any]], Awaitable[tuple[int, BaseModel] | Response]
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """A header or query parameter a handler reads from the request itself."""
+
+    name: str
+    location: Literal["header", "query"]
+    description: str
+    schema: dict[str, Any]
+    required: bool = False
+
+    def openapi(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": self.location,
+            "required": self.required,
+            "description": self.description,
+            "schema": self.schema,
+        }
+
+
+@dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str
@@ -51,8 +71,8 @@ class Endpoint:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     tag: str = "tasks"
-    # Documents the Idempotency-Key header; the handler honours it.
-    idempotency_key: bool = False
+    # Headers and query parameters the handler reads itself, for the API description.
+    reads: tuple["Parameter", ...] = ()
     # The content type of a raw (response=None) answer, and the schema of its content
     # (for an event stream: of each event's data).
     raw_media_type: str = "application/octet-stream"
@@ -95,7 +115,7 @@ def endpoint(
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     tag: str = "tasks",
-    idempotency_key: bool = False,
+    reads: tuple["Parameter", ...] = (),
     raw_media_type: str = "application/octet-stream",
     raw_schema: dict[str, Any] | None = None,
 ) -> Callable[[Handler], Endpoint]:
@@ -111,7 +131,7 @@ def endpoint(
             body,
             query,
             tag,
-            idempotency_key,
+            reads,
             raw_media_type,
             raw_schema,
         )

@@ -63,15 +63,7 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
         if item.query:
             for name, field in item.query.model_json_schema()["properties"].items():
                 parameters.append({"name": name, "in": "query", "required": False, "schema": field})
-        if item.idempotency_key:
-            parameters.append(
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-                }
-            )
+        parameters += [parameter.openapi() for parameter in item.reads]
         responses: dict[str, Any] = {}
         # What the shared machinery can answer besides the handler's own statuses: an
         # invalid body or query is 400, an oversized body 413.
@@ -97,7 +89,8 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
         }
         if item.body:
             operation["requestBody"] = {
-                "required": False,
+                # An empty body reads as {}: required only when the model needs a field.
+                "required": bool(item.body.model_json_schema().get("required")),
                 "content": {"application/json": {"schema": ref(item.body)}},
             }
         paths.setdefault(path, {})[item.method.lower()] = operation

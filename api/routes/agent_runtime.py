@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from api.endpoints import Call, Endpoint, endpoint
+from api.endpoints import Call, Endpoint, Parameter, endpoint
 from api.errors import ApiError
 from ledger.leases import Fence
 from ledger.models import (
@@ -25,6 +25,13 @@ from ledger.models import (
 RUNS = "/api/agent/tasks"
 ONE_RUN = RUNS + "/{run_id:uuid}"
 _FENCED = (200, 400, 401, 403, 404, 409)
+CLAIM_TOKEN = Parameter(
+    "X-Claim-Token",
+    "header",
+    "The claim token the claim returned; a call without the current one is refused.",
+    {"type": "string", "minLength": 1},
+    required=True,
+)
 
 
 class _Response(BaseModel):
@@ -134,6 +141,7 @@ async def claim_next(call: Call[ClaimNextRequest, None]) -> tuple[int, ClaimNext
     role="worker",
     response=LeaseResponse,
     statuses=_FENCED,
+    reads=(CLAIM_TOKEN,),
     body=HeartbeatRequest,
     tag="worker-protocol",
 )
@@ -156,6 +164,7 @@ async def heartbeat(call: Call[HeartbeatRequest, None]) -> tuple[int, LeaseRespo
     role="worker",
     response=LeaseResponse,
     statuses=_FENCED,
+    reads=(CLAIM_TOKEN,),
     body=CompleteRequest,
     tag="worker-protocol",
 )
@@ -174,6 +183,7 @@ async def complete(call: Call[CompleteRequest, None]) -> tuple[int, LeaseRespons
     role="worker",
     response=LeaseResponse,
     statuses=_FENCED,
+    reads=(CLAIM_TOKEN,),
     body=FailRequest,
     tag="worker-protocol",
 )
@@ -195,6 +205,7 @@ async def fail(call: Call[FailRequest, None]) -> tuple[int, LeaseResponse]:
     role="worker",
     response=LeaseResponse,
     statuses=_FENCED,
+    reads=(CLAIM_TOKEN,),
     body=ReleaseRequest,
     tag="worker-protocol",
 )

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.responses import StreamingResponse
 
-from api.endpoints import Call, Endpoint, endpoint
+from api.endpoints import Call, Endpoint, Parameter, endpoint
 from api.errors import ApiError
 from api.schemas import MAX_SEQ
 from ledger.models import TraceEvent
@@ -83,6 +83,20 @@ def _resume_from(call: Call) -> int:
     statuses=(200, 400, 401, 403, 404),
     raw_media_type="text/event-stream",
     raw_schema=EVENT_SCHEMA,
+    reads=(
+        Parameter(
+            "Last-Event-ID",
+            "header",
+            "Resume after this trace sequence number (the id of the last event seen).",
+            {"type": "string", "pattern": "^[0-9]+$"},
+        ),
+        Parameter(
+            "after_seq",
+            "query",
+            "The same as Last-Event-ID, for clients that cannot set headers.",
+            {"type": "string", "pattern": "^[0-9]+$"},
+        ),
+    ),
 )
 async def stream_events(call: Call) -> StreamingResponse:
     task_id = call.request.path_params["task_id"]

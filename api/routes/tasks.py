@@ -5,7 +5,7 @@ from uuid import UUID
 
 from starlette.responses import Response
 
-from api.endpoints import Call, Endpoint, endpoint
+from api.endpoints import Call, Endpoint, Parameter, endpoint
 from api.errors import ApiError
 from api.schemas import (
     ArtifactsResponse,
@@ -62,6 +62,15 @@ async def list_tasks(call: Call[None, TaskListQuery]) -> tuple[int, TaskListResp
     return 200, TaskListResponse(tasks=page.tasks, next_cursor=page.next_cursor)
 
 
+IDEMPOTENCY_KEY = Parameter(
+    "Idempotency-Key",
+    "header",
+    "Sending the same request again with the same key returns the first answer "
+    "(200) instead of creating twice; the same key with a different body is a 409.",
+    {"type": "string", "minLength": 1, "maxLength": 200},
+)
+
+
 def _idempotency_key(call: Call) -> str | None:
     key = call.request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 200:
@@ -78,7 +87,7 @@ def _idempotency_key(call: Call) -> str | None:
     response=TaskCreatedResponse,
     statuses=(200, 201, 400, 401, 403, 409),
     body=TaskCreateRequest,
-    idempotency_key=True,
+    reads=(IDEMPOTENCY_KEY,),
 )
 async def create_task(call: Call[TaskCreateRequest, None]) -> tuple[int, TaskCreatedResponse]:
     created = await call.ledger.create_task(
@@ -98,7 +107,7 @@ async def create_task(call: Call[TaskCreateRequest, None]) -> tuple[int, TaskCre
     response=TaskFromITResponse,
     statuses=(200, 201, 400, 401, 403, 404, 409),
     body=TaskFromITRequest,
-    idempotency_key=True,
+    reads=(IDEMPOTENCY_KEY,),
 )
 async def create_task_from_it_request(
     call: Call[TaskFromITRequest, None],

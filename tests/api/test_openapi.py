@@ -52,3 +52,20 @@ async def test_responses_match_their_schemas(document, http, auth, new_task) -> 
         )
         assert response.status_code == status, (url, response.text)
         _validate(document, template, method, status, response.json())
+
+
+async def test_headers_and_bodies_a_client_must_send_are_documented(document) -> None:
+    def parameters(path: str, method: str) -> dict[str, dict]:
+        operation = document["paths"][path][method]
+        return {(p["in"], p["name"]): p for p in operation["parameters"]}
+
+    create = document["paths"][TASKS]["post"]
+    assert create["requestBody"]["required"] is True  # title, lane and instructions
+    assert parameters(TASKS, "post")[("header", "Idempotency-Key")]["required"] is False
+    heartbeat = "/api/agent/tasks/{run_id}/heartbeat"
+    assert parameters(heartbeat, "post")[("header", "X-Claim-Token")]["required"] is True
+    events = parameters(f"{TASKS}/{{task_id}}/events", "get")
+    assert ("header", "Last-Event-ID") in events and ("query", "after_seq") in events
+    # A body every field of which has a default may be left out.
+    claim_next = document["paths"]["/api/agent/tasks/claim-next"]["post"]
+    assert claim_next["requestBody"]["required"] is False
