@@ -508,7 +508,7 @@ async def _ceiling_child(url: str, seconds: float) -> dict[str, Any]:
     worker picks it up later, and nothing in the loop touches the database (the task's
     instructions name no tool). Prints "ready" once warm, then waits for the start time
     on stdin so that the processes measure the same window."""
-    from agents import Agent, RunConfig, RunHooks, Runner
+    from agents import Runner
 
     from ledger.artifact_store import LocalArtifactStore
     from ledger.database import close_pool, create_pool
@@ -518,10 +518,7 @@ async def _ceiling_child(url: str, seconds: float) -> dict[str, Any]:
     from ledger.repository import Actor, Ledger
     from worker import spans
     from worker.context import RunContext
-    from worker.executors import ExecutionFailed
-    from worker.providers import model_name_for, model_provider_for
-    from worker.tools import tools_for
-    from worker.tracing import trace_processor
+    from worker.executors import agent_run
 
     policy = load_policy()
     pool = await create_pool(url, max_size=1)
@@ -550,43 +547,18 @@ async def _ceiling_child(url: str, seconds: float) -> dict[str, Any]:
 
     async def one_run() -> None:
         # sdk_executor after its saved-state read: the same agent, hooks and config.
-        task, lane = run.task, run.lane
-        provider = model_provider_for(task.model_provider)
-        model = model_name_for(task.model_provider)
-        trace_processor()
-        agent = Agent(
-            name=f"workbench-{task.lane}",
-            instructions=(
-                f"You are an agent working in lane {task.lane} at mutation level "
-                f"{task.mutation_level}. Task: {task.title}"
-            ),
-            tools=tools_for(run),
-        )
-
-        class TokenBudget(RunHooks[RunContext]):
-            async def on_llm_end(self, context: Any, agent: Any, response: Any) -> None:
-                spent = context.usage.input_tokens + context.usage.output_tokens
-                if lane.token_budget is not None and spent > lane.token_budget:
-                    raise ExecutionFailed("budget_exceeded", "", retryable=False)
-
         trace_id = f"trace_{uuid4().hex}"
+        prepared = agent_run(run, trace_id)
         result = await asyncio.wait_for(
             Runner.run(
-                agent,
-                task.instructions,
+                prepared.agent,
+                run.task.instructions,
                 context=run,
-                max_turns=lane.max_turns,
-                hooks=TokenBudget(),
-                run_config=RunConfig(
-                    model=model,
-                    model_provider=provider,  # type: ignore[arg-type]
-                    group_id=str(task.id),
-                    workflow_name=f"workbench:{task.lane}",
-                    trace_id=trace_id,
-                    trace_metadata={"task_id": str(task.id), "lane": task.lane},
-                ),
+                max_turns=run.lane.max_turns,
+                hooks=prepared.hooks,
+                run_config=prepared.run_config,
             ),
-            lane.timeout_seconds,
+            run.lane.timeout_seconds,
         )
         # What the worker then takes from the run: the spans, the output, the usage.
         spans.drain(trace_id)

@@ -86,11 +86,19 @@ def _model_provider(name: str) -> tuple[object, str | None]:
         raise ExecutionBlocked(str(error)) from error
 
 
-async def sdk_executor(run: RunContext) -> ExecutionResult:
-    missing = sdk_import_error()
-    if missing:
-        raise ExecutionBlocked(missing)
-    from agents import Agent, MaxTurnsExceeded, RunConfig, RunHooks, Runner, RunState
+@dataclass(frozen=True)
+class AgentRun:
+    """What `Runner.run` is given for a run besides its input: the agent with the lane's
+    tools, the hooks that enforce the token budget, and the run config (model, provider,
+    trace id). bench.pipeline measures the SDK's own ceiling with the same."""
+
+    agent: Any
+    hooks: Any
+    run_config: Any
+
+
+def agent_run(run: RunContext, trace_id: str) -> AgentRun:
+    from agents import Agent, RunConfig, RunHooks
 
     from worker.tools import tools_for
     from worker.tracing import trace_processor
@@ -117,6 +125,28 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
                     retryable=False,
                 )
 
+    config = RunConfig(
+        # The model too, not only the provider: otherwise the SDK applies the settings
+        # of its own default model, which other servers may reject.
+        model=model,
+        model_provider=provider,  # type: ignore[arg-type]
+        group_id=str(task.id),
+        workflow_name=f"workbench:{task.lane}",
+        trace_id=trace_id,
+        trace_metadata={"task_id": str(task.id), "lane": task.lane},
+    )
+    return AgentRun(agent, TokenBudget(), config)
+
+
+async def sdk_executor(run: RunContext) -> ExecutionResult:
+    missing = sdk_import_error()
+    if missing:
+        raise ExecutionBlocked(missing)
+    from agents import MaxTurnsExceeded, Runner, RunState
+
+    task, lane = run.task, run.lane
+    prepared = agent_run(run, trace_id_for(run))
+    agent = prepared.agent
     # Only a run that stopped at a tool call for an operator has state to resume from,
     # and that left the call on the task: otherwise skip the read.
     saved = await run.leases.saved_state(run.claim.fence) if task.pending_approval else None
@@ -131,17 +161,8 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
                 start,
                 context=run,
                 max_turns=lane.max_turns,
-                hooks=TokenBudget(),
-                run_config=RunConfig(
-                    # The model too, not only the provider: otherwise the SDK applies the
-                    # settings of its own default model, which other servers may reject.
-                    model=model,
-                    model_provider=provider,  # type: ignore[arg-type]
-                    group_id=str(task.id),
-                    workflow_name=f"workbench:{task.lane}",
-                    trace_id=trace_id_for(run),
-                    trace_metadata={"task_id": str(task.id), "lane": task.lane},
-                ),
+                hooks=prepared.hooks,
+                run_config=prepared.run_config,
             ),
             lane.timeout_seconds,
         )
