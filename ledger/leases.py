@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 import asyncpg
 import structlog
@@ -296,11 +296,12 @@ class Leases:
         stored: StoredObject,
         metadata: dict[str, Any],
     ) -> Artifact:
-        """Artifact metadata, written only while this worker holds the run."""
+        """Artifact metadata, written only while this worker holds the run; writing the
+        same stored object again (a retry) returns the first record."""
         async with self._fenced(fence, worker, "artifact") as connection:
             row = await connection.fetchrow(
                 query("insert_artifact_if_owner"),
-                uuid4(),
+                uuid5(fence.run_id, stored.storage_ref),
                 fence.run_id,
                 fence.attempt,
                 fence.token_hash,

@@ -248,3 +248,35 @@ async def test_completions_that_arrive_together_are_each_fenced(ledger, leases) 
         "succeeded",
         "fence_refused",
     ]
+
+
+async def test_an_artifact_written_again_is_recorded_once(ledger, leases, tmp_path) -> None:
+    from ledger.artifact_store import LocalArtifactStore
+
+    task_id, _ = await _queued(ledger)
+    claim = await _claim(leases, ledger, task_id)
+    store = LocalArtifactStore(tmp_path)
+    stored = store.put("t1", task_id, "final_output.md", b"done")
+    # The same write twice, as after a lost answer, then a second, different object.
+    first, again = [
+        await leases.add_artifact(
+            claim.fence,
+            worker="w1",
+            name="final_output.md",
+            media_type="text/markdown",
+            stored=stored,
+            metadata={},
+        )
+        for _ in range(2)
+    ]
+    other = store.put("t1", task_id, "final_output.md", b"done, again")
+    second = await leases.add_artifact(
+        claim.fence,
+        worker="w1",
+        name="final_output.md",
+        media_type="text/markdown",
+        stored=other,
+        metadata={},
+    )
+    assert first.id == again.id != second.id
+    assert len(await ledger.list_artifacts("t1", task_id)) == 2
