@@ -72,10 +72,17 @@ class Hint:
 
 
 @dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
 class _Completion:
     fence: Fence
     worker: str
     result: dict[str, Any]
+    usage: Usage | None
 
 
 @dataclass(frozen=True)
@@ -210,19 +217,26 @@ class Leases:
         return row["lease_until"]
 
     async def complete(
-        self, fence: Fence, *, worker: str, result: dict[str, Any] | None = None
+        self,
+        fence: Fence,
+        *,
+        worker: str,
+        result: dict[str, Any] | None = None,
+        usage: Usage | None = None,
     ) -> Task:
-        """Record success. Completions that arrive together commit together (see
-        `GroupCommit`); each is still fenced on its own."""
-        return await self._completions.submit(_Completion(fence, worker, result or {}))
+        """Record success, and the run's token usage when given. Completions that arrive
+        together commit together (see `GroupCommit`); each is still fenced on its own."""
+        return await self._completions.submit(_Completion(fence, worker, result or {}, usage))
 
     async def _complete_batch(self, items: list[_Completion]) -> list[Task | BaseException]:
         async with self.pool.acquire() as connection, connection.transaction():
             run_ids = list(dict.fromkeys(item.fence.run_id for item in items))
             tasks = await connection.fetch(query("lock_tasks_for_runs"), run_ids, _RUNNING)
             locked = {task["current_run_id"]: task for task in tasks}
-            fences = list(dict.fromkeys(i.fence for i in items if i.fence.run_id in locked))
-            finished = await self._finish_locked(connection, fences, RunStatus.SUCCEEDED)
+            usage = {item.fence: item.usage for item in items if item.fence.run_id in locked}
+            finished = await self._finish_locked(
+                connection, list(usage), RunStatus.SUCCEEDED, usage=list(usage.values())
+            )
             done: dict[Fence, _Completion] = {}
             for item in items:  # a completion sent twice counts once
                 if (item.fence.run_id, item.fence.token_hash) in finished:
@@ -453,6 +467,8 @@ class Leases:
         run_status: RunStatus,
         failure_kind: str | None = None,
         error: str | None = None,
+        *,
+        usage: list[Usage | None] | None = None,
     ) -> set[tuple[UUID, str]]:
         """End the runs these fences still hold (their tasks locked); returns the
         (run id, token hash) of each run ended."""
@@ -466,6 +482,8 @@ class Leases:
             run_status,
             failure_kind,
             error,
+            [each.input_tokens if each else None for each in usage] if usage else None,
+            [each.output_tokens if each else None for each in usage] if usage else None,
         )
         return {(row["id"], row["claim_token_hash"]) for row in rows}
 

@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
 import structlog
 
 from ledger.database import connection_lost
-from ledger.leases import Claim, FenceRejected
+from ledger.leases import Claim, FenceRejected, Usage
 from ledger.models import Task
 from metrics import RUN_DURATION, SDK_TOKENS
 from worker import spans
@@ -115,25 +115,24 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
         lane, model = run.task.lane, run.task.model_provider
         SDK_TOKENS.labels(lane, model, "input").inc(result.input_tokens)
         SDK_TOKENS.labels(lane, model, "output").inc(result.output_tokens)
+    usage = Usage(result.input_tokens, result.output_tokens)
+    if result.paused is not None:
+        paused = result.paused
         await _fenced(
             run,
             logger,
             lambda: leases.record_usage(
                 fence,
                 worker=worker,
-                input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
             ),
         )
-    if result.paused is not None:
         return await _fenced(
             run,
             logger,
             lambda: leases.pause(
-                fence,
-                worker=worker,
-                saved_state=result.paused.saved_state,
-                pending=result.paused.pending,
+                fence, worker=worker, saved_state=paused.saved_state, pending=paused.pending
             ),
         )
     if result.final_output:
@@ -159,9 +158,11 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
         if recorded is None:  # the run was taken over: leave no unreferenced content
             await asyncio.to_thread(run.store.delete, stored.storage_ref)
             return None
-    usage = {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens}
+    # The usage goes in with the completion: one transaction fewer per run.
     return await _fenced(
-        run, logger, lambda: leases.complete(fence, worker=worker, result={"usage": usage})
+        run,
+        logger,
+        lambda: leases.complete(fence, worker=worker, result={"usage": asdict(usage)}, usage=usage),
     )
 
 

@@ -88,10 +88,14 @@ RETURNING lease_until, heartbeat_at;
 
 -- name: finish_runs_if_owner
 -- Records the outcome $4 of running runs ($1 ids, $2 attempts, $3 token hashes), each
--- only for the holder of its claim token; a batch in one statement.
+-- only for the holder of its claim token; a batch in one statement. $7 and $8, when
+-- given, are each run's token usage (NULL keeps what was recorded).
 UPDATE runs r
-SET status = $4, failure_kind = $5, error = $6, finished_at = now(), lease_until = NULL
-FROM unnest($1::uuid[], $2::int[], $3::text[]) AS f(run_id, attempt, token_hash)
+SET status = $4, failure_kind = $5, error = $6, finished_at = now(), lease_until = NULL,
+    input_tokens = coalesce(f.input_tokens, r.input_tokens),
+    output_tokens = coalesce(f.output_tokens, r.output_tokens)
+FROM unnest($1::uuid[], $2::int[], $3::text[], $7::int[], $8::int[])
+     AS f(run_id, attempt, token_hash, input_tokens, output_tokens)
 WHERE r.id = f.run_id AND r.attempt = f.attempt AND r.claim_token_hash = f.token_hash
   AND r.status = 'running'
 RETURNING r.*;

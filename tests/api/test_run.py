@@ -9,7 +9,7 @@ import pytest
 TASKS = "/api/agents/tasks"
 
 
-async def test_run_succeeds_with_artifact_and_traces(http, auth, new_task) -> None:
+async def test_run_succeeds_with_artifact_and_traces(http, auth, new_task, pool) -> None:
     task = (await new_task(instructions="Summarise the outage of app-7"))["task"]
     response = await http.post(f"{TASKS}/{task['id']}/run", headers=auth())
     assert response.status_code == 200, response.text
@@ -24,7 +24,14 @@ async def test_run_succeeds_with_artifact_and_traces(http, auth, new_task) -> No
     assert spans["span.agent"]["data"]["name"] == "workbench-analysis"
     assert spans["span.generation"]["data"]["model"] == "offline"
     assert spans["span.generation"]["data"]["usage"]["output_tokens"] > 0
-    assert body["traces"][-1]["data"]["usage"]["output_tokens"] > 0
+    usage = body["traces"][-1]["data"]["usage"]
+    assert usage["output_tokens"] > 0
+    # The run row keeps the same usage, written with the completion.
+    recorded = await pool.fetchrow(
+        "SELECT input_tokens, output_tokens FROM runs WHERE id = $1",
+        body["task"]["current_run_id"],
+    )
+    assert dict(recorded) == usage
 
     [artifact] = body["artifacts"]
     assert artifact["name"] == "final_output.md"
