@@ -83,6 +83,7 @@ class _Completion:
     worker: str
     result: dict[str, Any]
     usage: Usage | None
+    spans: list[SpanEvent]
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,14 @@ class Leases:
         worker: str,
         result: dict[str, Any] | None = None,
         usage: Usage | None = None,
+        spans: list[SpanEvent] | None = None,
     ) -> Task:
-        """Record success, and the run's token usage when given. Completions that arrive
-        together commit together (see `GroupCommit`); each is still fenced on its own."""
-        return await self._completions.submit(_Completion(fence, worker, result or {}, usage))
+        """Record success, with the run's token usage and its last SDK spans when given
+        (before the `succeeded` event). Completions that arrive together commit together
+        (see `GroupCommit`); each is still fenced on its own."""
+        return await self._completions.submit(
+            _Completion(fence, worker, result or {}, usage, spans or [])
+        )
 
     async def _complete_batch(self, items: list[_Completion]) -> list[Task | BaseException]:
         async with self.pool.acquire() as connection, connection.transaction():
@@ -241,6 +246,12 @@ class Leases:
             for item in items:  # a completion sent twice counts once
                 if (item.fence.run_id, item.fence.token_hash) in finished:
                     done.setdefault(item.fence, item)
+            for fence, item in done.items():
+                if item.spans:
+                    task_id = locked[fence.run_id]["id"]
+                    await self._append_spans_locked(
+                        connection, task_id, fence, item.worker, item.spans
+                    )
             moved = await self._move_all_locked(
                 connection,
                 [locked[fence.run_id] for fence in done],
@@ -364,16 +375,26 @@ class Leases:
             held = await connection.fetchval(query("holds_run_or_was_cancelled"), *fence.columns)
             if task is None or held is None:
                 raise _Refusal
-            rows = await connection.fetch(
-                query("append_spans"),
-                task["id"],
-                fence.run_id,
-                worker,
-                [span.span_id for span in spans],
-                [span.kind for span in spans],
-                [self.redactor.text(span.message) for span in spans],
-                [self.redactor.value(span.data) for span in spans],
-            )
+            return await self._append_spans_locked(connection, task["id"], fence, worker, spans)
+
+    async def _append_spans_locked(
+        self,
+        connection: asyncpg.Connection,
+        task_id: UUID,
+        fence: Fence,
+        worker: str,
+        spans: list[SpanEvent],
+    ) -> int:
+        rows = await connection.fetch(
+            query("append_spans"),
+            task_id,
+            fence.run_id,
+            worker,
+            [span.span_id for span in spans],
+            [span.kind for span in spans],
+            [self.redactor.text(span.message) for span in spans],
+            [self.redactor.value(span.data) for span in spans],
+        )
         return len(rows)
 
     async def record_usage(

@@ -4,7 +4,8 @@ release.
 Used by the worker service and by the API's in-process `run`, so both follow the same
 fenced path: every write presents the claim's fence, and a worker that lost its lease
 (reaped, cancelled, released) stops and writes nothing more. SDK spans are written to
-the trace in batches, with each heartbeat and before the outcome, so a run's trace is
+the trace in batches, with each heartbeat and with the outcome (a success writes its
+last spans, its usage and the `succeeded` event in one transaction), so a run's trace is
 visible while it runs and complete when it ends (a cancelled run keeps what it did).
 """
 
@@ -109,8 +110,6 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
     finally:
         await heartbeat.stop()
 
-    if not await _flush_spans(run, logger):
-        return None
     if result.input_tokens or result.output_tokens:
         lane, model = run.task.lane, run.task.model_provider
         SDK_TOKENS.labels(lane, model, "input").inc(result.input_tokens)
@@ -118,6 +117,8 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
     usage = Usage(result.input_tokens, result.output_tokens)
     if result.paused is not None:
         paused = result.paused
+        if not await _flush_spans(run, logger):
+            return None
         await _fenced(
             run,
             logger,
@@ -158,11 +159,18 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
         if recorded is None:  # the run was taken over: leave no unreferenced content
             await asyncio.to_thread(run.store.delete, stored.storage_ref)
             return None
-    # The usage goes in with the completion: one transaction fewer per run.
+    # The usage and the last spans go in with the completion: two transactions fewer.
+    last_spans = spans.drain(trace_id_for(run))
     return await _fenced(
         run,
         logger,
-        lambda: leases.complete(fence, worker=worker, result={"usage": asdict(usage)}, usage=usage),
+        lambda: leases.complete(
+            fence,
+            worker=worker,
+            result={"usage": asdict(usage)},
+            usage=usage,
+            spans=last_spans,
+        ),
     )
 
 
