@@ -78,12 +78,23 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class NewArtifact:
+    """Content already in the artifact store, to be recorded in the ledger."""
+
+    name: str
+    media_type: str
+    stored: StoredObject
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class _Completion:
     fence: Fence
     worker: str
     result: dict[str, Any]
     usage: Usage | None
     spans: list[SpanEvent]
+    artifact: NewArtifact | None
 
 
 @dataclass(frozen=True)
@@ -225,12 +236,14 @@ class Leases:
         result: dict[str, Any] | None = None,
         usage: Usage | None = None,
         spans: list[SpanEvent] | None = None,
+        artifact: NewArtifact | None = None,
     ) -> Task:
-        """Record success, with the run's token usage and its last SDK spans when given
-        (before the `succeeded` event). Completions that arrive together commit together
-        (see `GroupCommit`); each is still fenced on its own."""
+        """Record success, with what the run leaves when given: its token usage, its last
+        SDK spans (before the `succeeded` event) and its output artifact. Completions
+        that arrive together commit together (see `GroupCommit`); each is still fenced
+        on its own, and a refused one records nothing."""
         return await self._completions.submit(
-            _Completion(fence, worker, result or {}, usage, spans or [])
+            _Completion(fence, worker, result or {}, usage, spans or [], artifact)
         )
 
     async def _complete_batch(self, items: list[_Completion]) -> list[Task | BaseException]:
@@ -239,6 +252,9 @@ class Leases:
             tasks = await connection.fetch(query("lock_tasks_for_runs"), run_ids, _RUNNING)
             locked = {task["current_run_id"]: task for task in tasks}
             usage = {item.fence: item.usage for item in items if item.fence.run_id in locked}
+            for item in items:  # while the run is still running: the insert is fenced
+                if item.artifact is not None and item.fence in usage:
+                    await self._insert_artifact(connection, item.fence, item.artifact)
             finished = await self._finish_locked(
                 connection, list(usage), RunStatus.SUCCEEDED, usage=list(usage.values())
             )
@@ -311,35 +327,32 @@ class Leases:
             )
         return Task.model_validate(dict(blocked))
 
-    async def add_artifact(
-        self,
-        fence: Fence,
-        *,
-        worker: str,
-        name: str,
-        media_type: str,
-        stored: StoredObject,
-        metadata: dict[str, Any],
-    ) -> Artifact:
+    async def add_artifact(self, fence: Fence, *, worker: str, artifact: NewArtifact) -> Artifact:
         """Artifact metadata, written only while this worker holds the run; writing the
         same stored object again (a retry) returns the first record."""
         async with self._fenced(fence, worker, "artifact") as connection:
-            row = await connection.fetchrow(
-                query("insert_artifact_if_owner"),
-                uuid5(fence.run_id, stored.storage_ref),
-                fence.run_id,
-                fence.attempt,
-                fence.token_hash,
-                name,
-                media_type,
-                stored.storage_ref,
-                stored.sha256,
-                stored.size_bytes,
-                self.redactor.value(metadata),
-            )
-            if row is None:
+            recorded = await self._insert_artifact(connection, fence, artifact)
+            if recorded is None:
                 raise _Refusal
-        return artifact_record(row)
+        return recorded
+
+    async def _insert_artifact(
+        self, connection: asyncpg.Connection, fence: Fence, artifact: NewArtifact
+    ) -> Artifact | None:
+        row = await connection.fetchrow(
+            query("insert_artifact_if_owner"),
+            uuid5(fence.run_id, artifact.stored.storage_ref),
+            fence.run_id,
+            fence.attempt,
+            fence.token_hash,
+            artifact.name,
+            artifact.media_type,
+            artifact.stored.storage_ref,
+            artifact.stored.sha256,
+            artifact.stored.size_bytes,
+            self.redactor.value(artifact.metadata),
+        )
+        return None if row is None else artifact_record(row)
 
     async def trace(
         self, fence: Fence, *, worker: str, kind: str, message: str, data: dict[str, Any]

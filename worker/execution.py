@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import structlog
 
 from ledger.database import connection_lost
-from ledger.leases import Claim, FenceRejected, Usage
+from ledger.leases import Claim, FenceRejected, NewArtifact, Usage
 from ledger.models import Task
 from metrics import RUN_DURATION, SDK_TOKENS
 from worker import spans
@@ -136,6 +136,9 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
                 fence, worker=worker, saved_state=paused.saved_state, pending=paused.pending
             ),
         )
+    # The output artifact, usage and last spans go in with the completion: one
+    # transaction where there were four.
+    artifact = None
     if result.final_output:
         stored = await asyncio.to_thread(
             run.store.put,
@@ -144,24 +147,14 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
             "final_output.md",
             leases.redactor.text(result.final_output).encode(),
         )
-        recorded = await _fenced(
-            run,
-            logger,
-            lambda: leases.add_artifact(
-                fence,
-                worker=worker,
-                name="final_output.md",
-                media_type="text/markdown",
-                stored=stored,
-                metadata={"kind": "final_output", "attempt": fence.attempt},
-            ),
+        artifact = NewArtifact(
+            "final_output.md",
+            "text/markdown",
+            stored,
+            {"kind": "final_output", "attempt": fence.attempt},
         )
-        if recorded is None:  # the run was taken over: leave no unreferenced content
-            await asyncio.to_thread(run.store.delete, stored.storage_ref)
-            return None
-    # The usage and the last spans go in with the completion: two transactions fewer.
     last_spans = spans.drain(trace_id_for(run))
-    return await _fenced(
+    completed = await _fenced(
         run,
         logger,
         lambda: leases.complete(
@@ -170,8 +163,12 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
             result={"usage": asdict(usage)},
             usage=usage,
             spans=last_spans,
+            artifact=artifact,
         ),
     )
+    if completed is None and artifact is not None:  # refused: leave no orphaned content
+        await asyncio.to_thread(run.store.delete, artifact.stored.storage_ref)
+    return completed
 
 
 async def _fenced(run: RunContext, logger: Any, write: Callable[[], Awaitable[T]]) -> T | None:

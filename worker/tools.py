@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from agents import FunctionTool, RunContextWrapper, function_tool
 
+from ledger.leases import NewArtifact
 from worker.context import RunContext
 
 MAX_READ_CHARS = 20_000
@@ -152,9 +153,8 @@ async def _store(
     await run.leases.add_artifact(
         run.claim.fence,
         worker=run.worker,
-        name=name,
-        media_type=media_type,
-        stored=stored,
-        metadata={**metadata, "attempt": run.claim.fence.attempt},
+        artifact=NewArtifact(
+            name, media_type, stored, {**metadata, "attempt": run.claim.fence.attempt}
+        ),
     )
     return f"stored {name} ({stored.size_bytes} bytes, sha256 {stored.sha256[:12]})"

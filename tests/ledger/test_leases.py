@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
-from ledger.leases import Fence, FenceRejected, Hint, Leases
+from ledger.leases import Fence, FenceRejected, Hint, Leases, NewArtifact
 from ledger.models import TaskCreateRequest
 from ledger.repository import Actor, Ledger
 
@@ -256,27 +256,22 @@ async def test_an_artifact_written_again_is_recorded_once(ledger, leases, tmp_pa
     task_id, _ = await _queued(ledger)
     claim = await _claim(leases, ledger, task_id)
     store = LocalArtifactStore(tmp_path)
-    stored = store.put("t1", task_id, "final_output.md", b"done")
+
+    def artifact(content: bytes) -> NewArtifact:
+        stored = store.put("t1", task_id, "final_output.md", content)
+        return NewArtifact("final_output.md", "text/markdown", stored, {})
+
     # The same write twice, as after a lost answer, then a second, different object.
-    first, again = [
-        await leases.add_artifact(
-            claim.fence,
-            worker="w1",
-            name="final_output.md",
-            media_type="text/markdown",
-            stored=stored,
-            metadata={},
-        )
-        for _ in range(2)
-    ]
-    other = store.put("t1", task_id, "final_output.md", b"done, again")
-    second = await leases.add_artifact(
-        claim.fence,
-        worker="w1",
-        name="final_output.md",
-        media_type="text/markdown",
-        stored=other,
-        metadata={},
-    )
+    written = artifact(b"done")
+    first = await leases.add_artifact(claim.fence, worker="w1", artifact=written)
+    again = await leases.add_artifact(claim.fence, worker="w1", artifact=written)
+    second = await leases.add_artifact(claim.fence, worker="w1", artifact=artifact(b"more"))
     assert first.id == again.id != second.id
     assert len(await ledger.list_artifacts("t1", task_id)) == 2
+    # With the completion, and only for the holder of the run.
+    forged = Fence(claim.fence.run_id, claim.fence.attempt, "not-the-token")
+    with pytest.raises(FenceRejected):
+        await leases.complete(forged, worker="zombie", artifact=artifact(b"zombie"))
+    done = await leases.complete(claim.fence, worker="w1", artifact=artifact(b"final"))
+    assert done.status == "succeeded"
+    assert len(await ledger.list_artifacts("t1", task_id)) == 3
