@@ -306,10 +306,10 @@ def test_zombie_worker_is_fenced_off(
     assert {t["actor"] for t in refused} == {"w-zombie"}
     assert {t["run_id"] for t in refused} == {created["current_run_id"]}
     assert all(t["data"]["attempt"] == 1 for t in refused)
-    # Its first write after waking (a heartbeat, or the artifact of its late result) is
-    # refused, and it stops there: it writes nothing further.
+    # Its first write after waking (a heartbeat, or the completion carrying its late
+    # result's artifact) is refused, and it stops there: it writes nothing further.
     operations = [t["data"]["operation"] for t in refused]
-    assert len(operations) == 1 and operations[0] in {"heartbeat", "artifact"}, operations
+    assert len(operations) == 1 and operations[0] in {"heartbeat", "complete"}, operations
     # Nothing else from the zombie made it into the ledger.
     assert {t["kind"] for t in traces if t["actor"] == "w-zombie"} == {
         "worker_receipt",
