@@ -34,7 +34,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ import httpx
 import psutil
 
 from api.auth import mint_token
+from bench._services import free_port
 from bench.common import (
     BENCH_DATA,
     fresh_database,
@@ -165,12 +165,6 @@ class Service:
         if self._log is not None:
             self._log.close()
         self.process = None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class System:
@@ -678,7 +672,7 @@ async def run(noop_layout: str, sdk_layout: str) -> dict[str, Any]:
     monitor = await Monitor.connect(url)
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     secret = secrets.token_urlsafe(32)
-    port = _free_port()
+    port = free_port()
     env = {
         key: value
         for key, value in os.environ.items()

@@ -13,6 +13,7 @@ import structlog
 
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
+from ledger.database import DATABASE_TROUBLE
 from ledger.leases import Leases
 from ledger.notify import Listener, wait_any
 from ledger.policy import PolicyConfig
@@ -54,13 +55,7 @@ async def run_dispatcher(
                     next_reap = loop.time() + config.reap_interval
                     if reaped.lost or reaped.redispatched:
                         log.info("reaped", **reaped.__dict__)
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                # What asyncpg raises when the server drops the connection mid-statement.
-                asyncpg.InternalClientError,
-            ) as error:
+            except DATABASE_TROUBLE as error:
                 # The database is away: keep the loop, try again shortly.
                 log.warning("dispatcher_database_error", error=f"{type(error).__name__}: {error}")
                 await wait_any(stop, seconds=config.poll_interval * 4)

@@ -126,6 +126,17 @@ CONNECTION_LOST_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# What a loop that must outlive database trouble (the dispatcher's, the gauges', a
+# listener's reconnect) catches before it pauses and tries again: any error from the
+# server or from the connection to it.
+DATABASE_TROUBLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    *CONNECTION_LOST_ERRORS,
+)
+
+
 def connection_lost(error: BaseException) -> bool:
     """The database went away under a statement: worth trying again shortly."""
     if isinstance(error, asyncpg.InterfaceError):

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
+from ledger.database import DATABASE_TROUBLE
+
 log = structlog.get_logger(__name__)
 
 
@@ -46,7 +48,7 @@ class Listener:
             try:
                 self._connection = await self.pool.acquire(timeout=5)
                 await self._connection.add_listener(self.channel, self._notified)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except (*DATABASE_TROUBLE, TimeoutError) as error:
                 log.warning("listen_failed", channel=self.channel, error=type(error).__name__)
                 await self.close()
 

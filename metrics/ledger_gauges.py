@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import structlog
 
-from ledger.database import CONNECTION_LOST_ERRORS, connection_lost
+from ledger.database import DATABASE_TROUBLE
 from ledger.notify import wait_any
 from ledger.sql import query
 from metrics import APPROVAL_OLDEST_AGE, APPROVALS_PENDING, LANE_DEPTH, OLDEST_RUNNABLE_AGE
@@ -34,10 +34,6 @@ async def keep_ledger_gauges_fresh(
     while not stop.is_set():
         try:
             await refresh_ledger_gauges(pool, lanes)
-        except (OSError, asyncpg.PostgresError, *CONNECTION_LOST_ERRORS) as error:
-            log.warning("gauge_refresh_failed", error=type(error).__name__)
-        except asyncpg.InterfaceError as error:  # a connection ended under the query
-            if not connection_lost(error):
-                raise
+        except DATABASE_TROUBLE as error:
             log.warning("gauge_refresh_failed", error=type(error).__name__)
         await wait_any(stop, seconds=interval)
