@@ -20,6 +20,7 @@ from ledger.repository import Actor
 KNOWN_ROLES: frozenset[str] = frozenset(get_args(Role))
 # People's roles, weakest first: each may do everything the ones before it may.
 _HUMAN_RANKS: dict[str, int] = {"viewer": 0, "operator": 1, "owner": 2}
+_VERIFIED_TOKENS_KEPT = 1024
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,28 @@ class Authenticator:
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
         self._audience = audience
         self._issuer = issuer
+        # Verified tokens by their text, until they expire: a frontend or a worker sends
+        # the same token with every request, and checking its signature again each time
+        # cost more CPU than the rest of a typical read.
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
     async def authenticate(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "unauthenticated", "a bearer token is required")
+        cached = self._verified.get(token)
+        if cached is not None:
+            expires_at, principal = cached
+            if time.time() < expires_at:
+                return principal
+            del self._verified[token]
+        principal, expires_at = await self._verify(token)
+        if len(self._verified) >= _VERIFIED_TOKENS_KEPT:
+            self._verified.pop(next(iter(self._verified)))  # the oldest entry
+        self._verified[token] = (expires_at, principal)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             if self._jwks is not None:
                 # PyJWKClient fetches keys with blocking I/O (cached after the first).
@@ -89,7 +107,8 @@ class Authenticator:
             raise ApiError(401, "unauthenticated", "the token has no tenant (tid) claim")
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
             raise ApiError(401, "unauthenticated", "the roles claim must be a list of strings")
-        return Principal(str(claims["sub"]), tenant, frozenset(roles) & KNOWN_ROLES)
+        principal = Principal(str(claims["sub"]), tenant, frozenset(roles) & KNOWN_ROLES)
+        return principal, float(claims["exp"])
 
 
 def mint_token(

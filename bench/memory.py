@@ -153,7 +153,7 @@ async def _pipeline(
         work_dir,
     ).start()
     try:
-        worker.wait_for_log('"event": "worker_started"')
+        worker.wait_for_log('"event":"worker_started"')
         dispatcher.check_running()
         yield pool, worker
     finally:

@@ -8,6 +8,7 @@ import sys
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from ledger import fastjson
 from ledger.redaction import Redactor
 
 
@@ -19,7 +20,7 @@ def configure_logging(redactor: Redactor, *, level: int = logging.INFO) -> None:
         # Plain tracebacks: the rich formatter would print local variables, secrets included.
         structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
         if sys.stderr.isatty()
-        else structlog.processors.JSONRenderer()
+        else structlog.processors.JSONRenderer(serializer=fastjson.dumps)
     )
     structlog.configure(
         processors=[

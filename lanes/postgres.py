@@ -3,13 +3,17 @@
 Receivers sleep on LISTEN/NOTIFY (`workbench_lanes`, payload = lane name) and poll
 every `poll_interval` as a fallback, so a lost notification (a listener reconnecting)
 delays a message by at most that long, never loses it.
+
+Besides the peek-lock protocol every lane has, `take` removes messages inside a
+transaction of the caller's: the worker claims the runs they name in it.
 """
 
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -22,6 +26,7 @@ from metrics import DEAD_LETTERS
 log = structlog.get_logger(__name__)
 
 CHANNEL = "workbench_lanes"
+T = TypeVar("T")
 
 
 class LaneListener:
@@ -85,6 +90,23 @@ class PostgresLane:
 
     async def receive(self, max_messages: int, max_wait: float) -> list[Received]:
         """Up to `max_messages` locked messages; waits up to `max_wait` for the first."""
+        return await self._when_available(lambda: self._receive_now(max_messages), max_wait)
+
+    async def take(
+        self,
+        act: Callable[[asyncpg.Connection, list[LaneMessage]], Awaitable[list[T]]],
+        max_messages: int,
+        max_wait: float,
+    ) -> list[T]:
+        """Removes up to `max_messages` messages and hands them to `act` inside the same
+        transaction, so they are gone if and only if what it did commits: no lock to
+        hold, renew or lose meanwhile. Returns what `act` returned; waits up to
+        `max_wait` for messages that make `act` return something."""
+        return await self._when_available(lambda: self._take_now(act, max_messages), max_wait)
+
+    async def _when_available(
+        self, fetch: Callable[[], Awaitable[list[T]]], max_wait: float
+    ) -> list[T]:
         if self._wake is None:
             self._wake = await self.listener.subscribe(self.name)
         else:
@@ -93,12 +115,49 @@ class PostgresLane:
         deadline = loop.time() + max_wait
         while True:
             self._wake.clear()
-            received = await self._receive_now(max_messages)
+            fetched = await fetch()
             remaining = deadline - loop.time()
-            if received or remaining <= 0:
-                return received
+            if fetched or remaining <= 0:
+                return fetched
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(remaining, self.poll_interval))
+
+    async def _take_now(
+        self,
+        act: Callable[[asyncpg.Connection, list[LaneMessage]], Awaitable[list[T]]],
+        max_messages: int,
+    ) -> list[T]:
+        async with self.pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(query("lane_take"), self.name, max_messages)
+            messages = []
+            for row in rows:
+                try:
+                    messages.append(LaneMessage.from_properties(row["message_id"], row["body"]))
+                except (KeyError, TypeError, ValueError) as error:
+                    await self._bury(connection, row, f"{type(error).__name__}: {error}")
+            return await act(connection, messages) if messages else []
+
+    async def _bury(
+        self, connection: asyncpg.Connection, row: asyncpg.Record, description: str
+    ) -> None:
+        await connection.execute(
+            query("lane_bury"),
+            row["id"],
+            row["lane"],
+            row["message_id"],
+            row["body"],
+            row["enqueued_at"],
+            row["delivery_count"] + 1,
+            "MalformedMessage",
+            description,
+        )
+        DEAD_LETTERS.labels(self.name).inc()
+        log.warning(
+            "lane_message_dead_lettered",
+            lane=self.name,
+            message_id=row["message_id"],
+            reason="MalformedMessage",
+        )
 
     async def _receive_now(self, max_messages: int) -> list[Received]:
         rows = await self.pool.fetch(

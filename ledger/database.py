@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import asyncpg
 import structlog
 
+from ledger import fastjson
+
 log = structlog.get_logger(__name__)
 
 ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
@@ -93,7 +95,7 @@ def _password_source() -> Callable[[], Awaitable[str]] | None:
 async def _init_connection(connection: asyncpg.Connection) -> None:
     # jsonb columns come back as Python objects and go in from them.
     await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        "jsonb", encoder=json.dumps, decoder=fastjson.loads, schema="pg_catalog"
     )
 
 

@@ -141,10 +141,16 @@ class Leases:
         (a duplicate, late or out-of-order hint, or a second copy in this batch):
         nothing runs twice."""
         async with self.pool.acquire() as connection, connection.transaction():
-            tasks = await connection.fetch(
-                query("lock_tasks_for_runs"), [hint.run_id for hint in hints], _WAITING
-            )
-            return await self._claim_locked(connection, tasks, hints, worker, via)
+            return await self.claim_in(connection, hints, worker=worker, via=via)
+
+    async def claim_in(
+        self, connection: asyncpg.Connection, hints: list[Hint], *, worker: str, via: str
+    ) -> list[Claim | None]:
+        """`claim_batch` inside the caller's transaction (a Postgres lane's `take`)."""
+        tasks = await connection.fetch(
+            query("lock_tasks_for_runs"), [hint.run_id for hint in hints], _WAITING
+        )
+        return await self._claim_locked(connection, tasks, hints, worker, via)
 
     async def claim_next(self, *, tenant_id: str, lanes: list[str], worker: str) -> Claim | None:
         """Claim the oldest waiting run in `lanes` (the HTTP worker protocol)."""

@@ -14,19 +14,10 @@ _SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
 )
-
-
-def _could_hold_secret(value: str) -> bool:
-    """False for text that none of the patterns can match: each needs one of these
-    (an assignment needs `=` or `:`). Most text written (ids, kinds, status messages)
-    has none, and this check costs a fraction of running the patterns."""
-    return (
-        "=" in value
-        or ":" in value
-        or "sk-" in value
-        or "eyJ" in value
-        or "bearer" in value.lower()
-    )
+# Text none of the patterns can match lacks all of these (the assignment patterns also
+# need an `=` or a `:`).
+_PATTERN_MARKS = ("sk-", "eyJ")
+_ASSIGNED_NAMES = ("password", "pwd", "accountkey", "sharedaccesskey")
 
 
 class Redactor:
@@ -42,6 +33,7 @@ class Redactor:
         self._known_keys: dict[str, bool] = {}
         # `name=value` / `name: value` in free text, for the same names.
         names = "|".join(re.escape(suffix) for suffix in self._suffixes)
+        self._assigned_names = _ASSIGNED_NAMES + self._suffixes
         self._assignment = re.compile(
             rf"(?i)\b(\w*(?:{names}))(\s*[=:]\s*)(?!\[redacted\])[^\s;,'\"}}]+"
         )
@@ -56,8 +48,21 @@ class Redactor:
                 self._known_keys[key] = secret
         return secret
 
+    def _could_hold_secret(self, value: str) -> bool:
+        """False for text that no pattern can match. Most text written (ids, kinds,
+        status messages, worker names) is such, and this check costs a fraction of
+        running the patterns."""
+        if any(mark in value for mark in _PATTERN_MARKS):
+            return True
+        lowered = value.casefold()  # folded as the patterns (?i) fold: U+017F as "s"
+        if "bearer" in lowered:
+            return True
+        return ("=" in value or ":" in value) and any(
+            name in lowered for name in self._assigned_names
+        )
+
     def text(self, value: str) -> str:
-        if not _could_hold_secret(value):
+        if not self._could_hold_secret(value):
             return value
         for pattern in _SECRET_PATTERNS:
             value = pattern.sub(REDACTED, value)

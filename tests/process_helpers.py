@@ -261,9 +261,9 @@ class Service:
         return self.process is not None and self.process.poll() is None
 
     def wait_for_event(self, event: str, timeout: float = 60.0, count: int = 1) -> None:
-        """Until the structured log has `event` (JSON lines: "event": "<name>") at least
+        """Until the structured log has `event` (JSON lines: "event":"<name>") at least
         `count` times."""
-        marker = f'"event": "{event}"'
+        marker = f'"event":"{event}"'
         deadline = time.monotonic() + timeout
         while self.output().count(marker) < count:
             if not self.running():
@@ -305,7 +305,7 @@ class Service:
         """The JSON log lines of `event`."""
         lines = []
         for line in self.output().splitlines():
-            if f'"event": "{event}"' in line:
+            if f'"event":"{event}"' in line:
                 with contextlib.suppress(json.JSONDecodeError):
                     lines.append(json.loads(line))
         return lines

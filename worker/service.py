@@ -6,7 +6,9 @@ run is no longer waiting: a duplicate, late or out-of-order hint), Postgres hold
 truth, so the message is completed either way. Holding it for the length of an agent
 run would tie a minutes-long run to a message lock that must be renewed and can be
 lost; instead the run's lease (renewed by heartbeat) protects the work, and if this
-worker dies the reaper re-queues the run and the dispatcher sends a fresh hint.
+worker dies the reaper re-queues the run and the dispatcher sends a fresh hint. A
+Postgres lane's messages live beside the ledger, so there the claim and the settlement
+are a single transaction (`PostgresLane.take`).
 
 Shutdown (SIGTERM): stop receiving, give in-flight runs `drain_seconds` to finish, then
 stop the rest and release them: back to `queued` on the same attempt, so the drain
@@ -22,7 +24,8 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from lanes.base import Lane, Received
+from lanes.base import Lane, LaneMessage, Received
+from lanes.postgres import PostgresLane
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import ArtifactStore
 from ledger.leases import Claim, Hint, Leases
@@ -115,16 +118,10 @@ class Worker:
                 continue
             try:
                 await self._cancel_listener.ensure()
-                received = await lane.receive(free, self.config.receive_wait)
+                claims = await self._receive_and_claim(lane, free)
             except Exception as error:  # transport or database away: retry shortly
-                log.warning("receive_failed", lane=lane.name, error=f"{type(error).__name__}")
-                await wait_any(stop, seconds=1.0)
-                continue
-            if not received:
-                continue
-            try:
-                claims = await self._claim(lane, received)
-            except Exception as error:  # the hints come back when their locks run out
+                # Hints taken but not claimed come back: a Postgres lane's with the
+                # rolled-back transaction, others' when their locks run out.
                 log.warning("claim_failed", lane=lane.name, error=f"{type(error).__name__}")
                 await wait_any(stop, seconds=1.0)
                 continue
@@ -139,23 +136,29 @@ class Worker:
         if not handler.cancelled() and handler.exception() is not None:
             log.error("handler_crashed", error=repr(handler.exception()))
 
-    async def _claim(self, lane: Lane, received: list[Received]) -> list[Claim]:
-        """Claim what a batch of hints names, in one transaction, then settle the batch."""
-        hints = [
-            Hint(item.message.task_id, item.message.run_id, item.message.attempt)
-            for item in received
-        ]
-        claims = await self.leases.claim_batch(hints, worker=self.name, via=lane.name)
-        await self._settle(lane, received)
-        for item, claim in zip(received, claims, strict=True):
-            if claim is None:
-                log.info(
-                    "stale_hint_dropped",
-                    run_id=str(item.message.run_id),
-                    attempt=item.message.attempt,
-                    delivery_count=item.delivery_count,
+    async def _receive_and_claim(self, lane: Lane, free: int) -> list[Claim]:
+        wait = self.config.receive_wait
+        if isinstance(lane, PostgresLane):
+            # The lane is a table beside the ledger: its messages are taken in the
+            # claim's own transaction, which settles them with no lock in between.
+            async def claim_taken(
+                connection: asyncpg.Connection, messages: list[LaneMessage]
+            ) -> list[Claim]:
+                claims = await self.leases.claim_in(
+                    connection, [_hint(m) for m in messages], worker=self.name, via=lane.name
                 )
-        return [claim for claim in claims if claim is not None]
+                return _claimed(messages, claims)
+
+            return await lane.take(claim_taken, free, wait)
+        received = await lane.receive(free, wait)
+        if not received:
+            return []
+        messages = [item.message for item in received]
+        claims = await self.leases.claim_batch(
+            [_hint(m) for m in messages], worker=self.name, via=lane.name
+        )
+        await self._settle(lane, received)
+        return _claimed(messages, claims)
 
     async def _execute(self, claim: Claim) -> None:
         execution = Execution(claim)
@@ -197,3 +200,16 @@ class Worker:
             execution.stop(StopReason.DRAIN)
         if pending:
             await asyncio.wait(pending, timeout=10)
+
+
+def _hint(message: LaneMessage) -> Hint:
+    return Hint(message.task_id, message.run_id, message.attempt)
+
+
+def _claimed(messages: list[LaneMessage], claims: list[Claim | None]) -> list[Claim]:
+    """The claims made; a hint whose run was not waiting any more (a duplicate, late or
+    out-of-order one) is logged and dropped."""
+    for message, claim in zip(messages, claims, strict=True):
+        if claim is None:
+            log.info("stale_hint_dropped", run_id=str(message.run_id), attempt=message.attempt)
+    return [claim for claim in claims if claim is not None]

@@ -24,6 +24,25 @@ FROM picked
 WHERE m.id = picked.id
 RETURNING m.id, m.message_id, m.body, m.visible_at, m.lock_token, m.delivery_count;
 
+-- name: lane_take
+-- Removes up to $2 visible messages and returns them, for a caller that acts on them in
+-- the same transaction (a worker's claim): they are gone only if it commits.
+DELETE FROM lane_messages m
+WHERE m.id IN (
+    SELECT id FROM lane_messages
+    WHERE lane = $1 AND visible_at <= now()
+    ORDER BY visible_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING m.*;
+
+-- name: lane_bury
+-- A taken message no receiver can read, straight to the dead letters with the reason.
+INSERT INTO lane_dead_letters (id, lane, message_id, body, enqueued_at, delivery_count,
+                               reason, description)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+
 -- name: lane_complete
 -- Removes the messages ($1 ids) still held under their locks ($2); returns the ids
 -- removed, as one array.

@@ -1,6 +1,7 @@
 """Tenancy and token verification: another tenant's task does not exist; RS256 tokens
 are verified against a JWKS document fetched over HTTP."""
 
+import asyncio
 import json
 import threading
 import time
@@ -41,6 +42,22 @@ async def test_expired_token_and_missing_tenant_are_rejected() -> None:
         with pytest.raises(ApiError) as raised:
             await authenticator.authenticate(f"Bearer {token}")
         assert raised.value.status_code == 401
+
+
+async def test_a_token_accepted_once_is_refused_once_it_expires() -> None:
+    # Verified tokens are remembered; the memory must not outlive the token.
+    authenticator = Authenticator(secret="s" * 40)
+    claims = {"sub": "a", "tid": "t", "roles": ["viewer"], "exp": int(time.time()) + 2}
+    token = jwt.encode(claims, "s" * 40)
+    for _ in range(2):
+        assert (await authenticator.authenticate(f"Bearer {token}")).subject == "a"
+    await asyncio.sleep(claims["exp"] - time.time() + 0.1)
+    with pytest.raises(ApiError) as raised:
+        await authenticator.authenticate(f"Bearer {token}")
+    assert raised.value.status_code == 401
+    forged = jwt.encode(claims, "x" * 40)  # same claims, another key: still checked
+    with pytest.raises(ApiError):
+        await authenticator.authenticate(f"Bearer {forged}")
 
 
 @pytest.fixture

@@ -227,7 +227,7 @@ def test_sigterm_drains_and_releases(
     assert returncode == 0, f"w-drain exited with {returncode}:\n{worker.tail()}"
     assert took < 10, took
     print(f"\nw-drain exited {took:.2f} s after SIGTERM (drain 1 s)")
-    assert '"event": "draining"' in worker.output()
+    assert '"event":"draining"' in worker.output()
 
     for created in tasks:
         task = get_task(client, token, created["id"])

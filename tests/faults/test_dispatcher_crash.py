@@ -90,7 +90,7 @@ def test_dispatcher_killed_between_send_and_mark_runs_nothing_twice(
         assert doomed.process is not None
         returncode = doomed.process.wait(timeout=60)
         assert returncode == -signal.SIGKILL, doomed.tail()
-        assert '"event": "dispatched"' not in doomed.output()
+        assert '"event":"dispatched"' not in doomed.output()
 
         # One batch, every run, first sends (message id = run id) ...
         sent = json.loads(sent_file.read_text())

@@ -252,4 +252,4 @@ def test_processes_reconnect_after_postgres_restart(
     for process in processes:
         assert process.running(), process.output()[-3000:]
     wait_until(lambda: listeners(cluster) == LISTENERS, 30, "every LISTEN re-established")
-    assert '"event": "unhandled_error"' not in cluster.api.output()
+    assert '"event":"unhandled_error"' not in cluster.api.output()

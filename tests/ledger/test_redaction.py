@@ -1,4 +1,4 @@
-from ledger.redaction import REDACTED, Redactor
+from ledger.redaction import _SECRET_PATTERNS, REDACTED, Redactor
 
 redactor = Redactor(["api_key", "token", "password", "secret", "connection_string"])
 
@@ -33,3 +33,25 @@ def test_secrets_inside_text() -> None:
     for secret in ("abcdefghijkl", "sk-proj-abcdefghijklmnopqrst", "xyz", "pw1"):
         assert secret not in cleaned
     assert redactor.text("plain words stay") == "plain words stay"
+
+
+def test_the_quick_check_skips_only_text_the_patterns_leave_alone() -> None:
+    samples = [
+        "worker vm:1234 claimed run 5",
+        "github_token: ghp_abcdef",
+        "API-KEY = k1",
+        "my PA\u017fSWORD=hunter2",  # the patterns fold case as Unicode does
+        "header BEARER abcdefghijklm",
+        "jwt eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl",
+        "client_secret:s3",
+        "ratio 3:2 and a=b",
+        "connection_string=Endpoint=sb://x/",
+    ]
+    for text in samples:
+        slow = text
+        for pattern in _SECRET_PATTERNS:
+            slow = pattern.sub(REDACTED, slow)
+        slow = redactor._assignment.sub(rf"\1\2{REDACTED}", slow)
+        assert redactor.text(text) == slow, text
+    assert redactor.text("worker vm:1234 claimed run 5") == "worker vm:1234 claimed run 5"
+    assert "hunter2" not in redactor.text("my PA\u017fSWORD=hunter2")

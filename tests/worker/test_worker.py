@@ -17,6 +17,7 @@ from pipeline_helpers import wait_status as _wait_status
 from lanes.base import LaneMessage
 from lanes.postgres import PostgresLane
 from lanes.registry import LaneRegistry
+from ledger.leases import Leases
 from ledger.repository import Ledger
 from worker.context import RunContext
 from worker.executors import ExecutionResult, sleep_executor
@@ -150,19 +151,35 @@ async def test_sleep_executor_reads_scope(fresh_pool, policy) -> None:
     assert artifact.size_bytes == len(b"slept 0.01 s")
 
 
+class PeekLockOnly:
+    """The Postgres lane seen only through the protocol every transport has (receive,
+    then settle), as a worker sees a Service Bus queue."""
+
+    def __init__(self, lane: PostgresLane) -> None:
+        self._lane = lane
+
+    def __getattr__(self, name: str):
+        if name == "take":
+            raise AttributeError(name)
+        return getattr(self._lane, name)
+
+
 async def test_failed_hint_settlement_still_runs_the_claimed_run(
     fresh_pool, policy, monkeypatch
 ) -> None:
-    original = PostgresLane.complete_batch
+    original_get, original_complete = LaneRegistry.get, PostgresLane.complete_batch
 
     async def broken_once(self, batch):  # the transport fails right after the claim
         if not broken.is_set():
             broken.set()
             raise ConnectionError("lane connection reset")
-        return await original(self, batch)
+        return await original_complete(self, batch)
 
     broken = asyncio.Event()
     monkeypatch.setattr(PostgresLane, "complete_batch", broken_once)
+    monkeypatch.setattr(
+        LaneRegistry, "get", lambda self, name: PeekLockOnly(original_get(self, name))
+    )
     ledger = Ledger(fresh_pool, policy)
     executor = CountingExecutor()
     [task_id] = await _create(ledger, 1)
@@ -171,3 +188,48 @@ async def test_failed_hint_settlement_still_runs_the_claimed_run(
     assert broken.is_set()
     assert executor.runs[task_id] == 1
     assert (await ledger.get_task("t1", task_id)).attempt == 1
+
+
+async def test_a_failed_claim_leaves_the_postgres_lane_hints_in_place(
+    fresh_pool, policy, monkeypatch
+) -> None:
+    original = Leases.claim_in
+
+    async def broken_once(self, connection, hints, **kwargs):  # taken, then the claim fails
+        if not broken.is_set():
+            broken.set()
+            await original(self, connection, hints, **kwargs)
+            raise ConnectionError("connection reset mid-claim")
+        return await original(self, connection, hints, **kwargs)
+
+    broken = asyncio.Event()
+    monkeypatch.setattr(Leases, "claim_in", broken_once)
+    ledger = Ledger(fresh_pool, policy)
+    executor = CountingExecutor()
+    ids = await _create(ledger, 3)
+    async with pipeline(fresh_pool, policy, executor):
+        await _wait_status(ledger, ids, "succeeded")
+    assert broken.is_set()
+    assert executor.runs == Counter({task_id: 1 for task_id in ids})
+    for task_id in ids:  # the rolled-back claim spent no attempt and left no trace
+        assert (await ledger.get_task("t1", task_id)).attempt == 1
+        kinds = [event.kind for event in await ledger.list_traces("t1", task_id)]
+        assert kinds == ["created", "policy_verdict", "dispatched", "worker_receipt", "succeeded"]
+    assert await fresh_pool.fetchval("SELECT count(*) FROM lane_messages") == 0
+
+
+async def test_an_unreadable_postgres_lane_message_is_dead_lettered(fresh_pool, policy) -> None:
+    ledger = Ledger(fresh_pool, policy)
+    executor = CountingExecutor()
+    async with pipeline(fresh_pool, policy, executor):
+        await fresh_pool.execute(
+            "INSERT INTO lane_messages (lane, message_id, body) VALUES ($1, $2, $3)",
+            "analysis",
+            "garbled",
+            {"run_id": "not-a-uuid"},
+        )
+        ids = await _create(ledger, 2)
+        await _wait_status(ledger, ids, "succeeded")
+    dead = await fresh_pool.fetch("SELECT message_id, reason FROM lane_dead_letters")
+    assert [(row["message_id"], row["reason"]) for row in dead] == [("garbled", "MalformedMessage")]
+    assert executor.runs == Counter({task_id: 1 for task_id in ids})
