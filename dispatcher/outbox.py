@@ -17,6 +17,7 @@ import structlog
 
 from lanes.base import LaneMessage
 from lanes.registry import LaneRegistry
+from ledger.database import plan_batches_as_sized
 from ledger.sql import query
 from metrics import DISPATCH_LATENCY, DISPATCHED
 
@@ -46,6 +47,7 @@ class Outbox:
         """Send one batch (or one task's run). A lane whose send fails keeps its runs
         queued for the next round; the others are marked."""
         async with self.pool.acquire() as connection, connection.transaction():
+            await plan_batches_as_sized(connection)
             rows = await connection.fetch(
                 query("lock_due_runs"), batch_size, self.lanes.configured(), task_id
             )

@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 
 from ledger.artifact_store import StoredObject
+from ledger.database import plan_batches_as_sized
 from ledger.errors import LedgerError
 from ledger.group_commit import GroupCommit
 from ledger.models import Artifact, Run, Task, artifact_record
@@ -141,6 +142,7 @@ class Leases:
         (a duplicate, late or out-of-order hint, or a second copy in this batch):
         nothing runs twice."""
         async with self.pool.acquire() as connection, connection.transaction():
+            await plan_batches_as_sized(connection)
             return await self.claim_in(connection, hints, worker=worker, via=via)
 
     async def claim_in(
@@ -254,6 +256,7 @@ class Leases:
 
     async def _complete_batch(self, items: list[_Completion]) -> list[Task | BaseException]:
         async with self.pool.acquire() as connection, connection.transaction():
+            await plan_batches_as_sized(connection)
             run_ids = list(dict.fromkeys(item.fence.run_id for item in items))
             tasks = await connection.fetch(query("lock_tasks_for_runs"), run_ids, _RUNNING)
             locked = {task["current_run_id"]: task for task in tasks}

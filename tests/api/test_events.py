@@ -68,7 +68,7 @@ async def test_stream_of_waiting_task_ends_at_once_and_errors_are_json(http, aut
     events = _parse(response.text)
     assert events[-1] == {
         "id": None,
-        "event":"done",
+        "event": "done",
         "data": {"type": "done", "content": "awaiting_approval", "seq": 2},
     }
     bad = await http.get(f"{TASKS}/{task['id']}/events", headers={**auth(), "Last-Event-ID": "x"})
