@@ -261,9 +261,13 @@ class Leases:
             tasks = await connection.fetch(query("lock_tasks_for_runs"), run_ids, _RUNNING)
             locked = {task["current_run_id"]: task for task in tasks}
             usage = {item.fence: item.usage for item in items if item.fence.run_id in locked}
-            for item in items:  # while the run is still running: the insert is fenced
-                if item.artifact is not None and item.fence in usage:
-                    await self._insert_artifact(connection, item.fence, item.artifact)
+            artifacts = [  # while the runs are still running: the insert is fenced
+                (item.fence, item.artifact)
+                for item in items
+                if item.artifact is not None and item.fence in usage
+            ]
+            if artifacts:
+                await self._insert_artifacts(connection, artifacts)
             finished = await self._finish_locked(
                 connection, list(usage), RunStatus.SUCCEEDED, usage=list(usage.values())
             )
@@ -271,12 +275,13 @@ class Leases:
             for item in items:  # a completion sent twice counts once
                 if (item.fence.run_id, item.fence.token_hash) in finished:
                     done.setdefault(item.fence, item)
-            for fence, item in done.items():
-                if item.spans:
-                    task_id = locked[fence.run_id]["id"]
-                    await self._append_spans_locked(
-                        connection, task_id, fence, item.worker, item.spans
-                    )
+            spans = [
+                (locked[fence.run_id]["id"], fence, item.worker, span)
+                for fence, item in done.items()
+                for span in item.spans
+            ]
+            if spans:
+                await self._append_spans_locked(connection, spans)
             moved = await self._move_all_locked(
                 connection,
                 [locked[fence.run_id] for fence in done],
@@ -340,28 +345,32 @@ class Leases:
         """Artifact metadata, written only while this worker holds the run; writing the
         same stored object again (a retry) returns the first record."""
         async with self._fenced(fence, worker, "artifact") as connection:
-            recorded = await self._insert_artifact(connection, fence, artifact)
-            if recorded is None:
+            recorded = await self._insert_artifacts(connection, [(fence, artifact)])
+            if not recorded:
                 raise _Refusal
-        return recorded
+        return recorded[0]
 
-    async def _insert_artifact(
-        self, connection: asyncpg.Connection, fence: Fence, artifact: NewArtifact
-    ) -> Artifact | None:
-        row = await connection.fetchrow(
-            query("insert_artifact_if_owner"),
-            uuid5(fence.run_id, artifact.stored.storage_ref),
-            fence.run_id,
-            fence.attempt,
-            fence.token_hash,
-            artifact.name,
-            artifact.media_type,
-            artifact.stored.storage_ref,
-            artifact.stored.sha256,
-            artifact.stored.size_bytes,
-            self.redactor.value(artifact.metadata),
+    async def _insert_artifacts(
+        self, connection: asyncpg.Connection, artifacts: list[tuple[Fence, NewArtifact]]
+    ) -> list[Artifact]:
+        """Each artifact's metadata, recorded only while its fence holds the run."""
+        by_id = {
+            uuid5(fence.run_id, new.stored.storage_ref): (fence, new) for fence, new in artifacts
+        }
+        rows = await connection.fetch(
+            query("insert_artifacts_if_owner"),
+            list(by_id),
+            [fence.run_id for fence, _ in by_id.values()],
+            [fence.attempt for fence, _ in by_id.values()],
+            [fence.token_hash for fence, _ in by_id.values()],
+            [new.name for _, new in by_id.values()],
+            [new.media_type for _, new in by_id.values()],
+            [new.stored.storage_ref for _, new in by_id.values()],
+            [new.stored.sha256 for _, new in by_id.values()],
+            [new.stored.size_bytes for _, new in by_id.values()],
+            [self.redactor.value(new.metadata) for _, new in by_id.values()],
         )
-        return None if row is None else artifact_record(row)
+        return [artifact_record(row) for row in rows]
 
     async def trace(
         self, fence: Fence, *, worker: str, kind: str, message: str, data: dict[str, Any]
@@ -397,25 +406,25 @@ class Leases:
             held = await connection.fetchval(query("holds_run_or_was_cancelled"), *fence.columns)
             if task is None or held is None:
                 raise _Refusal
-            return await self._append_spans_locked(connection, task["id"], fence, worker, spans)
+            return await self._append_spans_locked(
+                connection, [(task["id"], fence, worker, span) for span in spans]
+            )
 
     async def _append_spans_locked(
         self,
         connection: asyncpg.Connection,
-        task_id: UUID,
-        fence: Fence,
-        worker: str,
-        spans: list[SpanEvent],
+        spans: list[tuple[UUID, Fence, str, SpanEvent]],
     ) -> int:
+        """(task, fence, worker, span) per span, the tasks locked by the caller."""
         rows = await connection.fetch(
             query("append_spans"),
-            task_id,
-            fence.run_id,
-            worker,
-            [span.span_id for span in spans],
-            [span.kind for span in spans],
-            [self.redactor.text(span.message) for span in spans],
-            [self.redactor.value(span.data) for span in spans],
+            [task_id for task_id, *_ in spans],
+            [fence.run_id for _, fence, *_ in spans],
+            [worker for _, _, worker, _ in spans],
+            [span.span_id for *_, span in spans],
+            [span.kind for *_, span in spans],
+            [self.redactor.text(span.message) for *_, span in spans],
+            [self.redactor.value(span.data) for *_, span in spans],
         )
         return len(rows)
 

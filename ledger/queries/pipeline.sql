@@ -202,25 +202,34 @@ WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running'
 RETURNING id;
 
 -- name: append_spans
--- SDK spans as trace events, numbered after the task's last event; a span already
--- stored (a resumed run) is skipped. The caller holds the task lock.
-WITH fresh AS (
-    SELECT s.span_id, s.kind, s.message, s.data, row_number() OVER () AS n
-    FROM unnest($4::text[], $5::text[], $6::text[], $7::jsonb[])
-         AS s(span_id, kind, message, data)
+-- SDK spans as trace events of tasks the caller has locked, several tasks in one
+-- statement, each span numbered after its task's last event; a span already stored (a
+-- resumed run, a retried write) is skipped. Per span: task ($1), run ($2), actor ($3),
+-- span id ($4), kind ($5), message ($6), data ($7).
+WITH given AS (
+    SELECT DISTINCT ON (s.task_id, s.span_id) s.*
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::jsonb[]) WITH ORDINALITY
+         AS s(task_id, run_id, actor, span_id, kind, message, data, n)
     WHERE NOT EXISTS (
-        SELECT 1 FROM trace_events e WHERE e.task_id = $1 AND e.span_id = s.span_id)
+        SELECT 1 FROM trace_events e WHERE e.task_id = s.task_id AND e.span_id = s.span_id)
+    ORDER BY s.task_id, s.span_id, s.n
+), fresh AS (
+    SELECT given.*, row_number() OVER (PARTITION BY task_id ORDER BY n) AS k FROM given
+), counted AS (
+    SELECT task_id, count(*) AS added FROM fresh GROUP BY task_id
 ), bump AS (
-    UPDATE tasks SET trace_seq = trace_seq + (SELECT count(*) FROM fresh)
-    WHERE id = $1
-    RETURNING trace_seq AS last_seq, tenant_id
+    UPDATE tasks t SET trace_seq = t.trace_seq + counted.added
+    FROM counted
+    WHERE t.id = counted.task_id
+    RETURNING t.id, t.trace_seq - counted.added AS last_seq, t.tenant_id
 )
 INSERT INTO trace_events (task_id, seq, tenant_id, run_id, kind, actor, message, data,
                           span_id)
-SELECT $1, bump.last_seq - (SELECT count(*) FROM fresh) + fresh.n, bump.tenant_id, $2,
-       fresh.kind, $3, fresh.message, fresh.data, fresh.span_id
-FROM fresh, bump
-RETURNING seq;
+SELECT fresh.task_id, bump.last_seq + fresh.k, bump.tenant_id, fresh.run_id, fresh.kind,
+       fresh.actor, fresh.message, fresh.data, fresh.span_id
+FROM fresh JOIN bump ON bump.id = fresh.task_id
+RETURNING task_id;
 
 -- name: holds_run
 -- Whether this fence still holds the run.

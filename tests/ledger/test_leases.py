@@ -275,3 +275,48 @@ async def test_an_artifact_written_again_is_recorded_once(ledger, leases, tmp_pa
     done = await leases.complete(claim.fence, worker="w1", artifact=artifact(b"final"))
     assert done.status == "succeeded"
     assert len(await ledger.list_artifacts("t1", task_id)) == 3
+
+
+async def test_spans_and_artifacts_of_completions_that_arrive_together(
+    ledger, leases, tmp_path
+) -> None:
+    from ledger.artifact_store import LocalArtifactStore
+    from ledger.leases import SpanEvent
+
+    store = LocalArtifactStore(tmp_path)
+    ids = [(await _queued(ledger))[0] for _ in range(6)]
+    claims = [await _claim(leases, ledger, task_id) for task_id in ids]
+
+    def spans(n: int) -> list[SpanEvent]:
+        return [
+            SpanEvent(f"span-{k}", "span.custom", f"task {n} step {k}", {"k": k}) for k in range(3)
+        ]
+
+    # One task flushed its first span with a heartbeat; its completion sends it again.
+    await leases.append_spans(claims[0].fence, worker="w1", spans=spans(0)[:1])
+    outcomes = await asyncio.gather(
+        *(
+            leases.complete(
+                claim.fence,
+                worker="w1",
+                spans=spans(n),
+                artifact=NewArtifact(
+                    "final_output.md",
+                    "text/markdown",
+                    store.put("t1", claim.task.id, "final_output.md", f"out {n}".encode()),
+                    {},
+                ),
+            )
+            for n, claim in enumerate(claims)
+        )
+    )
+    assert [task.status for task in outcomes] == ["succeeded"] * 6
+    for n, task_id in enumerate(ids):
+        traces = await ledger.list_traces("t1", task_id)
+        assert [t.seq for t in traces] == list(range(1, len(traces) + 1))
+        assert [(t.kind, t.message) for t in traces[-4:]] == [
+            *(("span.custom", f"task {n} step {k}") for k in range(3)),
+            ("succeeded", "attempt 1 succeeded"),
+        ]
+        [artifact] = await ledger.list_artifacts("t1", task_id)
+        assert artifact.size_bytes == len(f"out {n}")
