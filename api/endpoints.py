@@ -10,10 +10,11 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api.errors import ApiError
+from ledger import fastjson
 from ledger.policy import Role
 from ledger.repository import Actor, Ledger
 
@@ -101,7 +102,10 @@ class Endpoint:
         if isinstance(result, Response):
             return result
         status, payload = result
-        return JSONResponse(payload.model_dump(mode="json"), status_code=status)
+        # Serialised by pydantic's own encoder: no intermediate dict, no json.dumps.
+        return Response(
+            payload.model_dump_json(), status_code=status, media_type="application/json"
+        )
 
 
 def endpoint(
@@ -154,7 +158,7 @@ async def _parse_body(request: Request, model: type[BodyT]) -> BodyT:
         data: Any = {}
     else:
         try:
-            data = json.loads(raw)
+            data = fastjson.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from error
     return _validate(model, data, "body")
