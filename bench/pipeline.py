@@ -783,10 +783,34 @@ def verdicts(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def cpu_budget(result: dict[str, Any]) -> dict[str, float]:
+    """What each throughput target leaves per task in CPU, the machine's cores at the
+    target rate, beside what was measured: a design that needs more than its budget
+    cannot reach the target on this machine, however its work is scheduled."""
+    maximum, ceiling, sdk = result["noop_max"], result["sdk_ceiling"], result["sdk_pipeline"]
+    cores = result["machine"]["cores"]
+    sdk_budget = cores * 1000 / (TARGET_CEILING_FRACTION * ceiling["runs_per_second"])
+    return {
+        "noop_at_target": round(cores * 1000 / TARGET_TASKS_PER_SECOND, 3),
+        "noop_measured": round(
+            maximum["server_cpu_ms_per_task"] + maximum["client_cpu_ms_per_task"], 3
+        ),
+        "noop_postgres_measured": maximum["server_cpu_ms_per_task_by_process"]["postgres"],
+        "sdk_around_the_agent_at_target": round(sdk_budget - ceiling["cpu_ms_per_run"], 3),
+        "sdk_around_the_agent_measured": round(
+            sdk["server_cpu_ms_per_task"]
+            + sdk["client_cpu_ms_per_task"]
+            - ceiling["cpu_ms_per_run"],
+            3,
+        ),
+    }
+
+
 def summary_lines(result: dict[str, Any]) -> list[str]:
     maximum, half = result["noop_max"], result["noop_half"]
     ceiling, sdk = result["sdk_ceiling"], result["sdk_pipeline"]
     targets = result["targets"]
+    budget = result["cpu_budget_ms_per_task"]
 
     def mark(name: str) -> str:
         return "met" if targets[name]["met"] else "NOT met"
@@ -815,6 +839,11 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"{TARGET_CEILING_FRACTION:.0%}: {mark('sdk_fraction_of_ceiling')}; by CPU cost "
         f"{targets['sdk_fraction_of_ceiling']['by_cpu']:.0%}); system CPU "
         f"{sdk['server_cpu_ms_per_task']} ms/task {sdk['server_cpu_ms_per_task_by_process']}",
+        f"CPU budget per task at the targets on {result['machine']['cores']} cores: noop "
+        f"{budget['noop_at_target']} ms for everything, measured {budget['noop_measured']} ms "
+        f"(Postgres alone {budget['noop_postgres_measured']} ms); sdk "
+        f"{budget['sdk_around_the_agent_at_target']} ms around the agent run, measured "
+        f"{budget['sdk_around_the_agent_measured']} ms",
         "caveats: the load generator (aiohttp) runs on the same 2 cores, costing the "
         "client CPU above; other jobs on the machine and on the bench Postgres make the "
         "absolute numbers noisy; postgres_shared (postmaster, WAL writer, I/O workers) also "
@@ -826,6 +855,7 @@ async def main() -> dict[str, Any]:
     started = time.monotonic()
     result = await run(NOOP_LAYOUT, SDK_LAYOUT)
     result["targets"] = verdicts(result)
+    result["cpu_budget_ms_per_task"] = cpu_budget(result)
     result["seconds"] = round(time.monotonic() - started, 1)
     result["summary"] = summary_lines(result)
     return result

@@ -47,12 +47,12 @@ class Outbox:
         """Send one batch (or one task's run). A lane whose send fails keeps its runs
         queued for the next round; the others are marked."""
         async with self.pool.acquire() as connection, connection.transaction():
-            await plan_batches_as_sized(connection)
             rows = await connection.fetch(
                 query("lock_due_runs"), batch_size, self.lanes.configured(), task_id
             )
             if not rows:
                 return DispatchResult()
+            await plan_batches_as_sized(connection, len(rows))
             by_lane: defaultdict[str, list[LaneMessage]] = defaultdict(list)
             for row in rows:
                 by_lane[row["lane"]].append(

@@ -19,7 +19,6 @@ import asyncpg
 import structlog
 
 from lanes.base import LaneMessage, LockLost, Received
-from ledger.database import plan_batches_as_sized
 from ledger.notify import Listener
 from ledger.sql import query
 from metrics import DEAD_LETTERS
@@ -129,7 +128,6 @@ class PostgresLane:
         max_messages: int,
     ) -> list[T]:
         async with self.pool.acquire() as connection, connection.transaction():
-            await plan_batches_as_sized(connection)
             rows = await connection.fetch(query("lane_take"), self.name, max_messages)
             messages = []
             for row in rows:

@@ -179,14 +179,20 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
-async def plan_batches_as_sized(connection: asyncpg.Connection) -> None:
-    """For the rest of this transaction, plan each statement for its arguments. The
-    claim, completion and dispatch statements take arrays of ids; the one generic plan
-    Postgres settles on after five executions assumes a handful of elements whatever the
-    batch, and a batch of hundreds then costs several times what a plan for its size
-    does (the README's Performance section has the numbers). Planning a batch statement costs far
-    less than one row of its work."""
-    await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+# Below this many elements the generic plan's guess is close enough, and the SET would
+# be one more round trip for a small batch.
+_PLANNED_BATCH_SIZE = 32
+
+
+async def plan_batches_as_sized(connection: asyncpg.Connection, size: int) -> None:
+    """For the rest of this transaction, when its batch is `size` large, plan each
+    statement for its arguments. The claim, completion and dispatch statements take
+    arrays of ids; the one generic plan Postgres settles on after five executions
+    assumes a handful of elements whatever the batch, and a batch of hundreds then costs
+    several times what a plan for its size does (the README's Performance section has
+    the numbers). Planning a batch statement costs far less than one row of its work."""
+    if size >= _PLANNED_BATCH_SIZE:
+        await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 async def close_pool(pool: asyncpg.Pool, seconds: float = 10.0) -> None:

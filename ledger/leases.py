@@ -142,13 +142,13 @@ class Leases:
         (a duplicate, late or out-of-order hint, or a second copy in this batch):
         nothing runs twice."""
         async with self.pool.acquire() as connection, connection.transaction():
-            await plan_batches_as_sized(connection)
             return await self.claim_in(connection, hints, worker=worker, via=via)
 
     async def claim_in(
         self, connection: asyncpg.Connection, hints: list[Hint], *, worker: str, via: str
     ) -> list[Claim | None]:
         """`claim_batch` inside the caller's transaction (a Postgres lane's `take`)."""
+        await plan_batches_as_sized(connection, len(hints))
         tasks = await connection.fetch(
             query("lock_tasks_for_runs"), [hint.run_id for hint in hints], _WAITING
         )
@@ -256,7 +256,7 @@ class Leases:
 
     async def _complete_batch(self, items: list[_Completion]) -> list[Task | BaseException]:
         async with self.pool.acquire() as connection, connection.transaction():
-            await plan_batches_as_sized(connection)
+            await plan_batches_as_sized(connection, len(items))
             run_ids = list(dict.fromkeys(item.fence.run_id for item in items))
             tasks = await connection.fetch(query("lock_tasks_for_runs"), run_ids, _RUNNING)
             locked = {task["current_run_id"]: task for task in tasks}
