@@ -151,12 +151,12 @@ class PostgresLane:
             "MalformedMessage",
             description,
         )
+        self._dead_lettered(row["message_id"], "MalformedMessage")
+
+    def _dead_lettered(self, message_id: str, reason: str) -> None:
         DEAD_LETTERS.labels(self.name).inc()
         log.warning(
-            "lane_message_dead_lettered",
-            lane=self.name,
-            message_id=row["message_id"],
-            reason="MalformedMessage",
+            "lane_message_dead_lettered", lane=self.name, message_id=message_id, reason=reason
         )
 
     async def _receive_now(self, max_messages: int) -> list[Received]:
@@ -173,13 +173,7 @@ class PostgresLane:
                     "MaxDeliveryCountExceeded",
                     f"delivered {self.max_delivery_count} times without being completed",
                 )
-                DEAD_LETTERS.labels(self.name).inc()
-                log.warning(
-                    "lane_message_dead_lettered",
-                    lane=self.name,
-                    message_id=row["message_id"],
-                    reason="MaxDeliveryCountExceeded",
-                )
+                self._dead_lettered(row["message_id"], "MaxDeliveryCountExceeded")
                 continue
             body: dict[str, Any] = row["body"]
             received.append(
