@@ -191,8 +191,11 @@ async def test_failed_hint_settlement_still_runs_the_claimed_run(
 
 
 async def test_a_failed_claim_leaves_the_postgres_lane_hints_in_place(
-    fresh_pool, policy, monkeypatch
+    fresh_pool, monkeypatch
 ) -> None:
+    # Redispatch only long after the worker's one-second pause, so the hints the worker
+    # takes again are the ones the failed claim put back.
+    policy = fast_policy(lease_seconds=3.0, dispatch_timeout_seconds=30.0)
     original = Leases.claim_in
 
     async def broken_once(self, connection, hints, **kwargs):  # taken, then the claim fails
