@@ -353,38 +353,50 @@ class LoadClient:
 
     async def post(self, path: str, body: bytes) -> int:
         """The response's status; raises OSError or TimeoutError when there is none."""
-        head = f"POST {path} HTTP/1.1\r\n{self._headers}Content-Length: {len(body)}\r\n\r\n"
-        if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-        try:
-            async with asyncio.timeout(30):
-                writer.write(head.encode() + body)
-                status = int((await reader.readline()).split()[1])
-                length, keep = 0, True
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    name = name.strip().lower()
-                    if name == b"content-length":
-                        length = int(value)
-                    elif name == b"connection":
-                        keep = value.strip().lower() != b"close"
-                await reader.readexactly(length)
-        except (
-            OSError,
-            TimeoutError,
-            ValueError,
-            IndexError,
-            asyncio.IncompleteReadError,
-        ) as error:
-            writer.close()
-            raise OSError(f"no answer: {error!r}") from error
-        if keep:
-            self._idle.append((reader, writer))
-        else:
-            writer.close()
-        return status
+        request = (
+            f"POST {path} HTTP/1.1\r\n{self._headers}Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        while True:
+            reused = bool(self._idle)
+            if reused:
+                reader, writer = self._idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                async with asyncio.timeout(30):
+                    status, keep = await self._exchange(reader, writer, request)
+            except (OSError, TimeoutError, ValueError, IndexError, EOFError) as error:
+                writer.close()
+                # The server closes a keep-alive connection that idled past its timeout
+                # before reading anything more: send again on a new one.
+                if reused and isinstance(error, ConnectionError | EOFError):
+                    continue
+                raise OSError(f"no answer: {error!r}") from error
+            if keep:
+                self._idle.append((reader, writer))
+            else:
+                writer.close()
+            return status
+
+    @staticmethod
+    async def _exchange(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    ) -> tuple[int, bool]:
+        writer.write(request)
+        status_line = await reader.readline()
+        if not status_line:
+            raise EOFError("closed before an answer")
+        status = int(status_line.split()[1])
+        length, keep = 0, True
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection":
+                keep = value.strip().lower() != b"close"
+        await reader.readexactly(length)
+        return status, keep
 
     async def aclose(self) -> None:
         for _, writer in self._idle:
