@@ -18,7 +18,7 @@ import structlog
 
 def quiet_logs() -> None:
     """Warnings and errors only from the ledger code the benchmark calls in-process:
-    thousands of task_created lines would bury the results."""
+    thousands of state_change lines would bury the results."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 

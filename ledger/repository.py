@@ -124,8 +124,13 @@ class Ledger:
         if request.break_glass_acknowledged and actor.role != "owner":
             raise PolicyError("only an owner may break glass", role=actor.role)
 
-        body = request.model_dump()
-        request_hash = _request_hash("task", {**body, "lineage": lineage})
+        # What a replay with the same Idempotency-Key is compared with; nothing to
+        # compare without one.
+        request_hash = (
+            _request_hash("task", {**request.model_dump(), "lineage": lineage})
+            if idempotency_key is not None
+            else None
+        )
         raw_scope = {**request.scope, **(lineage or {})}
         scope = self.redactor.value(raw_scope)
         title = self.redactor.text(request.title)
@@ -233,16 +238,11 @@ class Ledger:
             from_status=None,
             to_status=status,
             actor=actor.subject,
+            lane=request.lane,
+            decision=verdict.decision,
         )
         task = Task.model_validate(dict(row))
         TASKS_CREATED.labels(task.lane, verdict.decision).inc()
-        log.info(
-            "task_created",
-            task_id=str(task_id),
-            lane=task.lane,
-            status=task.status,
-            decision=verdict.decision,
-        )
         return CreatedTask(task=task, verdict=verdict, created=True)
 
     async def _replay(
@@ -250,7 +250,7 @@ class Ledger:
         connection: asyncpg.Connection,
         actor: Actor,
         idempotency_key: str | None,
-        request_hash: str,
+        request_hash: str | None,
     ) -> CreatedTask:
         existing = await connection.fetchrow(
             query("find_task_by_idempotency_key"), actor.tenant_id, idempotency_key

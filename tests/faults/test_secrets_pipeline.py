@@ -179,7 +179,7 @@ def test_secrets_never_leave_the_backend_through_the_pipeline(cluster: Cluster) 
     # Every process's log, the worker's included, with proof each one logged about the
     # tasks (so an empty or uncaptured log cannot pass).
     logs = cluster.logs()
-    assert '"event":"task_created"' in logs["api"]
+    assert '"kind":"created"' in logs["api"]
     assert '"event":"dispatched"' in logs["dispatcher"]
     assert all(task_id in worker.output() for task_id in ids.values())
     for process, output in logs.items():
