@@ -90,7 +90,8 @@ class PostgresLane:
 
     async def receive(self, max_messages: int, max_wait: float) -> list[Received]:
         """Up to `max_messages` locked messages; waits up to `max_wait` for the first."""
-        return await self._when_available(lambda: self._receive_now(max_messages), max_wait)
+        received = await self._when_available(lambda: self._receive_now(max_messages), max_wait)
+        return received or []
 
     async def take(
         self,
@@ -100,13 +101,17 @@ class PostgresLane:
     ) -> list[T]:
         """Removes up to `max_messages` messages and hands them to `act` inside the same
         transaction, so they are gone if and only if what it did commits: no lock to
-        hold, renew or lose meanwhile. Returns what `act` returned; waits up to
-        `max_wait` for messages that make `act` return something."""
-        return await self._when_available(lambda: self._take_now(act, max_messages), max_wait)
+        hold, renew or lose meanwhile. Returns what `act` returned (nothing, when every
+        message was stale), as soon as there were messages; waits up to `max_wait` for
+        the first."""
+        taken = await self._when_available(lambda: self._take_now(act, max_messages), max_wait)
+        return taken or []
 
     async def _when_available(
-        self, fetch: Callable[[], Awaitable[list[T]]], max_wait: float
-    ) -> list[T]:
+        self, fetch: Callable[[], Awaitable[list[T] | None]], max_wait: float
+    ) -> list[T] | None:
+        """What `fetch` got, as soon as it got anything: None means the lane had no
+        visible message, and then this waits for a notification or the next poll."""
         if self._wake is None:
             self._wake = await self.listener.subscribe(self.name)
         else:
@@ -117,7 +122,7 @@ class PostgresLane:
             self._wake.clear()
             fetched = await fetch()
             remaining = deadline - loop.time()
-            if fetched or remaining <= 0:
+            if fetched is not None or remaining <= 0:
                 return fetched
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(remaining, self.poll_interval))
@@ -126,9 +131,11 @@ class PostgresLane:
         self,
         act: Callable[[asyncpg.Connection, list[LaneMessage]], Awaitable[list[T]]],
         max_messages: int,
-    ) -> list[T]:
+    ) -> list[T] | None:
         async with self.pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(query("lane_take"), self.name, max_messages)
+            if not rows:
+                return None
             messages = []
             for row in rows:
                 try:
@@ -159,10 +166,12 @@ class PostgresLane:
             "lane_message_dead_lettered", lane=self.name, message_id=message_id, reason=reason
         )
 
-    async def _receive_now(self, max_messages: int) -> list[Received]:
+    async def _receive_now(self, max_messages: int) -> list[Received] | None:
         rows = await self.pool.fetch(
             query("lane_receive"), self.name, max_messages, self.lock_seconds
         )
+        if not rows:
+            return None
         received = []
         for row in rows:
             if row["delivery_count"] > self.max_delivery_count:

@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from ledger.errors import Conflict, InvalidTransition, LedgerError, NotFound, PolicyError
+from ledger.group_commit import GroupCommit
 from ledger.models import (
     Artifact,
     ITRequest,
@@ -97,6 +98,9 @@ class Ledger:
         self.pool = pool
         self.policy = policy
         self.redactor = Redactor(policy.secret_keys)
+        self._inserts: GroupCommit[tuple[Any, ...], asyncpg.Record | None] = GroupCommit(
+            self._insert_tasks, max_batch=64
+        )
 
     # -- creation --------------------------------------------------------------
 
@@ -195,11 +199,8 @@ class Ledger:
                     {},
                 )
             )
-        # One statement writes the task, its first run and its first trace events, so
-        # it needs no explicit transaction (BEGIN and COMMIT were two round trips).
-        async with self.pool.acquire() as connection:
-            row = await connection.fetchrow(
-                query("insert_task"),
+        row = await self._inserts.submit(
+            (
                 task_id,
                 actor.tenant_id,
                 request.lane,
@@ -228,7 +229,9 @@ class Ledger:
                 [self.redactor.text(message) for *_, message, _ in events],
                 [self.redactor.value(data) for *_, data in events],
             )
-            if row is None:
+        )
+        if row is None:
+            async with self.pool.acquire() as connection:
                 return await self._replay(connection, actor, idempotency_key, request_hash)
         log.info(  # the transition's line, as append_trace writes for every other one
             "state_change",
@@ -244,6 +247,33 @@ class Ledger:
         task = Task.model_validate(dict(row))
         TASKS_CREATED.labels(task.lane, verdict.decision).inc()
         return CreatedTask(task=task, verdict=verdict, created=True)
+
+    async def _insert_tasks(
+        self, batch: list[tuple[Any, ...]]
+    ) -> list[asyncpg.Record | BaseException | None]:
+        """The `insert_task` statements of creates that arrived together, in one
+        transaction: one WAL flush for the batch instead of one per task, which was a
+        third of Postgres's CPU per create. Each statement writes a task, its first run
+        and its first trace events, so a lone one needs no transaction at all. A
+        statement Postgres refuses would abort the others with it: then each goes again
+        on its own, and only its own caller hears why."""
+        async with self.pool.acquire() as connection:
+            if len(batch) > 1:
+                try:
+                    async with connection.transaction():
+                        return [
+                            await connection.fetchrow(query("insert_task"), *arguments)
+                            for arguments in batch
+                        ]
+                except asyncpg.PostgresError:
+                    pass
+            rows: list[asyncpg.Record | BaseException | None] = []
+            for arguments in batch:
+                try:
+                    rows.append(await connection.fetchrow(query("insert_task"), *arguments))
+                except asyncpg.PostgresError as error:
+                    rows.append(error)
+            return rows
 
     async def _replay(
         self,

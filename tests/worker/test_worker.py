@@ -3,6 +3,7 @@ Nothing is lost, nothing runs twice, cancel stops a run, SIGTERM drains."""
 
 import asyncio
 from collections import Counter
+from uuid import uuid4
 
 import pytest
 from conftest import fast_policy
@@ -66,6 +67,32 @@ async def test_duplicated_and_late_hints_run_nothing_twice(fresh_pool, policy) -
         await lanes.close()
     assert executor.runs == Counter({task_id: 1 for task_id in ids})
     assert await fresh_pool.fetchval("SELECT count(*) FROM lane_messages") == 0
+
+
+async def test_stale_hints_drain_without_waiting_for_the_poll(fresh_pool, policy) -> None:
+    # A worker with two free slots meets a backlog of hints whose runs ended long ago
+    # (redispatches piled up while it was busy): it works through them back to back,
+    # not two per poll interval.
+    ledger = Ledger(fresh_pool, policy)
+    executor = CountingExecutor()
+    ids = await _create(ledger, 3)
+    async with pipeline(fresh_pool, policy, executor, concurrency=2):
+        await _wait_status(ledger, ids, "succeeded")
+        lanes = LaneRegistry(fresh_pool, policy)
+        lane = lanes.get("analysis")
+        stale = [
+            LaneMessage(f"{task_id}/old-{n}", task_id, uuid4(), 1, "analysis")
+            for task_id in ids
+            for n in range(40)
+        ]
+        await lane.send_batch(stale)
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        while await fresh_pool.fetchval("SELECT count(*) FROM lane_messages"):
+            assert loop.time() - sent_at < 10, "stale hints still waiting after 10 s"
+            await asyncio.sleep(0.05)
+        await lanes.close()
+    assert executor.runs == Counter({task_id: 1 for task_id in ids})
 
 
 async def test_cancel_stops_a_running_execution_quickly(fresh_pool, policy) -> None:
