@@ -1,7 +1,8 @@
 """Wakes live event streams when their task's trace grows.
 
-One LISTEN connection per API process, fanned out to the streams open on it. The
-notification says only which task changed; each stream then reads what is new from
+One LISTEN connection per API process, fanned out to the streams open on it. A
+notification names only the tasks that changed (comma-separated, up to 200: a batch of
+claims or completions sends one per 200 tasks); each stream then reads what is new from
 Postgres, so every replica serves every task, and a stream that missed a notification
 catches up at its next poll.
 """
@@ -21,9 +22,10 @@ class TraceFeed:
         self._subscribers: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self.listener = Listener(pool, "workbench_traces", self._grew)
 
-    def _grew(self, task_id: str) -> None:
-        for event in self._subscribers.get(task_id, ()):
-            event.set()
+    def _grew(self, task_ids: str) -> None:
+        for task_id in task_ids.split(","):
+            for event in self._subscribers.get(task_id, ()):
+                event.set()
 
     @contextlib.contextmanager
     def subscribe(self, task_id: str) -> Iterator[asyncio.Event]:

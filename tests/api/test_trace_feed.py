@@ -1,0 +1,37 @@
+"""Live streams wake when their task's trace grows, also when one statement appends the
+events of hundreds of tasks: a notification lists up to 200 of the tasks."""
+
+import asyncio
+import contextlib
+
+from conftest import fast_policy
+
+from api.trace_feed import TraceFeed
+from dispatcher.outbox import Outbox
+from lanes.registry import LaneRegistry
+from ledger.models import TaskCreateRequest
+from ledger.repository import Actor, Ledger
+
+
+async def test_one_dispatch_of_450_tasks_wakes_the_stream_of_each(fresh_pool) -> None:
+    policy = fast_policy()
+    ledger = Ledger(fresh_pool, policy)
+    request = TaskCreateRequest(lane="analysis", title="t", instructions="x")
+    created = await asyncio.gather(
+        *(ledger.create_task(Actor("olga", "t1", "operator"), request) for _ in range(450))
+    )
+    feed = TraceFeed(fresh_pool)
+    await feed.listener.ensure()
+    lanes = LaneRegistry(fresh_pool, policy)
+    try:
+        with contextlib.ExitStack() as streams:
+            woken = [streams.enter_context(feed.subscribe(str(each.task.id))) for each in created]
+            await asyncio.sleep(0.2)  # the creates' own notifications have arrived
+            for event in woken:
+                event.clear()
+            result = await Outbox(fresh_pool, lanes, "dispatcher").dispatch_once(1000)
+            assert result.sent == 450  # one statement appended all 450 `dispatched` events
+            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in woken)), 5)
+    finally:
+        await lanes.close()
+        await feed.listener.close()
