@@ -95,7 +95,10 @@ class LocalArtifactStore:
     def _path(self, storage_ref: str) -> Path:
         if not storage_ref.startswith(self.scheme):
             raise ValueError(f"not a local artifact reference: {storage_ref[:20]}")
-        path = (self.root / storage_ref.removeprefix(self.scheme)).resolve()
+        # normpath, not resolve(): resolving cost an lstat per path component on every
+        # put, a third of storing an agent's output. Only this store writes under its
+        # (resolved) root, so no symlink there can lead out; `..` is what can.
+        path = Path(os.path.normpath(self.root / storage_ref.removeprefix(self.scheme)))
         if not path.is_relative_to(self.root):
             raise ValueError("artifact reference escapes the store")
         return path

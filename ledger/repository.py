@@ -261,10 +261,12 @@ class Ledger:
             if len(batch) > 1:
                 try:
                     async with connection.transaction():
-                        return [
-                            await connection.fetchrow(query("insert_task"), *arguments)
-                            for arguments in batch
-                        ]
+                        # Pipelined: the statements go out back to back, not one round
+                        # trip each. An Idempotency-Key already used returns no row, so
+                        # rows are matched to their creates by task id.
+                        returned = await connection.fetchmany(query("insert_task"), batch)
+                    inserted = {row["id"]: row for row in returned}
+                    return [inserted.get(arguments[0]) for arguments in batch]
                 except asyncpg.PostgresError:
                     pass
             rows: list[asyncpg.Record | BaseException | None] = []
