@@ -47,8 +47,10 @@ class Outbox:
         """Send one batch (or one task's run). A lane whose send fails keeps its runs
         queued for the next round; the others are marked."""
         async with self.pool.acquire() as connection, connection.transaction():
-            rows = await connection.fetch(
-                query("lock_due_runs"), batch_size, self.lanes.configured(), task_id
+            rows = await (
+                connection.fetch(query("lock_due_runs"), batch_size, self.lanes.configured())
+                if task_id is None
+                else connection.fetch(query("lock_task_run"), task_id, self.lanes.configured())
             )
             if not rows:
                 return DispatchResult()

@@ -4,16 +4,37 @@
 -- deadlock. Heartbeats touch only the run row and hold no task lock.
 
 -- name: lock_due_runs
--- The dispatcher's batch: due queued runs in lanes with a transport, their tasks locked.
--- With task $3, only that task's run, due or not (an operator's explicit dispatch).
+-- The dispatcher's batch: due queued runs in lanes $2, oldest first, at most $1, each
+-- with its task locked (skipped while another dispatcher holds it). The oldest runs are
+-- picked first, without locks, from a window of four batches (room to skip what other
+-- replicas hold), and only then are their tasks locked, one by one in that order until
+-- the batch is full. As one join ordered at the end, Postgres estimated the join at one
+-- row and read, joined and sorted every queued run for each batch: 8 ms per batch of
+-- 10 at a backlog of 4,000, and a plan that locks before it sorts would lock them all.
 SELECT r.id, r.task_id, r.attempt, r.lane, r.dispatch_count,
        extract(epoch FROM now() - r.available_at)::float8 AS waited_seconds
-FROM runs r
-JOIN tasks t ON t.id = r.task_id AND t.current_run_id = r.id AND t.status = 'queued'
-WHERE r.status = 'queued' AND r.lane = ANY($2::text[])
-  AND CASE WHEN $3::uuid IS NULL THEN r.available_at <= now() ELSE r.task_id = $3 END
+FROM (
+    SELECT id, task_id, attempt, lane, dispatch_count, available_at FROM runs
+    WHERE status = 'queued' AND lane = ANY($2::text[]) AND available_at <= now()
+    ORDER BY available_at
+    LIMIT $1 * 4
+) AS r
+CROSS JOIN LATERAL (
+    SELECT FROM tasks t
+    WHERE t.id = r.task_id AND t.current_run_id = r.id AND t.status = 'queued'
+    FOR UPDATE SKIP LOCKED
+) AS locked
 ORDER BY r.available_at
-LIMIT $1
+LIMIT $1;
+
+-- name: lock_task_run
+-- An operator's explicit dispatch: task $1's queued run in lanes $2, due or not, with
+-- the task locked (nothing if another dispatcher holds it).
+SELECT r.id, r.task_id, r.attempt, r.lane, r.dispatch_count,
+       extract(epoch FROM now() - r.available_at)::float8 AS waited_seconds
+FROM tasks t
+JOIN runs r ON r.id = t.current_run_id AND r.status = 'queued' AND r.lane = ANY($2::text[])
+WHERE t.id = $1 AND t.status = 'queued'
 FOR UPDATE OF t SKIP LOCKED;
 
 -- name: mark_dispatched

@@ -1,4 +1,5 @@
-"""The task list and task reads stay index lookups however large the ledger grows.
+"""The task list, task reads and the dispatcher's batch stay index lookups however
+large the ledger or the backlog grows.
 
 EXPLAIN of the real statements from `ledger/queries/tasks.sql`, prepared the way the
 API's pool prepares them and executed past the point (five executions) where Postgres
@@ -166,3 +167,35 @@ async def test_get_task_is_a_primary_key_lookup(connection) -> None:
     plan = await _steady_plan(connection, "get_task", [TENANT, task_id])
     _assert_index_scan(plan, "tasks_pkey", "id")
     assert plan["Actual Rows"] == 1
+
+
+async def test_dispatch_batch_reads_only_the_runs_it_sends(connection) -> None:
+    """The dispatcher's batch walks the due-runs index oldest first and stops at the
+    batch size: a backlog of thousands costs a batch of 10 what a backlog of 10 does."""
+    async with connection.transaction():  # the runs and their links are rolled back
+        await connection.execute(
+            """
+            WITH waiting AS (
+                SELECT id, tenant_id, lane, gen_random_uuid() AS run_id,
+                       row_number() OVER (ORDER BY id) AS n
+                FROM tasks WHERE status = 'queued'),
+            runs_added AS (
+                INSERT INTO runs (id, task_id, tenant_id, lane, attempt, status, available_at)
+                SELECT run_id, id, tenant_id, lane, 1, 'queued',
+                       now() - n * interval '1 second'
+                FROM waiting)
+            UPDATE tasks SET current_run_id = waiting.run_id, attempt = 1
+            FROM waiting WHERE tasks.id = waiting.id
+            """
+        )
+        await connection.execute("ANALYZE runs")
+        backlog = await connection.fetchval("SELECT count(*) FROM runs WHERE status = 'queued'")
+        assert backlog > 2000
+        plan = await _steady_plan(connection, "lock_due_runs", [10, "{analysis,change-nonprod}"])
+    kinds = [node["Node Type"] for node in _nodes(plan)]
+    assert "Seq Scan" not in kinds and "Sort" not in kinds, kinds
+    scans = {node["Index Name"]: node for node in _nodes(plan) if "Index Name" in node}
+    assert scans["runs_due"]["Actual Rows"] <= 20  # read in order, up to the batch
+    [lock] = [node for node in _nodes(plan) if node["Node Type"] == "LockRows"]
+    assert lock["Actual Rows"] * lock["Actual Loops"] == 10  # only the tasks it sends
+    assert plan["Actual Rows"] == 10
