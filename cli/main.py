@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -116,6 +117,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
+    # What start-up loaded (modules, configuration, the SDK's classes) lives as long as
+    # the process: frozen, the collector stops walking it. And a young collection every
+    # 10,000 net allocations, not 700: in the pipeline benchmark the collector took 6 %
+    # of the API's CPU, 5 % of the worker's and 7 % of `up`'s with the sdk executor;
+    # after, under 0.1 %, 0 % and 1 %. Cycles are still collected; the sdk worker's
+    # memory benchmark shows what it costs in RSS.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 50)
     # uvloop: the event loop in C, a good share less CPU per request, claim and
     # completion than the default loop (uvicorn likewise picks httptools for HTTP).
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
