@@ -10,7 +10,7 @@ the run is still `running` under that token. A worker whose lease was taken over
 import contextlib
 import hashlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
@@ -33,7 +33,6 @@ from metrics import FENCE_REFUSALS, LEASE_EXPIRIES, RETRIES
 
 log = structlog.get_logger(__name__)
 
-_WAITING = [TaskStatus.QUEUED, TaskStatus.DISPATCHED]
 _RUNNING = [TaskStatus.RUNNING]
 
 
@@ -149,10 +148,7 @@ class Leases:
     ) -> list[Claim | None]:
         """`claim_batch` inside the caller's transaction (a Postgres lane's `take`)."""
         await plan_batches_as_sized(connection, len(hints))
-        tasks = await connection.fetch(
-            query("lock_tasks_for_runs"), [hint.run_id for hint in hints], _WAITING
-        )
-        return await self._claim_locked(connection, tasks, hints, worker, via)
+        return await self._claim(connection, hints, worker, via)
 
     async def claim_next(self, *, tenant_id: str, lanes: list[str], worker: str) -> Claim | None:
         """Claim the oldest waiting run in `lanes` (the HTTP worker protocol)."""
@@ -160,65 +156,45 @@ class Leases:
             picked = await connection.fetchrow(query("claim_next_run"), lanes, tenant_id)
             if picked is None:
                 return None
-            task = await connection.fetchrow(query("get_task"), tenant_id, picked["task_id"])
             hint = Hint(picked["task_id"], picked["id"], picked["attempt"])
-            (claim,) = await self._claim_locked(connection, [task], [hint], worker, "http")
+            (claim,) = await self._claim(connection, [hint], worker, "http")
             return claim
 
-    async def _claim_locked(
-        self,
-        connection: asyncpg.Connection,
-        tasks: list[asyncpg.Record],
-        hints: list[Hint],
-        worker: str,
-        via: str,
+    async def _claim(
+        self, connection: asyncpg.Connection, hints: list[Hint], worker: str, via: str
     ) -> list[Claim | None]:
-        waiting = {task["current_run_id"]: task for task in tasks}
-        wanted: dict[UUID, tuple[Fence, asyncpg.Record]] = {}
-        for hint in hints:
-            task = waiting.get(hint.run_id)
-            if task is not None and task["id"] == hint.task_id and hint.run_id not in wanted:
+        fences: dict[UUID, tuple[Hint, Fence]] = {}
+        for hint in hints:  # a second copy of a hint in the batch claims nothing
+            if hint.run_id not in fences:
                 fence = Fence(hint.run_id, hint.attempt, secrets.token_urlsafe(32))
-                wanted[hint.run_id] = (fence, task)
-        lease_seconds = {
-            run_id: self.policy.lanes[task["lane"]].lease_seconds
-            for run_id, (_, task) in wanted.items()
-        }
-        runs = await connection.fetch(
+                fences[hint.run_id] = (hint, fence)
+        lanes = self.policy.lanes
+        rows = await connection.fetch(
             query("claim_runs"),
-            list(wanted),
-            [fence.attempt for fence, _ in wanted.values()],
-            [fence.token_hash for fence, _ in wanted.values()],
+            list(fences),
+            [hint.attempt for hint, _ in fences.values()],
+            [hint.task_id for hint, _ in fences.values()],
+            [fence.token_hash for _, fence in fences.values()],
             worker,
-            list(lease_seconds.values()),
-        )
-        claimed = {run["id"]: run for run in runs}
-        moving = [wanted[run_id] for run_id in claimed]
-        moved = await self._move_all_locked(
-            connection,
-            [task for _, task in moving],
-            TaskStatus.RUNNING,
-            kind="worker_receipt",
-            actors=[worker] * len(moving),
-            messages=[f"attempt {fence.attempt} claimed by {worker}" for fence, _ in moving],
-            data=[
-                {"via": via, "lease_seconds": lease_seconds[fence.run_id]} for fence, _ in moving
+            [
+                self.redactor.text(f"attempt {hint.attempt} claimed by {worker}")
+                for hint, _ in fences.values()
             ],
+            self.redactor.text(via),
+            list(lanes),
+            [lane.lease_seconds for lane in lanes.values()],
         )
-        tasks_now = {task["id"]: task for task in moved}
+        claims: dict[UUID, Claim] = {}
+        for row in rows:
+            task = dict(row)
+            run = Run.model_validate(task["claimed_run"])
+            from_status = task["task_was"]
+            claims[run.id] = Claim(fences[run.id][1], Task.model_validate(task), run)
+            _log_transition(task, "worker_receipt", from_status, TaskStatus.RUNNING, worker)
         result: list[Claim | None] = []
         for hint in hints:
-            run = claimed.pop(hint.run_id, None)
-            if run is None:
-                result.append(None)
-                continue
-            result.append(
-                Claim(
-                    wanted[hint.run_id][0],
-                    Task.model_validate(dict(tasks_now[run["task_id"]])),
-                    Run.model_validate(dict(run)),
-                )
-            )
+            claim = claims.pop(hint.run_id, None)
+            result.append(claim if claim is not None and claim.task.id == hint.task_id else None)
         return result
 
     # -- while running -------------------------------------------------------------
@@ -593,15 +569,7 @@ class Leases:
             [self.redactor.value(item) for item in data],
         )
         for task, actor in zip(tasks, actors, strict=True):
-            log.info(
-                "state_change",
-                task_id=str(task["id"]),
-                run_id=str(task["current_run_id"]),
-                kind=kind,
-                from_status=task["status"],
-                to_status=to_status,
-                actor=actor,
-            )
+            _log_transition(task, kind, task["status"], to_status, actor)
         return moved
 
     @contextlib.asynccontextmanager
@@ -776,6 +744,21 @@ class Leases:
                 message="no worker claimed the run in time; it will be sent again",
             )
         return 1
+
+
+def _log_transition(
+    task: Mapping[str, Any], kind: str, from_status: str, to_status: str, actor: str
+) -> None:
+    """The `state_change` line every transition logs."""
+    log.info(
+        "state_change",
+        task_id=str(task["id"]),
+        run_id=str(task["current_run_id"]),
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+    )
 
 
 class _Refusal(Exception):

@@ -69,17 +69,52 @@ ORDER BY id
 FOR UPDATE;
 
 -- name: claim_runs
--- Workers' claims, a batch in one statement, on tasks the caller has locked: each run
--- ($1) only at the attempt its hint names ($2) and only while it waits. $3 the claim
--- token hashes, $5 the lease seconds, one per run.
-UPDATE runs r
-SET status = 'running', claimed_by = $4, claim_token_hash = c.token_hash,
-    lease_until = now() + make_interval(secs => c.lease_seconds), heartbeat_at = now(),
-    started_at = coalesce(r.started_at, now())
-FROM unnest($1::uuid[], $2::int[], $3::text[], $5::float8[])
-     AS c(run_id, attempt, token_hash, lease_seconds)
-WHERE r.id = c.run_id AND r.attempt = c.attempt AND r.status IN ('queued', 'dispatched')
-RETURNING r.*;
+-- Workers' claims, a batch in one statement: each run ($1) only at the attempt its hint
+-- names ($2), only for the task it names ($3), and only while both wait. The tasks are
+-- locked first, in id order (so two batches that share a task wait for each other,
+-- never deadlock); then the runs are claimed with their token hashes ($4) by worker
+-- $5 for their lane's lease ($8 lanes, $9 lease seconds), the tasks moved to running,
+-- and one `worker_receipt` event each: actor $5, message per run $6, data {via: $7,
+-- lease_seconds}. Returns each moved task, its status before (task_was) and its run
+-- as JSON (claimed_run).
+WITH hinted AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $6::text[])
+        AS h(run_id, attempt, task_id, token_hash, message)
+), locked AS (
+    SELECT t.id, t.status, t.lane FROM tasks t
+    WHERE t.current_run_id = ANY($1::uuid[]) AND t.status IN ('queued', 'dispatched')
+    ORDER BY t.id
+    FOR UPDATE
+), claimed AS (
+    UPDATE runs r
+    SET status = 'running', claimed_by = $5, claim_token_hash = h.token_hash,
+        lease_until = now() + make_interval(secs => l.lease_seconds), heartbeat_at = now(),
+        started_at = coalesce(r.started_at, now())
+    FROM hinted h
+    JOIN locked ON locked.id = h.task_id
+    JOIN unnest($8::text[], $9::float8[]) AS l(lane, lease_seconds) ON l.lane = locked.lane
+    WHERE r.id = h.run_id AND r.task_id = h.task_id AND r.attempt = h.attempt
+      AND r.status IN ('queued', 'dispatched')
+    RETURNING r.*, locked.status AS task_was, l.lease_seconds, h.message
+), moved AS (
+    -- Carries what the event needs from `claimed`: a join of two CTEs here was
+    -- planned as a nested loop, each batch's rows compared with all of its rows.
+    UPDATE tasks t
+    SET status = 'running', terminal_reason = NULL, updated_at = now(),
+        trace_seq = t.trace_seq + 1
+    FROM claimed
+    WHERE t.id = claimed.task_id
+    RETURNING t.*, claimed.task_was, claimed.message, claimed.lease_seconds,
+              to_jsonb(claimed) AS claimed_run
+), events AS (
+    INSERT INTO trace_events (task_id, seq, tenant_id, run_id, kind, from_status,
+                              to_status, actor, message, data)
+    SELECT id, trace_seq, tenant_id, current_run_id, 'worker_receipt', task_was,
+           'running', $5, message,
+           jsonb_build_object('via', $7::text, 'lease_seconds', lease_seconds)
+    FROM moved
+)
+SELECT * FROM moved;
 
 -- name: move_tasks
 -- Moves tasks the caller has locked to status $2, each with its trace event of kind
