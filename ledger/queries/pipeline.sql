@@ -154,7 +154,7 @@ FROM unnest($1::uuid[], $2::int[], $3::text[], $7::int[], $8::int[])
      AS f(run_id, attempt, token_hash, input_tokens, output_tokens)
 WHERE r.id = f.run_id AND r.attempt = f.attempt AND r.claim_token_hash = f.token_hash
   AND r.status = 'running'
-RETURNING r.*;
+RETURNING r.id, r.claim_token_hash;
 
 -- name: release_run_if_owner
 -- Hands a running run back unfinished: queued again, same attempt, claim cleared.
