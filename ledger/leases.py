@@ -231,53 +231,77 @@ class Leases:
         )
 
     async def _complete_batch(self, items: list[_Completion]) -> list[Task | BaseException]:
+        unique: dict[Fence, _Completion] = {}
+        for item in items:  # a completion sent twice counts once
+            unique.setdefault(item.fence, item)
         async with self.pool.acquire() as connection, connection.transaction():
-            await plan_batches_as_sized(connection, len(items))
-            run_ids = list(dict.fromkeys(item.fence.run_id for item in items))
-            tasks = await connection.fetch(query("lock_tasks_for_runs"), run_ids, _RUNNING)
-            locked = {task["current_run_id"]: task for task in tasks}
-            usage = {item.fence: item.usage for item in items if item.fence.run_id in locked}
-            artifacts = [  # while the runs are still running: the insert is fenced
-                (item.fence, item.artifact)
-                for item in items
-                if item.artifact is not None and item.fence in usage
-            ]
-            if artifacts:
-                await self._insert_artifacts(connection, artifacts)
-            finished = await self._finish_locked(
-                connection, list(usage), RunStatus.SUCCEEDED, usage=list(usage.values())
+            await plan_batches_as_sized(connection, len(unique))
+            leaving = [item for item in unique.values() if item.artifact or item.spans]
+            if leaving:
+                await self._write_before_outcome(connection, leaving)
+            rows = await connection.fetch(
+                query("complete_runs"),
+                [fence.run_id for fence in unique],
+                [fence.attempt for fence in unique],
+                [fence.token_hash for fence in unique],
+                [item.usage.input_tokens if item.usage else None for item in unique.values()],
+                [item.usage.output_tokens if item.usage else None for item in unique.values()],
+                [item.worker for item in unique.values()],
+                [self.redactor.text(f"attempt {fence.attempt} succeeded") for fence in unique],
+                [self.redactor.value(item.result) for item in unique.values()],
             )
-            done: dict[Fence, _Completion] = {}
-            for item in items:  # a completion sent twice counts once
-                if (item.fence.run_id, item.fence.token_hash) in finished:
-                    done.setdefault(item.fence, item)
-            spans = [
-                (locked[fence.run_id]["id"], fence, item.worker, span)
-                for fence, item in done.items()
-                for span in item.spans
-            ]
-            if spans:
-                await self._append_spans_locked(connection, spans)
-            moved = await self._move_all_locked(
-                connection,
-                [locked[fence.run_id] for fence in done],
-                TaskStatus.SUCCEEDED,
-                kind="succeeded",
-                actors=[item.worker for item in done.values()],
-                messages=[f"attempt {fence.attempt} succeeded" for fence in done],
-                data=[item.result for item in done.values()],
+        finished: dict[tuple[UUID, str], Task] = {}
+        for row in rows:
+            finished[(row["current_run_id"], row["finished_by"])] = Task.model_validate(dict(row))
+            _log_transition(
+                row, "succeeded", TaskStatus.RUNNING, TaskStatus.SUCCEEDED, row["event_actor"]
             )
-        by_run = {task["current_run_id"]: Task.model_validate(dict(task)) for task in moved}
         outcomes: list[Task | BaseException] = []
         for item in items:
-            if done.get(item.fence) is item:
-                outcomes.append(by_run[item.fence.run_id])
+            task = finished.get((item.fence.run_id, item.fence.token_hash))
+            if task is not None and unique[item.fence] is item:
+                outcomes.append(task)
                 continue
             try:  # after the commit: the refusal's own trace event needs the task lock
                 await self._refused(item.fence, item.worker, "complete")
             except FenceRejected as refused:
                 outcomes.append(refused)
         return outcomes
+
+    async def _write_before_outcome(
+        self, connection: asyncpg.Connection, items: list[_Completion]
+    ) -> None:
+        """What completions leave besides their outcome (the output artifact, the last
+        SDK spans) goes in first, so the spans come before the `succeeded` event, and
+        only for runs still held: with the tasks locked first, in id order, as the
+        outcome's statement locks them, no run can change hands before the outcome."""
+        run_ids = [item.fence.run_id for item in items]
+        tasks = await connection.fetch(query("lock_tasks_for_runs"), run_ids, _RUNNING)
+        task_of = {task["current_run_id"]: task["id"] for task in tasks}
+        held = {
+            (row["id"], row["claim_token_hash"])
+            for row in await connection.fetch(
+                query("runs_held"),
+                run_ids,
+                [item.fence.attempt for item in items],
+                [item.fence.token_hash for item in items],
+            )
+        }
+        holding = [
+            item
+            for item in items
+            if (item.fence.run_id, item.fence.token_hash) in held and item.fence.run_id in task_of
+        ]
+        artifacts = [(item.fence, item.artifact) for item in holding if item.artifact]
+        if artifacts:
+            await self._insert_artifacts(connection, artifacts)
+        spans = [
+            (task_of[item.fence.run_id], item.fence, item.worker, span)
+            for item in holding
+            for span in item.spans
+        ]
+        if spans:
+            await self._append_spans_locked(connection, spans)
 
     async def fail(
         self,
@@ -495,8 +519,6 @@ class Leases:
         run_status: RunStatus,
         failure_kind: str | None = None,
         error: str | None = None,
-        *,
-        usage: list[Usage | None] | None = None,
     ) -> set[tuple[UUID, str]]:
         """End the runs these fences still hold (their tasks locked); returns the
         (run id, token hash) of each run ended."""
@@ -510,8 +532,6 @@ class Leases:
             run_status,
             failure_kind,
             error,
-            [each.input_tokens if each else None for each in usage] if usage else None,
-            [each.output_tokens if each else None for each in usage] if usage else None,
         )
         return {(row["id"], row["claim_token_hash"]) for row in rows}
 

@@ -144,17 +144,65 @@ RETURNING lease_until, heartbeat_at;
 
 -- name: finish_runs_if_owner
 -- Records the outcome $4 of running runs ($1 ids, $2 attempts, $3 token hashes), each
--- only for the holder of its claim token; a batch in one statement. $7 and $8, when
--- given, are each run's token usage (NULL keeps what was recorded).
+-- only for the holder of its claim token; a batch in one statement.
 UPDATE runs r
-SET status = $4, failure_kind = $5, error = $6, finished_at = now(), lease_until = NULL,
-    input_tokens = coalesce(f.input_tokens, r.input_tokens),
-    output_tokens = coalesce(f.output_tokens, r.output_tokens)
-FROM unnest($1::uuid[], $2::int[], $3::text[], $7::int[], $8::int[])
-     AS f(run_id, attempt, token_hash, input_tokens, output_tokens)
+SET status = $4, failure_kind = $5, error = $6, finished_at = now(), lease_until = NULL
+FROM unnest($1::uuid[], $2::int[], $3::text[]) AS f(run_id, attempt, token_hash)
 WHERE r.id = f.run_id AND r.attempt = f.attempt AND r.claim_token_hash = f.token_hash
   AND r.status = 'running'
 RETURNING r.id, r.claim_token_hash;
+
+-- name: complete_runs
+-- Successful outcomes, a batch in one statement: each run ($1) only for the holder of
+-- its claim token ($2 attempts, $3 token hashes) while it runs. The tasks are locked
+-- first, in id order, like every batch's; then the runs end with their token usage ($4,
+-- $5; NULL keeps what was recorded), the tasks move to succeeded, and each gets its
+-- `succeeded` event: actor $6, message $7, data $8, per run. Returns each moved task
+-- with the token hash that finished it (finished_by).
+WITH outcome AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::int[],
+                         $6::text[], $7::text[], $8::jsonb[])
+        AS o(run_id, attempt, token_hash, input_tokens, output_tokens, actor, message, data)
+), locked AS (
+    SELECT t.current_run_id FROM tasks t
+    WHERE t.current_run_id = ANY($1::uuid[]) AND t.status = 'running'
+    ORDER BY t.id
+    FOR UPDATE
+), finished AS (
+    UPDATE runs r
+    SET status = 'succeeded', finished_at = now(), lease_until = NULL,
+        input_tokens = coalesce(o.input_tokens, r.input_tokens),
+        output_tokens = coalesce(o.output_tokens, r.output_tokens)
+    FROM outcome o
+    JOIN locked ON locked.current_run_id = o.run_id
+    WHERE r.id = o.run_id AND r.attempt = o.attempt AND r.claim_token_hash = o.token_hash
+      AND r.status = 'running'
+    RETURNING r.task_id, r.claim_token_hash, o.actor, o.message, o.data
+), moved AS (
+    -- Carries the event's fields along: a join of two CTEs is planned as a nested
+    -- loop, each row of a batch compared with every other.
+    UPDATE tasks t
+    SET status = 'succeeded', terminal_reason = NULL, updated_at = now(),
+        trace_seq = t.trace_seq + 1
+    FROM finished f
+    WHERE t.id = f.task_id
+    RETURNING t.*, f.claim_token_hash AS finished_by, f.actor AS event_actor,
+              f.message AS event_message, f.data AS event_data
+), events AS (
+    INSERT INTO trace_events (task_id, seq, tenant_id, run_id, kind, from_status,
+                              to_status, actor, message, data)
+    SELECT id, trace_seq, tenant_id, current_run_id, 'succeeded', 'running', 'succeeded',
+           event_actor, event_message, event_data
+    FROM moved
+)
+SELECT * FROM moved;
+
+-- name: runs_held
+-- Which of these fences ($1 runs, $2 attempts, $3 token hashes) still hold their run.
+SELECT r.id, r.claim_token_hash FROM runs r
+JOIN unnest($1::uuid[], $2::int[], $3::text[]) AS f(run_id, attempt, token_hash)
+  ON r.id = f.run_id AND r.attempt = f.attempt AND r.claim_token_hash = f.token_hash
+WHERE r.status = 'running';
 
 -- name: release_run_if_owner
 -- Hands a running run back unfinished: queued again, same attempt, claim cleared.
