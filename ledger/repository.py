@@ -260,11 +260,11 @@ class Ledger:
         async with self.pool.acquire() as connection:
             if len(batch) > 1:
                 try:
-                    async with connection.transaction():
-                        # Pipelined: the statements go out back to back, not one round
-                        # trip each. An Idempotency-Key already used returns no row, so
-                        # rows are matched to their creates by task id.
-                        returned = await connection.fetchmany(query("insert_task"), batch)
+                    # Pipelined: the statements go out back to back, not one round trip
+                    # each, and commit together or not at all (one implicit transaction,
+                    # as asyncpg sends them). An Idempotency-Key already used returns no
+                    # row, so rows are matched to their creates by task id.
+                    returned = await connection.fetchmany(query("insert_task"), batch)
                     inserted = {row["id"]: row for row in returned}
                     return [inserted.get(arguments[0]) for arguments in batch]
                 except asyncpg.PostgresError:
