@@ -191,11 +191,8 @@ class Leases:
             from_status = task["task_was"]
             claims[run.id] = Claim(fences[run.id][1], Task.model_validate(task), run)
             _log_transition(task, "worker_receipt", from_status, TaskStatus.RUNNING, worker)
-        result: list[Claim | None] = []
-        for hint in hints:
-            claim = claims.pop(hint.run_id, None)
-            result.append(claim if claim is not None and claim.task.id == hint.task_id else None)
-        return result
+        # Each claim answers the first hint naming its run; a second copy gets None.
+        return [claims.pop(hint.run_id, None) for hint in hints]
 
     # -- while running -------------------------------------------------------------
 
