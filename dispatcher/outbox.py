@@ -47,11 +47,6 @@ class Outbox:
         """Send one batch (or one task's run). A lane whose send fails keeps its runs
         queued for the next round; the others are marked."""
         async with self.pool.acquire() as connection, connection.transaction():
-            # No wait for the WAL flush (a fifth of dispatch's Postgres CPU at batches of
-            # 10). A dispatch lost to a database crash leaves its runs queued, and they
-            # are sent again: the case of a dispatcher dying between send and mark,
-            # which duplicate detection and the claim's guard already make harmless.
-            await connection.execute("SET LOCAL synchronous_commit = off")
             rows = await (
                 connection.fetch(query("lock_due_runs"), batch_size, self.lanes.configured())
                 if task_id is None
@@ -59,6 +54,11 @@ class Outbox:
             )
             if not rows:
                 return DispatchResult()
+            # No wait for the WAL flush (a fifth of dispatch's Postgres CPU at batches of
+            # 10). A dispatch lost to a database crash leaves its runs queued, and they
+            # are sent again: the case of a dispatcher dying between send and mark,
+            # which duplicate detection and the claim's guard already make harmless.
+            await connection.execute("SET LOCAL synchronous_commit = off")
             await plan_batches_as_sized(connection, len(rows))
             by_lane: defaultdict[str, list[LaneMessage]] = defaultdict(list)
             for row in rows:

@@ -471,7 +471,10 @@ class Leases:
 
     @staticmethod
     async def _holds(connection: asyncpg.Connection, fence: Fence) -> bool:
-        return await connection.fetchval(query("holds_run"), *fence.columns) is not None
+        held = await connection.fetch(
+            query("runs_held"), [fence.run_id], [fence.attempt], [fence.token_hash]
+        )
+        return bool(held)
 
     async def release(self, fence: Fence, *, worker: str, reason: str) -> Task:
         """Hand the run back unfinished (a draining worker): queued again, same attempt."""

@@ -335,11 +335,6 @@ SELECT fresh.task_id, bump.last_seq + fresh.k, bump.tenant_id, fresh.run_id, fre
 FROM fresh JOIN bump ON bump.id = fresh.task_id
 RETURNING task_id;
 
--- name: holds_run
--- Whether this fence still holds the run.
-SELECT 1 FROM runs
-WHERE id = $1 AND attempt = $2 AND claim_token_hash = $3 AND status = 'running';
-
 -- name: holds_run_or_was_cancelled
 -- Whether this fence holds the run, or held it when an operator cancelled it: the
 -- spans of a cancelled run still belong in its trace.
