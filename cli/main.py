@@ -20,6 +20,7 @@ from api.app import create_app
 from api.auth import mint_token
 from api.settings import ApiSettings
 from cli.logs import configure_logging
+from cli.stacks import dump_stacks_on_sigusr1
 from dispatcher.service import DispatcherConfig, run_dispatcher
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import artifact_store_from_env
@@ -146,6 +147,7 @@ async def _until_signal(service: Callable[[asyncio.Event], Awaitable[None]]) -> 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    dump_stacks_on_sigusr1(loop)
     await service(stop)
 
 

@@ -48,6 +48,17 @@ FOREIGN_ENV = (
 )
 
 
+def dump_stacks_then_kill(process: subprocess.Popen[bytes]) -> None:
+    """For a process that ignored SIGTERM: have it write what it is stuck on to its log
+    (cli/stacks.py), then SIGKILL it."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGUSR1)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=2)
+    process.kill()
+    process.wait()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -132,8 +143,7 @@ class Workbench:
             try:
                 returncode = self.process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                dump_stacks_then_kill(self.process)
             self.process = None
         return returncode, self._stop_leftover_postgres()
 
@@ -293,8 +303,7 @@ class Service:
         try:
             self.returncode = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            dump_stacks_then_kill(self.process)
             self.returncode = None
         return self.returncode
 
