@@ -11,5 +11,5 @@ GROUP BY lane;
 SELECT lane, count(*) AS pending,
        extract(epoch FROM now() - min(updated_at))::float8 AS oldest_age_seconds
 FROM tasks
-WHERE status = 'awaiting_approval'
+WHERE phase = 'awaiting_approval'  -- the phase has the index (migration 0008)
 GROUP BY lane;

@@ -39,9 +39,11 @@ SELECT * FROM tasks WHERE tenant_id = $1 AND id = $2;
 
 -- name: list_tasks
 -- One page, newest first, after the keyset cursor (created_at, id) when one is given.
+-- A status filter names the status's phase too, the key of the index it reads
+-- (migration 0008 says why the index has phases, not statuses).
 SELECT * FROM tasks
 WHERE tenant_id = $1
-  AND ($2::text IS NULL OR status = $2)
+  AND ($2::text IS NULL OR (phase = task_phase($2) AND status = $2))
   AND ($3::text IS NULL OR lane = $3)
   AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
 ORDER BY created_at DESC, id DESC
