@@ -184,6 +184,12 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
 _PLANNED_BATCH_SIZE = 32
 
 
+def planned_as_sized(size: int) -> bool:
+    """Whether `plan_batches_as_sized` changes the plan of a batch this large (and so
+    needs a transaction to scope its setting to)."""
+    return size >= _PLANNED_BATCH_SIZE
+
+
 async def plan_batches_as_sized(connection: asyncpg.Connection, size: int) -> None:
     """For the rest of this transaction, when its batch is `size` large, plan each
     statement for its arguments. The claim, completion and dispatch statements take
@@ -191,7 +197,7 @@ async def plan_batches_as_sized(connection: asyncpg.Connection, size: int) -> No
     assumes a handful of elements whatever the batch, and a batch of hundreds then costs
     several times what a plan for its size does (the README's Performance section has
     the numbers). Planning a batch statement costs far less than one row of its work."""
-    if size >= _PLANNED_BATCH_SIZE:
+    if planned_as_sized(size):
         await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
 
 

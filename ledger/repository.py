@@ -160,6 +160,7 @@ class Ledger:
         }[verdict.decision]
         task_id = uuid4()
         run_id = uuid4() if status == TaskStatus.QUEUED else None
+        attempt = 1 if run_id else 0
         lane = self.policy.lanes[request.lane]
 
         # The trace a task starts with: created, the verdict, and what else happened.
@@ -199,6 +200,9 @@ class Ledger:
                     {},
                 )
             )
+        break_glass_record = (
+            {"requested_by": actor.subject, "reasons": verdict.reasons} if break_glass else None
+        )
         row = await self._inserts.submit(
             (
                 task_id,
@@ -212,12 +216,10 @@ class Ledger:
                 request.model_provider,
                 status,
                 verdict.model_dump(),
-                {"requested_by": actor.subject, "reasons": verdict.reasons}
-                if break_glass
-                else None,
+                break_glass_record,
                 terminal_reason,
                 run_id,
-                1 if run_id else 0,
+                attempt,
                 lane.max_attempts,
                 actor.subject,
                 idempotency_key,
@@ -244,7 +246,31 @@ class Ledger:
             lane=request.lane,
             decision=verdict.decision,
         )
-        task = Task.model_validate(dict(row))
+        # The row as stored, from what was written: the insert returns only what the
+        # database chose (decoding the whole row back cost more than the rest of it).
+        task = Task(
+            id=task_id,
+            tenant_id=actor.tenant_id,
+            lane=request.lane,
+            title=title,
+            instructions=instructions,
+            source_systems=request.source_systems,
+            scope=scope,
+            mutation_level=request.mutation_level,
+            model_provider=request.model_provider,
+            status=status,
+            policy_verdict=verdict,
+            break_glass=break_glass_record,
+            approval=None,
+            rollback=None,
+            terminal_reason=terminal_reason,
+            attempt=attempt,
+            max_attempts=lane.max_attempts,
+            current_run_id=run_id,
+            created_by=actor.subject,
+            created_at=row["created_at"],
+            updated_at=row["created_at"],  # both default to the transaction's now()
+        )
         TASKS_CREATED.labels(task.lane, verdict.decision).inc()
         return CreatedTask(task=task, verdict=verdict, created=True)
 

@@ -2,7 +2,8 @@
 -- Records a new task with its verdict (status queued, awaiting_approval or denied), its
 -- first run when it is queued ($14), and its first trace events, in one statement.
 -- Per event: kind ($20), run ($21), status after ($22), actor ($23), message ($24),
--- data ($25). An Idempotency-Key already used inserts nothing and returns no row.
+-- data ($25). Returns the new task's id and creation time, all the caller did not give
+-- it; an Idempotency-Key already used inserts nothing and returns no row.
 WITH task AS (
     INSERT INTO tasks (
         id, tenant_id, lane, title, instructions, source_systems, scope, mutation_level,
@@ -12,7 +13,7 @@ WITH task AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
             $18, $19, cardinality($20::text[]))
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING *
+    RETURNING id, tenant_id, lane, current_run_id, created_at
 ), run AS (
     INSERT INTO runs (id, task_id, tenant_id, lane, attempt, status)
     SELECT current_run_id, id, tenant_id, lane, 1, 'queued' FROM task
@@ -27,7 +28,7 @@ WITH task AS (
                 $25::jsonb[]) WITH ORDINALITY
          AS e(kind, run_id, to_status, actor, message, data, seq)
 )
-SELECT * FROM task;
+SELECT id, created_at FROM task;
 
 -- name: find_task_by_idempotency_key
 -- The task an earlier request with the same Idempotency-Key created.
