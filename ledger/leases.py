@@ -232,17 +232,27 @@ class Leases:
         for item in items:  # a completion sent twice counts once
             unique.setdefault(item.fence, item)
         leaving = [item for item in unique.values() if item.artifact or item.spans]
-        async with self.pool.acquire() as connection:
-            if leaving or planned_as_sized(len(unique)):
-                async with connection.transaction():
-                    await plan_batches_as_sized(connection, len(unique))
-                    if leaving:
-                        await self._write_before_outcome(connection, leaving)
-                    rows = await self._complete_runs(connection, unique)
-            else:
-                # The outcome alone is one statement, a transaction of its own: no BEGIN
-                # and COMMIT round trips (a fifth of a noop worker's CPU went to them).
-                rows = await self._complete_runs(connection, unique)
+        # The outcome alone is one statement, a transaction of its own: no BEGIN and
+        # COMMIT round trips (a fifth of a noop worker's CPU went to them).
+        alone = not leaving and not planned_as_sized(len(unique))
+        async with (
+            self.pool.acquire() as connection,
+            contextlib.nullcontext() if alone else connection.transaction(),
+        ):
+            await plan_batches_as_sized(connection, len(unique))
+            if leaving:
+                await self._write_before_outcome(connection, leaving)
+            rows = await connection.fetch(
+                query("complete_runs"),
+                [fence.run_id for fence in unique],
+                [fence.attempt for fence in unique],
+                [fence.token_hash for fence in unique],
+                [item.usage.input_tokens if item.usage else None for item in unique.values()],
+                [item.usage.output_tokens if item.usage else None for item in unique.values()],
+                [item.worker for item in unique.values()],
+                [self.redactor.text(f"attempt {fence.attempt} succeeded") for fence in unique],
+                [self.redactor.value(item.result) for item in unique.values()],
+            )
         finished: dict[tuple[UUID, str], Task] = {}
         for row in rows:
             finished[(row["current_run_id"], row["finished_by"])] = Task.model_validate(dict(row))
@@ -260,21 +270,6 @@ class Leases:
             except FenceRejected as refused:
                 outcomes.append(refused)
         return outcomes
-
-    async def _complete_runs(
-        self, connection: asyncpg.Connection, unique: dict[Fence, _Completion]
-    ) -> list[asyncpg.Record]:
-        return await connection.fetch(
-            query("complete_runs"),
-            [fence.run_id for fence in unique],
-            [fence.attempt for fence in unique],
-            [fence.token_hash for fence in unique],
-            [item.usage.input_tokens if item.usage else None for item in unique.values()],
-            [item.usage.output_tokens if item.usage else None for item in unique.values()],
-            [item.worker for item in unique.values()],
-            [self.redactor.text(f"attempt {fence.attempt} succeeded") for fence in unique],
-            [self.redactor.value(item.result) for item in unique.values()],
-        )
 
     async def _write_before_outcome(
         self, connection: asyncpg.Connection, items: list[_Completion]
