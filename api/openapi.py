@@ -95,9 +95,9 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
             }
         paths.setdefault(path, {})[item.method.lower()] = operation
 
-    for probe, summary in (
-        ("/healthz", "The process is up."),
-        ("/readyz", "The database is reachable and migrated."),
+    for probe, summary, unavailable in (
+        ("/healthz", "Every long-running loop of the process turns.", "A loop has stalled"),
+        ("/readyz", "The database is reachable and migrated.", "Not ready"),
     ):
         paths[probe] = {
             "get": {
@@ -111,7 +111,7 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
                         "content": {"application/json": {"schema": ref(HealthResponse)}},
                     },
                     "503": {
-                        "description": "Not ready",
+                        "description": unavailable,
                         "content": {"application/json": {"schema": ref(HealthResponse)}},
                     },
                 },

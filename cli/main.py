@@ -14,7 +14,6 @@ import asyncpg
 import structlog
 import uvicorn
 import uvloop
-from prometheus_client import start_http_server
 
 from api.app import create_app
 from api.auth import mint_token
@@ -29,6 +28,7 @@ from ledger.errors import ConfigError
 from ledger.migrate import apply_migrations
 from ledger.policy import PolicyConfig, load_policy
 from ledger.redaction import Redactor
+from metrics.liveness import serve_metrics_and_health
 from worker.executors import EXECUTORS, load_sdk
 from worker.service import Worker, WorkerConfig
 
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> None:
             default=int(os.environ["WORKBENCH_METRICS_PORT"])
             if os.environ.get("WORKBENCH_METRICS_PORT")
             else None,
-            help="serve Prometheus metrics on this port (default: $WORKBENCH_METRICS_PORT, "
-            "else off; the API serves them at /metrics)",
+            help="serve /metrics and the liveness probe /healthz on this port (default: "
+            "$WORKBENCH_METRICS_PORT, else off; the API serves both on its own port)",
         )
     for command in (worker, up):
         command.add_argument(
@@ -135,8 +135,8 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 def _serve_metrics(port: int | None) -> None:
     if port is not None:
-        # A thread of its own: a scrape never waits on the event loop.
-        start_http_server(port)
+        # A thread of its own: a scrape or probe never waits on the event loop.
+        serve_metrics_and_health(port)
         log.info("metrics_serving", port=port)
 
 

@@ -15,11 +15,14 @@ from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.database import DATABASE_TROUBLE
 from ledger.leases import Leases
-from ledger.notify import Listener, wait_any
+from ledger.notify import Listener, unless_stopped, wait_any
 from ledger.policy import PolicyConfig
 from metrics.ledger_gauges import keep_ledger_gauges_fresh
+from metrics.liveness import LOOPS
 
 log = structlog.get_logger(__name__)
+
+LOOP = "dispatcher"
 
 
 @dataclass(frozen=True)
@@ -42,27 +45,39 @@ async def run_dispatcher(
     listener = Listener(pool, "workbench_runs", lambda _: wake.set())
     loop = asyncio.get_running_loop()
     next_reap = 0.0
+
+    async def turn() -> int:
+        """Dispatch a batch and, when due, reap; the number of runs sent."""
+        nonlocal next_reap
+        await listener.ensure()
+        result = await outbox.dispatch_once(config.batch_size)
+        if loop.time() >= next_reap:
+            reaped = await leases.reap(actor=config.name)
+            next_reap = loop.time() + config.reap_interval
+            if reaped.lost or reaped.redispatched:
+                log.info("reaped", **reaped.__dict__)
+        return result.sent
+
     log.info("dispatcher_started", lanes=lanes.configured(), batch_size=config.batch_size)
     gauges = asyncio.create_task(keep_ledger_gauges_fresh(pool, list(policy.lanes), stop))
     try:
         while not stop.is_set():
             wake.clear()
             try:
-                await listener.ensure()
-                result = await outbox.dispatch_once(config.batch_size)
-                if loop.time() >= next_reap:
-                    reaped = await leases.reap(actor=config.name)
-                    next_reap = loop.time() + config.reap_interval
-                    if reaped.lost or reaped.redispatched:
-                        log.info("reaped", **reaped.__dict__)
+                # A turn abandoned at SIGTERM rolls back: its runs stay queued, or, sent
+                # already, are sent again, which the claim's guard makes harmless.
+                sent = await unless_stopped(turn(), stop)
             except DATABASE_TROUBLE as error:
                 # The database is away: keep the loop, try again shortly.
                 log.warning("dispatcher_database_error", error=f"{type(error).__name__}: {error}")
+                LOOPS.turned(LOOP)
                 await wait_any(stop, seconds=config.poll_interval * 4)
                 continue
-            if result.sent < config.batch_size:
+            LOOPS.turned(LOOP)
+            if sent is not None and sent < config.batch_size:
                 await wait_any(wake, stop, seconds=config.poll_interval)
     finally:
+        LOOPS.ended(LOOP)
         gauges.cancel()
         await asyncio.gather(gauges, return_exceptions=True)
         await listener.close()

@@ -99,6 +99,17 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+# How long anything waits for a pooled connection, opening it included. A connection
+# that is never given back (a holder stuck on the network, a bug) must not stop every
+# other caller for good: past this the caller gets PoolTimeout, which the API answers
+# with 503 and the loops treat as database trouble, and try again.
+ACQUIRE_SECONDS = 10.0
+
+
+class PoolTimeout(ConnectionError):
+    """No pooled connection could be had within ACQUIRE_SECONDS."""
+
+
 class DatabaseUnreachable(ConnectionError):
     """Postgres could not be reached at all: the server is down or restarting, or its
     socket file is gone. A ConnectionError whatever the socket said (a missing socket
@@ -116,7 +127,7 @@ CONNECTION_LOST_MESSAGES = (
 
 # The server ended the session (a restart, a failover) or could not be reached.
 CONNECTION_LOST_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,  # DatabaseUnreachable among them
+    ConnectionError,  # DatabaseUnreachable and PoolTimeout among them
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
@@ -164,18 +175,37 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     (`RESET ALL; UNLISTEN *; ...`) on every release, one per transaction."""
 
 
+class BoundedPool(asyncpg.Pool):
+    """An asyncpg pool whose every acquire is bounded (ACQUIRE_SECONDS unless the caller
+    gives less), including the ones inside `pool.fetch()` and the like. asyncpg also
+    bounds the release by the same time: a connection whose reset does not finish in it
+    is closed instead of waited on."""
+
+    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 - asyncpg's signature
+        try:
+            return await super()._acquire(ACQUIRE_SECONDS if timeout is None else timeout)
+        except TimeoutError as error:
+            raise PoolTimeout(
+                f"no database connection free within {timeout or ACQUIRE_SECONDS} s"
+            ) from error
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+    pool = BoundedPool(
         url,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
         password=_password_source(),
         connect=_connect,
         init=_init_connection,
         reset=_keep_session,
-        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
     )
-    assert pool is not None
+    await pool
     return pool
 
 

@@ -4,14 +4,17 @@ polls, so a notification lost while reconnecting delays work, never loses it."""
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 import structlog
 
-from ledger.database import DATABASE_TROUBLE
+from ledger.database import ACQUIRE_SECONDS, DATABASE_TROUBLE
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 def is_open(connection: asyncpg.Connection | None) -> bool:
@@ -46,9 +49,12 @@ class Listener:
                 return
             await self.close()
             try:
-                self._connection = await self.pool.acquire(timeout=5)
-                await self._connection.add_listener(self.channel, self._notified)
-            except (*DATABASE_TROUBLE, TimeoutError) as error:
+                # Bounded as a whole: ensure() runs under the lock every listening loop
+                # waits on, so a LISTEN that never answered would stop them all.
+                async with asyncio.timeout(ACQUIRE_SECONDS):
+                    self._connection = await self.pool.acquire()
+                    await self._connection.add_listener(self.channel, self._notified)
+            except DATABASE_TROUBLE as error:
                 log.warning("listen_failed", channel=self.channel, error=type(error).__name__)
                 await self.close()
 
@@ -70,3 +76,23 @@ async def wait_any(*events: asyncio.Event, seconds: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """Await `work`, or cancel it when `stop` is set first and return None. For a turn
+    of a loop whose work may be abandoned at any await (one transaction that rolls
+    back, or a read), so that SIGTERM ends the loop even while the database does not
+    answer."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            # asyncpg bounds what a cancelled statement's connection takes to release.
+            await asyncio.wait((task,), timeout=ACQUIRE_SECONDS)
+    if not task.done() or task.cancelled():
+        return None
+    return task.result()

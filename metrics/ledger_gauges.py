@@ -11,8 +11,11 @@ from ledger.database import DATABASE_TROUBLE
 from ledger.notify import wait_any
 from ledger.sql import query
 from metrics import APPROVAL_OLDEST_AGE, APPROVALS_PENDING, LANE_DEPTH, OLDEST_RUNNABLE_AGE
+from metrics.liveness import LOOPS
 
 log = structlog.get_logger(__name__)
+
+LOOP = "ledger_gauges"
 
 
 async def refresh_ledger_gauges(pool: asyncpg.Pool, lanes: list[str]) -> None:
@@ -31,9 +34,13 @@ async def refresh_ledger_gauges(pool: asyncpg.Pool, lanes: list[str]) -> None:
 async def keep_ledger_gauges_fresh(
     pool: asyncpg.Pool, lanes: list[str], stop: asyncio.Event, interval: float = 5.0
 ) -> None:
-    while not stop.is_set():
-        try:
-            await refresh_ledger_gauges(pool, lanes)
-        except DATABASE_TROUBLE as error:
-            log.warning("gauge_refresh_failed", error=type(error).__name__)
-        await wait_any(stop, seconds=interval)
+    try:
+        while not stop.is_set():
+            try:
+                await refresh_ledger_gauges(pool, lanes)
+            except DATABASE_TROUBLE as error:
+                log.warning("gauge_refresh_failed", error=type(error).__name__)
+            LOOPS.turned(LOOP)
+            await wait_any(stop, seconds=interval)
+    finally:
+        LOOPS.ended(LOOP)

@@ -32,6 +32,7 @@ from ledger.leases import Claim, Hint, Leases
 from ledger.notify import Listener, wait_any
 from ledger.policy import PolicyConfig
 from metrics import WORKER_CAPACITY, WORKER_IN_FLIGHT
+from metrics.liveness import LOOPS
 from worker.context import RunContext
 from worker.execution import Execution, StopReason, execute_claim
 from worker.executors import Executor
@@ -110,25 +111,33 @@ class Worker:
             log.info("worker_stopped", worker=self.name)
 
     async def _receive_loop(self, lane: Lane, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            free = self.config.concurrency - len(self._handlers)
-            if free <= 0:
-                self._slot_freed.clear()
-                await wait_any(self._slot_freed, stop, seconds=1.0)
-                continue
-            try:
-                await self._cancel_listener.ensure()
-                claims = await self._receive_and_claim(lane, free)
-            except Exception as error:  # transport or database away: retry shortly
-                # Hints taken but not claimed come back: a Postgres lane's with the
-                # rolled-back transaction, others' when their locks run out.
-                log.warning("claim_failed", lane=lane.name, error=f"{type(error).__name__}")
-                await wait_any(stop, seconds=1.0)
-                continue
-            for claim in claims:
-                handler = asyncio.create_task(self._execute(claim))
-                self._handlers.add(handler)
-                handler.add_done_callback(self._handler_done)
+        # Not abandoned at SIGTERM like the dispatcher's turn: a claim cancelled after
+        # its commit would leave runs claimed that nothing executes, and each would cost
+        # an attempt when its lease ran out. Every wait in a turn is bounded instead.
+        loop = f"receive:{lane.name}"
+        try:
+            while not stop.is_set():
+                LOOPS.turned(loop)
+                free = self.config.concurrency - len(self._handlers)
+                if free <= 0:
+                    self._slot_freed.clear()
+                    await wait_any(self._slot_freed, stop, seconds=1.0)
+                    continue
+                try:
+                    await self._cancel_listener.ensure()
+                    claims = await self._receive_and_claim(lane, free)
+                except Exception as error:  # transport or database away: retry shortly
+                    # Hints taken but not claimed come back: a Postgres lane's with the
+                    # rolled-back transaction, others' when their locks run out.
+                    log.warning("claim_failed", lane=lane.name, error=f"{type(error).__name__}")
+                    await wait_any(stop, seconds=1.0)
+                    continue
+                for claim in claims:
+                    handler = asyncio.create_task(self._execute(claim))
+                    self._handlers.add(handler)
+                    handler.add_done_callback(self._handler_done)
+        finally:
+            LOOPS.ended(loop)
 
     def _handler_done(self, handler: asyncio.Task[None]) -> None:
         self._handlers.discard(handler)

@@ -6,12 +6,14 @@ from starlette.routing import Route
 
 from api.schemas import HealthResponse
 from ledger.migrate import pending_migrations
+from metrics.liveness import health
 
 
 async def healthz(_: Request) -> JSONResponse:
-    """The process is up and serving; says nothing about the database on purpose, so a
-    database outage does not get every pod restarted."""
-    return JSONResponse(HealthResponse(status="ok").model_dump())
+    """The process serves, and the loops it runs beside the API (in `workbench up`)
+    turn. Says nothing about the database on purpose (metrics/liveness.py)."""
+    status, body = health()
+    return JSONResponse(HealthResponse.model_validate(body).model_dump(), status_code=status)
 
 
 async def readyz(request: Request) -> JSONResponse:
