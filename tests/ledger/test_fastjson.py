@@ -17,5 +17,5 @@ def test_unknown_types_use_the_default_and_keys_become_strings() -> None:
         def __repr__(self) -> str:
             return "<opaque>"
 
-    text = fastjson.dumps({"value": Opaque(), 1: "one"}, default=repr)
-    assert json.loads(text) == {"value": "<opaque>", "1": "one"}
+    encoded = fastjson.dumps({"value": Opaque(), 1: "one"}, default=repr)
+    assert json.loads(encoded) == {"value": "<opaque>", "1": "one"}
