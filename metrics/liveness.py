@@ -48,8 +48,8 @@ class Loops:
 
     def ended(self, loop: str) -> None:
         """The loop returned as asked (a stop); it is no longer expected to turn."""
-        self._turned.pop(loop, None)
-        LOOP_LAST_TURN.remove(loop)
+        if self._turned.pop(loop, None) is not None:  # stopped before its first turn: none
+            LOOP_LAST_TURN.remove(loop)
 
     def stalled(self, seconds: float) -> dict[str, float]:
         """Loops that have not turned for `seconds`, with how long it has been."""
