@@ -62,6 +62,7 @@ async def run_dispatcher(
     gauges = asyncio.create_task(keep_ledger_gauges_fresh(pool, list(policy.lanes), stop))
     try:
         while not stop.is_set():
+            LOOPS.turned(LOOP)
             wake.clear()
             try:
                 # A turn abandoned at SIGTERM rolls back: its runs stay queued, or, sent
@@ -70,10 +71,8 @@ async def run_dispatcher(
             except DATABASE_TROUBLE as error:
                 # The database is away: keep the loop, try again shortly.
                 log.warning("dispatcher_database_error", error=f"{type(error).__name__}: {error}")
-                LOOPS.turned(LOOP)
                 await wait_any(stop, seconds=config.poll_interval * 4)
                 continue
-            LOOPS.turned(LOOP)
             if sent is not None and sent < config.batch_size:
                 await wait_any(wake, stop, seconds=config.poll_interval)
     finally:

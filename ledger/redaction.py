@@ -63,25 +63,28 @@ class Redactor:
                     return True
         return False
 
-    def text(self, value: str) -> str:
-        if not self._could_hold_secret(value):
-            return value
+    def _substitute(self, value: str) -> str:
         for pattern in _SECRET_PATTERNS:
             value = pattern.sub(REDACTED, value)
         return self._assignment.sub(rf"\1\2{REDACTED}", value)
 
+    def text(self, value: str) -> str:
+        return self._substitute(value) if self._could_hold_secret(value) else value
+
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self.text(value) if self._could_hold_secret(value) else value
+            return self.text(value)
         if isinstance(value, dict):
             redacted = {}
             for key, item in value.items():
                 if self.is_secret_key(str(key)):
                     redacted[key] = REDACTED
-                elif isinstance(item, str):  # most values: no call of value() for them
-                    redacted[key] = self.text(item) if self._could_hold_secret(item) else item
-                else:
+                elif not isinstance(item, str):
                     redacted[key] = self.value(item)
+                elif self._could_hold_secret(item):  # strings inline: most values are one
+                    redacted[key] = self._substitute(item)
+                else:
+                    redacted[key] = item
             return redacted
         if isinstance(value, list | tuple):
             return [self.value(item) for item in value]

@@ -36,11 +36,11 @@ async def keep_ledger_gauges_fresh(
 ) -> None:
     try:
         while not stop.is_set():
+            LOOPS.turned(LOOP)
             try:
                 await refresh_ledger_gauges(pool, lanes)
             except DATABASE_TROUBLE as error:
                 log.warning("gauge_refresh_failed", error=type(error).__name__)
-            LOOPS.turned(LOOP)
             await wait_any(stop, seconds=interval)
     finally:
         LOOPS.ended(LOOP)
