@@ -1,91 +1,247 @@
 """Secret redaction: applied when data enters the ledger and in the log pipeline, so a
-secret in a request never reaches a response, a trace event or a log line."""
+secret in a request never reaches a response, a trace event or a log line.
 
+Data with structure is redacted by key, at every depth: dicts and lists, and strings
+that hold JSON or a Python literal (tool-call arguments, span inputs and outputs, a
+scope value pasted from a config file) are parsed and redacted the same way. What is
+left is text, searched for the forms in `secret_forms.py`. Callers that clip text to a
+length do it after redaction: a secret cut in half no longer matches.
+"""
+
+import ast
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
-REDACTED = "[redacted]"
-
-# Secrets that hide inside free text rather than under a named key.
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)\bbearer\s+[a-z0-9._~+/=-]{8,}"),
-    re.compile(r"(?i)\b(?:password|pwd|accountkey|sharedaccesskey)\s*=\s*[^;\s]+"),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
-    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
+from ledger import fastjson
+from ledger.secret_forms import (
+    BUILT_IN_NAMES,
+    REDACTED,
+    TOKEN_FORMS,
+    key_value_pattern,
+    key_value_replacer,
+    name_pattern,
+    named_forms,
+    names_a_reference,
 )
-# Text none of the patterns can match has neither "sk-" nor "eyJ" nor, case folded,
-# "bearer"; nor, unless it has an `=` or a `:`, any of these names.
-_ASSIGNED_NAMES = ("password", "pwd", "accountkey", "sharedaccesskey")
+
+__all__ = ["REDACTED", "Redactor"]
+
+# Text past this length is not parsed as JSON or a Python literal (it is still
+# searched as text): parsing is for values such as tool arguments, not for documents.
+_MAX_PARSED = 1_000_000
+# Substrings without which no token form can match (case-sensitive); `gh` with `_`
+# stands for GitHub's `gh?_` prefixes. Written as substring checks, not one pattern: a
+# regular expression of alternatives costs several times as much on the short strings
+# most checks see.
+_TOKEN_TRIGGERS = (
+    "sk-",
+    "k_live_",
+    "k_test_",
+    "eyJ",
+    "xox",
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "npm_",
+    "PRIVATE KEY",
+    "hooks.slack",
+    "://",
+    "-u",
+)
+# JSON looked for inside text: where it may start, and how many starts are tried.
+_OPENING = re.compile(r"[{\[]")
+_MAX_EMBEDDED = 64
+_DECODER = json.JSONDecoder()
+_HEX_AND_DASHES = "0123456789abcdefABCDEF-"
+# Strings found clean are remembered (ids, kinds and worker names repeat across log
+# lines and trace events), up to this many and this long.
+_CLEAN_MEMORY = 20_000
+_CLEAN_LENGTH = 256
+
+
+def _normalised(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
 
 
 class Redactor:
     """Replaces values under secret-bearing keys, and secret-looking text anywhere.
 
-    A key is secret-bearing when, lower-cased with `-` read as `_`, it ends with one of
-    the configured names: `db_password` and `github_token` match `password` and
-    `token`, while `input_tokens` (a count) does not.
+    A key is secret-bearing when, lower-cased and with `-` and `_` left out, it ends
+    with one of the configured names or the built-in ones: `db_password`, `GitHub-Token`
+    and `clientSecret` match, while `input_tokens` (a count) and `tokenizer` do not.
     """
 
     def __init__(self, secret_keys: Iterable[str]) -> None:
-        self._suffixes = tuple(key.lower().replace("-", "_") for key in secret_keys)
+        names = tuple(dict.fromkeys((*secret_keys, *BUILT_IN_NAMES)))
+        self._suffixes = tuple({_normalised(name) for name in names})
         self._known_keys: dict[str, bool] = {}
-        # `name=value` / `name: value` in free text, for the same names.
-        names = "|".join(re.escape(suffix) for suffix in self._suffixes)
-        self._assigned_names = _ASSIGNED_NAMES + self._suffixes
-        self._assignment = re.compile(
-            rf"(?i)\b(\w*(?:{names}))(\s*[=:]\s*)(?!\[redacted\])[^\s;,'\"}}]+"
+        alternation = name_pattern(names)
+        self._key_value = key_value_pattern(alternation)
+        self._replace_key_value = key_value_replacer(self._key_value)
+        self._forms = (*TOKEN_FORMS, *named_forms(alternation))
+        # Text none of the forms can match has none of the names and no token trigger;
+        # a name holding another (`db_password`, `password`) needs no check of its own.
+        self._name_triggers = tuple(
+            name
+            for name in self._suffixes
+            if not any(other != name and other in name for other in self._suffixes)
         )
+        self._clean: set[str] = set()
 
     def is_secret_key(self, key: str) -> bool:
         # Keys repeat (every log line and trace event uses a few dozen), so each is
         # looked at once per process.
         secret = self._known_keys.get(key)
         if secret is None:
-            secret = key.lower().replace("-", "_").endswith(self._suffixes)
+            secret = _normalised(key).endswith(self._suffixes) and not names_a_reference(key)
             if len(self._known_keys) < 10_000:  # keys from requests could be endless
                 self._known_keys[key] = secret
         return secret
 
     def _could_hold_secret(self, value: str) -> bool:
-        """False for text that no pattern can match. Most text written (ids, kinds,
-        status messages, worker names) is such, and this check costs a fraction of
-        running the patterns (written out, not with any(): it runs for every string of
-        every log line and trace event)."""
-        if "sk-" in value or "eyJ" in value:
+        """False for text that no form can match. Most text written (ids, kinds, status
+        messages, worker names) is such, and this check costs a fraction of running the
+        forms: it runs for every string of every log line and trace event."""
+        if value in self._clean:
+            return False
+        if self._triggered(value):
             return True
-        lowered = value.casefold()  # folded as the patterns (?i) fold: U+017F as "s"
-        if "bearer" in lowered:
-            return True
-        if "=" in value or ":" in value:
-            for name in self._assigned_names:
-                if name in lowered:
-                    return True
+        if len(value) <= _CLEAN_LENGTH:
+            if len(self._clean) >= _CLEAN_MEMORY:
+                self._clean.clear()
+            self._clean.add(value)
         return False
 
-    def _substitute(self, value: str) -> str:
-        for pattern in _SECRET_PATTERNS:
-            value = pattern.sub(REDACTED, value)
-        return self._assignment.sub(rf"\1\2{REDACTED}", value)
+    def _triggered(self, value: str) -> bool:
+        if not value.strip(_HEX_AND_DASHES):  # ids and hashes: no form has only these
+            return False
+        for trigger in _TOKEN_TRIGGERS:
+            if trigger in value:
+                return True
+        if "gh" in value and "_" in value:
+            return True
+        # Case folded as the forms' (?i) folds (U+017F as "s"); `-` and `_` left out
+        # as the names may leave them out.
+        lowered = value.casefold()
+        if "bearer" in lowered:
+            return True
+        if "-" in lowered or "_" in lowered:
+            lowered = lowered.replace("-", "").replace("_", "")
+        return any(name in lowered for name in self._name_triggers)
 
     def text(self, value: str) -> str:
-        return self._substitute(value) if self._could_hold_secret(value) else value
+        if not self._could_hold_secret(value):
+            return value
+        structured = self._structured(value)
+        if structured is not None:
+            return structured
+        return self._substitute(self._embedded_json(value))
+
+    def _substitute(self, value: str) -> str:
+        for form in self._forms:
+            value = form.substitute(value)
+        return self._key_value.sub(self._replace_key_value, value)
+
+    def _structured(self, value: str) -> str | None:
+        """Text that is JSON or a Python literal, redacted as data; None for other text.
+        Written back only when something was redacted, so clean JSON keeps its form."""
+        stripped = value.strip()
+        brackets = (stripped[:1], stripped[-1:])
+        if len(stripped) > _MAX_PARSED or brackets not in (("{", "}"), ("[", "]")):
+            return None
+        try:
+            parsed, as_json = fastjson.loads(stripped), True
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            try:
+                parsed, as_json = ast.literal_eval(stripped), False
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                return None
+        redacted = self.value(parsed)
+        if redacted == parsed:
+            return value
+        if as_json:
+            return json.dumps(redacted, ensure_ascii=False)
+        return repr(redacted)
+
+    def _embedded_json(self, value: str) -> str:
+        """JSON inside other text (`request body: {...}`, a `#call tool {...}` line),
+        redacted as data: the escapes in its strings (`\\n`, `\\"`) would hide their
+        content from the text forms."""
+        pieces: list[str] = []
+        copied = searched = tried = 0
+        while tried < _MAX_EMBEDDED:
+            opening = _OPENING.search(value, searched)
+            if opening is None:
+                break
+            tried += 1
+            try:
+                parsed, end = _DECODER.raw_decode(value, opening.start())
+            except ValueError:
+                searched = opening.start() + 1
+                continue
+            redacted = self.value(parsed)
+            if redacted != parsed:
+                pieces += [
+                    value[copied : opening.start()],
+                    json.dumps(redacted, ensure_ascii=False),
+                ]
+                copied = end
+            searched = end
+        if not pieces:
+            return value
+        pieces.append(value[copied:])
+        return "".join(pieces)
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            redacted = {}
-            for key, item in value.items():
-                if self.is_secret_key(str(key)):
-                    redacted[key] = REDACTED
-                elif not isinstance(item, str):
-                    redacted[key] = self.value(item)
-                elif self._could_hold_secret(item):  # strings inline: most values are one
-                    redacted[key] = self._substitute(item)
-                else:
-                    redacted[key] = item
-            return redacted
+            return self._mapping(value)
         if isinstance(value, list | tuple):
+            return self._sequence(value)
+        if isinstance(value, set | frozenset):  # from a Python literal
             return [self.value(item) for item in value]
         return value
+
+    def _mapping(self, value: dict[Any, Any]) -> dict[Any, Any]:
+        redacted = {}
+        for key, item in value.items():
+            if self.is_secret_key(str(key)) and _may_be_secret(item):
+                redacted[key] = REDACTED
+            elif not isinstance(item, str):
+                redacted[key] = self.value(item)
+            elif self._could_hold_secret(item):  # strings inline: most values are one
+                redacted[key] = self.text(item)
+            else:
+                redacted[key] = item
+        # {"name": "DB_PASSWORD", "value": "..."}: how Kubernetes, Docker and many APIs
+        # write a list of settings.
+        label = value.get("name", value.get("key"))
+        if (
+            "value" in redacted
+            and isinstance(label, str)
+            and self.is_secret_key(label)
+            and _may_be_secret(redacted["value"])
+        ):
+            redacted["value"] = REDACTED
+        return redacted
+
+    def _sequence(self, value: list[Any] | tuple[Any, ...]) -> list[Any]:
+        redacted = [self.value(item) for item in value]
+        # A command line as a list: ["--password", "s3cr3t", ...].
+        for index, item in enumerate(value[:-1]):
+            if (
+                isinstance(item, str)
+                and item.startswith("-")
+                and self.is_secret_key(item.lstrip("-"))
+                and isinstance(value[index + 1], str)
+            ):
+                redacted[index + 1] = REDACTED
+        return redacted
+
+
+def _may_be_secret(item: Any) -> bool:
+    """Flags, nothing and the empty string hold no secret under any key."""
+    return item is not None and item is not True and item is not False and item != ""

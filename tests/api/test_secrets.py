@@ -1,71 +1,140 @@
-"""No secret value leaves the backend: not in responses, traces or log lines."""
+"""No secret value leaves the backend: not in responses, traces, the live stream,
+artifacts, ledger rows or log lines, whichever field carried it and whichever form it
+was written in (tests/planted_secrets.py lists the forms)."""
 
 import json
 
 import structlog
+from planted_secrets import SECRETS, WRITTEN_FORMS, forms_text, leaked
 
 from cli.logs import configure_logging
 from ledger.policy import load_policy
 from ledger.redaction import Redactor
 
 TASKS = "/api/agents/tasks"
-SECRETS = (
-    "sk-live-abcdefghijklmnopqrstu",
-    "hunter2-hunter2",
-    "abcdefghijklmnopqrstuvwxyz0123",
-    "AccountKey=c2VjcmV0a2V5",
-)
+LEDGER_TABLES = ("tasks", "runs", "trace_events", "artifacts", "it_requests")
 
 
-async def test_planted_secrets_never_come_back(http, auth, new_task) -> None:
-    body = await new_task(
-        instructions="Deploy with Bearer abcdefghijklmnopqrstuvwxyz0123 please",
+def _chunks(size: int) -> list[str]:
+    """The forms in texts of at most `size` characters (reasons are bounded)."""
+    chunks, current = [], ""
+    for name, text, _ in WRITTEN_FORMS:
+        line = f"{name}: {text}\n"
+        if current and len(current) + len(line) > size:
+            chunks.append(current)
+            current = ""
+        current += line
+    chunks.append(current)
+    assert len(chunks) >= 3
+    return chunks
+
+
+async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenant) -> None:
+    reasons = _chunks(700)
+    every_form = forms_text()
+    # A tool call whose arguments carry the forms, and whose artifact holds them (all
+    # but the last, a key block cut short, which is redacted to the end of the text).
+    call = json.dumps({"name": "notes.txt", "content": forms_text(WRITTEN_FORMS[:-1])})
+    analysis = await new_task(
+        title=f"Rotate {WRITTEN_FORMS[0][1]} now",
+        instructions=f"Summarise.\n#call write_artifact {call}\n{every_form}",
         scope={
-            "api_key": SECRETS[0],
-            "nested": {"db_password": SECRETS[1]},
-            "storage": "DefaultEndpointsProtocol=https;AccountKey=c2VjcmV0a2V5;",
+            "notes": every_form,
+            "config": json.dumps({"db": {"password": "hunter2-json", "host": "db"}}),
+            "forms": {name: text for name, text, _ in WRITTEN_FORMS},
             "input_tokens": 12,
         },
     )
-    task_id = body["task"]["id"]
-    scope = body["task"]["scope"]
-    assert scope["api_key"] == "[redacted]"
-    assert scope["nested"]["db_password"] == "[redacted]"
-    assert scope["input_tokens"] == 12  # a count, not a secret
-    await http.post(f"{TASKS}/{task_id}/run", headers=auth())
-    await http.post(
-        f"{TASKS}/{task_id}/rollback",
-        json={"reason": "token=abc", "remediation": "password=hunter2-hunter2"},
+    task_id = analysis["task"]["id"]
+    assert analysis["task"]["scope"]["input_tokens"] == 12  # a count, not a secret
+    assert json.loads(analysis["task"]["scope"]["config"])["db"]["host"] == "db"
+    ran = await http.post(f"{TASKS}/{task_id}/run", headers=auth())
+    assert ran.json()["status"] == "succeeded", ran.text
+    transitions = [
+        await http.post(f"{TASKS}/{task_id}/retry", json={"reason": reasons[0]}, headers=auth()),
+        await http.post(f"{TASKS}/{task_id}/cancel", json={"reason": reasons[1]}, headers=auth()),
+        await http.post(
+            f"{TASKS}/{task_id}/rollback",
+            json={"reason": reasons[2], "remediation": every_form},
+            headers=auth(),
+        ),
+    ]
+    review = {"lane": "change-prod", "mutation_level": "write_prod", "scope": {"rollback": "x"}}
+    approved = (await new_task(**review))["task"]["id"]
+    rejected = (await new_task(**review))["task"]["id"]
+    transitions += [
+        await http.post(
+            f"{TASKS}/{approved}/approve", json={"reason": reasons[-1]}, headers=auth()
+        ),
+        await http.post(f"{TASKS}/{rejected}/reject", json={"reason": reasons[0]}, headers=auth()),
+        # Settled, so that its event stream ends.
+        await http.post(f"{TASKS}/{approved}/cancel", json={"reason": reasons[1]}, headers=auth()),
+    ]
+    assert [response.status_code for response in transitions] == [200] * 6
+    itr = await http.post(
+        "/api/it-requests",
+        json={
+            "request_number": f"REQ-{tenant}",
+            "title": "Access for the payments DB",
+            "description": every_form,
+            "details": {"form": every_form, "db_password": "hunter2-details"},
+        },
         headers=auth(),
     )
+    assert itr.status_code == 201, itr.text
 
-    responses = [
-        json.dumps(body),
-        (await http.get(f"{TASKS}/{task_id}", headers=auth())).text,
-        (await http.get(TASKS, headers=auth())).text,
-        (await http.get(f"{TASKS}/{task_id}/traces", headers=auth())).text,
-        (await http.get(f"{TASKS}/{task_id}/artifacts", headers=auth())).text,
-    ]
-    artifacts = json.loads(responses[-1])["artifacts"]
-    responses += [(await http.get(a["download_url"], headers=auth())).text for a in artifacts]
-    for text in responses:
-        for secret in SECRETS:
-            assert secret not in text
-    traces = json.loads(responses[3])["traces"]
-    assert "secrets_redacted" in [trace["kind"] for trace in traces]
+    texts = {
+        "create": json.dumps(analysis),
+        "run": ran.text,
+        "itr": itr.text,
+        "list": (await http.get(TASKS, headers=auth())).text,
+        "itr read": (await http.get(f"/api/it-requests/REQ-{tenant}", headers=auth())).text,
+    }
+    texts |= {f"transition {n}": response.text for n, response in enumerate(transitions)}
+    for each in (task_id, approved, rejected):
+        url = f"{TASKS}/{each}"
+        texts[f"task {each}"] = (await http.get(url, headers=auth())).text
+        texts[f"traces {each}"] = (await http.get(f"{url}/traces", headers=auth())).text
+        texts[f"stream {each}"] = (await http.get(f"{url}/events", headers=auth())).text
+        listing = await http.get(f"{url}/artifacts", headers=auth())
+        texts[f"artifacts {each}"] = listing.text
+        for artifact in listing.json()["artifacts"]:
+            content = await http.get(artifact["download_url"], headers=auth())
+            texts[f"{artifact['name']} of {each}"] = content.text
+    assert "notes.txt of " + task_id in texts  # the tool call ran and left its artifact
+    assert "[redacted]" in texts["notes.txt of " + task_id]
+    assert "secrets_redacted" in texts[f"traces {task_id}"]
+    for where, text in texts.items():
+        assert leaked(text) == [], f"leaked in the {where} response"
+
+    async with pool.acquire() as connection:
+        for table in LEDGER_TABLES:
+            rows = await connection.fetch(
+                f"SELECT t::text AS row FROM {table} t WHERE tenant_id = $1",  # noqa: S608
+                tenant,
+            )
+            assert rows, table
+            for row in rows:
+                assert leaked(row["row"]) == [], f"stored in {table}"
 
 
 def test_log_lines_are_redacted(capsys) -> None:
     configure_logging(Redactor(load_policy().secret_keys))
     try:
-        structlog.get_logger("t").info(
+        log = structlog.get_logger("t")
+        log.info(
             "connecting",
             connection_string="Endpoint=sb://x;SharedAccessKey=abc123",
-            detail="header Bearer abcdefghijklmnopqrstuvwxyz0123",
             tokens_used=3,
         )
-        line = capsys.readouterr().err
-        assert "abc123" not in line and "abcdefghijklmnopqrstuvwxyz0123" not in line
-        assert json.loads(line)["tokens_used"] == 3
+        for name, text, _ in WRITTEN_FORMS:
+            log.info("request_failed", form=name, detail=text, body={"text": text})
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 + len(WRITTEN_FORMS)
+        assert "abc123" not in lines[0]
+        assert json.loads(lines[0])["tokens_used"] == 3
+        for line in lines:
+            assert leaked(line) == [], line
+        assert [secret for secret in SECRETS if secret in "\n".join(lines)] == []
     finally:
         structlog.reset_defaults()
