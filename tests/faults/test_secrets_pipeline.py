@@ -13,19 +13,51 @@ file, or line logged by any of the three processes.
 import json
 import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from fault_helpers import Cluster, running_cluster
+from planted_secrets import SECRETS as FORM_SECRETS
+from planted_secrets import WRITTEN_FORMS, forms_text, leaked
 from process_helpers import TASKS, auth, fast_lanes, get_task, kinds, wait_until
 
 SECRET_API_KEY = "sk-live-SECRET123456789012345"
 SECRET_PASSWORD = "hunter2hunter2"
 SECRET_BEARER = "abcdefghijklmnopqrstuvwxyz"
 SECRET_TOKEN = "ghp_TOPSECRETTOKEN0123456789"
-SECRETS = (SECRET_API_KEY, SECRET_PASSWORD, SECRET_BEARER, SECRET_TOKEN)
+SECRETS = (SECRET_API_KEY, SECRET_PASSWORD, SECRET_BEARER, SECRET_TOKEN, *FORM_SECRETS)
+# The forms but the last (a key block cut short is redacted to the end of the text, which
+# would take the directives after it along).
+FORMS = forms_text(WRITTEN_FORMS[:-1])
 LEDGER_TABLES = ("tasks", "runs", "trace_events", "artifacts", "lane_messages", "lane_dead_letters")
+
+
+class _LeakyPage(BaseHTTPRequestHandler):
+    """A page that answers with every form of secret: what a tool brings back."""
+
+    def do_GET(self) -> None:
+        body = FORMS.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def leaky_page() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LeakyPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/runbook"
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture
@@ -33,6 +65,9 @@ def cluster(tmp_path: Path, make_database: Callable[[], str]) -> Iterator[Cluste
     # Leases long enough for an agent run on a busy machine: this test is about what is
     # written, not about rescues.
     lanes = fast_lanes(tmp_path, lease_seconds=30, dispatch_timeout_seconds=60)
+    config = yaml.safe_load(lanes.read_text())
+    config["lanes"]["analysis"]["allowed_hosts"] = ["127.0.0.1"]  # the leaky page
+    lanes.write_text(yaml.safe_dump(config))
     with running_cluster(tmp_path, make_database(), lanes) as cluster:
         yield cluster
 
@@ -63,7 +98,9 @@ class EventStream:
         return self.text
 
 
-def test_secrets_never_leave_the_backend_through_the_pipeline(cluster: Cluster) -> None:
+def test_secrets_never_leave_the_backend_through_the_pipeline(
+    cluster: Cluster, leaky_page: str
+) -> None:
     token = cluster.token()
     headers = auth(token)
     cluster.dispatcher()
@@ -80,8 +117,11 @@ def test_secrets_never_leave_the_backend_through_the_pipeline(cluster: Cluster) 
                 + call(
                     "write_artifact",
                     name="notes.txt",
-                    content=f"db_password={SECRET_PASSWORD} and key {SECRET_API_KEY}",
-                ),
+                    content=f"db_password={SECRET_PASSWORD} and key {SECRET_API_KEY}\n{FORMS}",
+                )
+                + "\n"
+                + call("http_get", url=leaky_page)
+                + f"\n{FORMS}",
                 "scope": {
                     "api_key": SECRET_API_KEY,
                     "nested": {
@@ -103,7 +143,7 @@ def test_secrets_never_leave_the_backend_through_the_pipeline(cluster: Cluster) 
                 "title": "Scale app-7",
                 "instructions": "Scale app-7\n"
                 + call("write_artifact", name="plan.txt", content=f"api_key: {SECRET_API_KEY}"),
-                "scope": {"deploy_token": SECRET_TOKEN},
+                "scope": {"deploy_token": SECRET_TOKEN, "forms": FORMS},
             },
             headers=headers,
         )
@@ -161,7 +201,10 @@ def test_secrets_never_leave_the_backend_through_the_pipeline(cluster: Cluster) 
     # The redacted forms did arrive: what was stored is the placeholder, not nothing.
     assert "[redacted]" in texts["analysis notes.txt"]
     assert "[redacted]" in texts["change plan.txt"]
+    # The page's text did reach the agent, redacted: the final answer quotes the result.
+    assert "- http_get: HTTP 200" in texts["analysis final_output.md"]
     for where, text in texts.items():
+        assert leaked(text) == [], f"leaked in the {where}"
         for secret in SECRETS:
             assert secret not in text, f"{secret!r} leaked in the {where}"
 
