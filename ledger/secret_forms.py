@@ -39,6 +39,7 @@ BUILT_IN_NAMES = (
     "credentials",
     "sas",
     "sig",  # the signature of an Azure SAS token in a URL's query
+    "cookie",
 )
 
 # Values that hold no secret however they are labelled: flags, empty values,
@@ -152,6 +153,14 @@ TOKEN_FORMS = (
         re.compile(r"\b(?P<secret>npm_[A-Za-z0-9]{36})"),
     ),
     SecretForm(
+        "GitLab, Hugging Face, Vault and SendGrid tokens",
+        "glpat-s3cr3tvalue0123456789",
+        re.compile(
+            r"\b(?P<secret>glpat-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,}"
+            r"|hv[bsr]\.[A-Za-z0-9_-]{20,}|SG\.[\w-]{16,}\.[\w-]{16,})"
+        ),
+    ),
+    SecretForm(
         "Slack webhook URL",
         "https://hooks.slack.com/services/T000/B000/s3cr3tvalue",
         re.compile(r"hooks\.slack\.com/services/(?P<secret>[\w/]+)"),
@@ -197,6 +206,27 @@ def named_forms(names: str) -> tuple[SecretForm, ...]:
             ),
         ),
         SecretForm(
+            "cookie header",
+            "Cookie: session=s3cr3t-value; theme=dark",
+            re.compile(r"(?i)\b(?:set-)?cookie:[ \t]*(?P<secret>[^\r\n\"']+)"),
+        ),
+        SecretForm(
+            "YAML block value",
+            "client_secret: |\n  s3cr3t-value\n  second line",
+            re.compile(
+                rf"(?im)^(?P<indent>[ \t]*)[\w.-]*(?:{names})[ \t]*:[ \t]*[|>][-+]?[ \t]*\r?\n"
+                rf"(?P<secret>(?:(?P=indent)[ \t]+\S.*(?:\r?\n|$))+)"
+            ),
+        ),
+        SecretForm(
+            "name and value as arguments",
+            'os.environ.setdefault("API_TOKEN", "s3cr3t-value")',
+            re.compile(
+                rf"(?i)\([ \t]*(?P<quote>[\"'])[\w.-]*(?:{names})(?P=quote)[ \t]*,[ \t]*"
+                rf"(?P<open>[\"'])(?P<secret>[^\"'\n]+)(?P=open)"
+            ),
+        ),
+        SecretForm(
             "name/value pair (Kubernetes env)",
             "- name: DB_PASSWORD\n  value: s3cr3t-value",
             re.compile(
@@ -218,7 +248,7 @@ def key_value_pattern(names: str) -> re.Pattern[str]:
         (?P<dash>--?)?
         (?P<quote>\\?["'])?
         (?P<key>[\w.-]*?(?:{names}))
-        (?(quote)(?P=quote))
+        (?(quote)(?P=quote)\]?)  # `os.environ["DB_PASSWORD"] = x`
         (?P<separator>
             (?(dash)(?:[ \t]*=[ \t]*|[ \t]+)|[ \t]*(?:=>|:=|[:=])[ \t]*)
         )

@@ -62,6 +62,15 @@ WRITTEN_FORMS = [
         '#call t {"content": "env:\\n  - name: API_TOKEN\\n    value: hunter2-escaped"}',
         "hunter2-escaped",
     ),
+    ("environment in code", 'os.environ["DB_PASSWORD"] = "hunter2-environ"', "hunter2-environ"),
+    ("setenv call", 'setenv("API_TOKEN", "hunter2-setenv")', "hunter2-setenv"),
+    ("YAML block", "stringData:\n  password: |\n    hunter2-block\nkind: Secret", "hunter2-block"),
+    ("cookie", "curl -H 'Cookie: session=hunter2-cookie; theme=dark'", "hunter2-cookie"),
+    (
+        "GitLab token",
+        "git clone https://x/?t=glpat-Hunter2Hunter2Hunter2x",
+        "glpat-Hunter2Hunter2Hunter2x",
+    ),
     # Last: a block with no end is redacted to the end of the text.
     ("PEM key cut short", "key: -----BEGIN PRIVATE KEY-----\nMIIEvhunter2", "MIIEvhunter2"),
 ]
