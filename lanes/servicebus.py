@@ -7,8 +7,10 @@ drops a second copy of the same hint; application properties carry task_id, run_
 attempt and lane.
 
 The queue's own settings govern lock duration, max delivery count and duplicate
-detection (create the queues with duplicate detection on); the transport's
-`lock_seconds` and `max_delivery_count` only configure the Postgres lane.
+detection; the transport's `lock_seconds` and `max_delivery_count` only configure the
+Postgres lane. Create the queues with duplicate detection on and a lock duration of
+10 s: a worker holds a hint only from receive to claim, and one killed in between
+leaves it locked for the lock duration (the README's Reliability section measures it).
 
 A received message whose properties are not a hint is dead-lettered as
 `MalformedMessage` with the error, and the rest of the batch is delivered.
