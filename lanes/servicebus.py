@@ -7,8 +7,13 @@ drops a second copy of the same hint; application properties carry task_id, run_
 attempt and lane.
 
 The queue's own settings govern lock duration, max delivery count and duplicate
-detection (create the queues with duplicate detection on); the transport's
-`lock_seconds` and `max_delivery_count` only configure the Postgres lane.
+detection; the transport's `lock_seconds` and `max_delivery_count` only configure the
+Postgres lane. Create the queues with duplicate detection on and a lock duration of
+10 s: a worker holds a hint only from receive to claim, and one killed in between
+leaves it locked for the lock duration (the README's Reliability section measures it).
+
+A received message whose properties are not a hint is dead-lettered as
+`MalformedMessage` with the error, and the rest of the batch is delivered.
 
 `Received.delivery_count` counts deliveries so far including this one (1 on the first),
 as the Postgres lane does. Service Bus puts "delivery count - 1" in the AMQP header and
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 from azure.servicebus.exceptions import (
@@ -33,11 +39,16 @@ from azure.servicebus.exceptions import (
 from lanes.base import LaneMessage, LockLost, Received
 from metrics import DEAD_LETTERS
 
+log = structlog.get_logger(__name__)
+
 # The SDK refuses a zero wait, and even "look now" needs a round trip to the broker.
 MIN_RECEIVE_WAIT = 0.1
 # Settlements queue behind a receive in progress (one operation at a time on the
 # receiver, see below), so a long wait is cut into slices: a settlement waits at most one.
 RECEIVE_SLICE = 0.25
+# The dead-letter reason of a message whose properties are not a hint (the Postgres
+# lane's word for it too).
+MALFORMED = "MalformedMessage"
 
 
 def client_from_env() -> ServiceBusClient:
@@ -120,31 +131,59 @@ class ServiceBusLane:
                 )
             if messages or loop.time() >= deadline:
                 break
-        return [
-            Received(
-                message=LaneMessage.from_properties(
+        received = []
+        for message in messages:
+            delivery = _Delivery(receiver, message)
+            try:
+                hint = LaneMessage.from_properties(
                     str(message.message_id), _decoded(message.application_properties or {})
-                ),
-                delivery_count=(message.delivery_count or 0) + 1,
-                locked_until=message.locked_until_utc or datetime.min.replace(tzinfo=UTC),
-                handle=_Delivery(receiver, message),
+                )
+            except (KeyError, TypeError, ValueError) as error:
+                # One message no worker can read must not cost the others their delivery.
+                await self._bury(delivery, f"{type(error).__name__}: {error}")
+                continue
+            received.append(
+                Received(
+                    message=hint,
+                    delivery_count=(message.delivery_count or 0) + 1,
+                    locked_until=message.locked_until_utc or datetime.min.replace(tzinfo=UTC),
+                    handle=delivery,
+                )
             )
-            for message in messages
-        ]
+        return received
 
-    async def _settle(self, operation: str, received: Received, **kwargs: Any) -> Any:
-        delivery: _Delivery = received.handle
+    async def _bury(self, delivery: _Delivery, description: str) -> None:
+        """Dead-letters a message no receiver can read, as `MalformedMessage` with the
+        error, as the Postgres lane does. If its lock is lost first, the message comes
+        back and is buried then."""
+        message_id = str(delivery.message.message_id)
+        try:
+            await self._settle(
+                "dead_letter_message",
+                delivery,
+                reason=MALFORMED,
+                error_description=description[:4096],  # the broker's limit
+            )
+        except LockLost:
+            log.warning("lane_message_bury_failed", lane=self.name, message_id=message_id)
+            return
+        DEAD_LETTERS.labels(self.name).inc()
+        log.warning(
+            "lane_message_dead_lettered", lane=self.name, message_id=message_id, reason=MALFORMED
+        )
+
+    async def _settle(self, operation: str, delivery: _Delivery, **kwargs: Any) -> Any:
         async with self._receiver_lock:
             if delivery.receiver is not self._receiver:
                 # Settling needs the link the message came on; the lane has closed it.
-                raise LockLost(f"the receiver of message {received.message.message_id} closed")
+                raise LockLost(f"the receiver of message {delivery.message.message_id} closed")
             try:
                 return await getattr(delivery.receiver, operation)(delivery.message, **kwargs)
             except (MessageLockLostError, SessionLockLostError, MessageAlreadySettled) as error:
                 raise LockLost(str(error)) from error
 
     async def complete(self, received: Received) -> None:
-        await self._settle("complete_message", received)
+        await self._settle("complete_message", received.handle)
 
     async def complete_batch(self, batch: list[Received]) -> list[Received]:
         # Service Bus settles one message per call; the calls share one link.
@@ -157,16 +196,16 @@ class ServiceBusLane:
         return [item for item, outcome in zip(batch, outcomes, strict=True) if outcome]
 
     async def abandon(self, received: Received) -> None:
-        await self._settle("abandon_message", received)
+        await self._settle("abandon_message", received.handle)
 
     async def dead_letter(self, received: Received, reason: str, description: str) -> None:
         DEAD_LETTERS.labels(self.name).inc()
         await self._settle(
-            "dead_letter_message", received, reason=reason, error_description=description
+            "dead_letter_message", received.handle, reason=reason, error_description=description
         )
 
     async def renew_lock(self, received: Received) -> datetime:
-        return await self._settle("renew_message_lock", received)
+        return await self._settle("renew_message_lock", received.handle)
 
     async def close(self) -> None:
         async with self._sender_lock, self._receiver_lock:

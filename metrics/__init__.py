@@ -55,6 +55,12 @@ FENCE_REFUSALS = Counter(
 SDK_TOKENS = Counter(
     "workbench_sdk_tokens_total", "Model tokens spent by agent runs.", ["lane", "model", "kind"]
 )
+SPANS_DROPPED = Counter(
+    "workbench_sdk_spans_dropped_total",
+    "SDK spans a worker dropped unwritten because its buffer of pending spans was full: "
+    "trace_full (too many for one run) or too_many_traces (a trace nobody drained).",
+    ["reason"],
+)
 WORKER_IN_FLIGHT = Gauge("workbench_worker_in_flight", "Runs this worker is executing.")
 WORKER_CAPACITY = Gauge("workbench_worker_capacity", "Runs this worker may execute at once.")
 LANE_DEPTH = Gauge(

@@ -10,6 +10,11 @@ worker dies the reaper re-queues the run and the dispatcher sends a fresh hint. 
 Postgres lane's messages live beside the ledger, so there the claim and the settlement
 are a single transaction (`PostgresLane.take`).
 
+What a crash between receive and claim costs: the hints of that one receive (at most
+the free slots: Service Bus prefetch is off) come back when their lock runs out, the
+queue's lock duration after the receive; a Postgres lane's come back as soon as the
+dead worker's transaction is rolled back, at the next worker's poll.
+
 Shutdown (SIGTERM): stop receiving, give in-flight runs `drain_seconds` to finish, then
 stop the rest and release them: back to `queued` on the same attempt, so the drain
 costs no attempt. Then exit.

@@ -26,7 +26,11 @@ async def test_one_dispatch_of_450_tasks_wakes_the_stream_of_each(fresh_pool) ->
     try:
         with contextlib.ExitStack() as streams:
             woken = [streams.enter_context(feed.subscribe(str(each.task.id))) for each in created]
-            await asyncio.sleep(0.2)  # the creates' own notifications have arrived
+            # Postgres delivers notifications in commit order: once one sent now has
+            # arrived, so has any the creates sent, and the streams can be reset.
+            barrier = streams.enter_context(feed.subscribe("barrier"))
+            await fresh_pool.execute("SELECT pg_notify('workbench_traces', 'barrier')")
+            await asyncio.wait_for(barrier.wait(), 5)
             for event in woken:
                 event.clear()
             result = await Outbox(fresh_pool, lanes, "dispatcher").dispatch_once(1000)

@@ -19,7 +19,7 @@ from api.auth import mint_token
 
 HERE = Path(__file__).parent
 RECORDING_WORKER = [sys.executable, str(HERE / "recording_worker.py")]
-DIES_AFTER_SEND = [sys.executable, str(HERE / "dispatcher_dies_after_send.py")]
+DIES_BEFORE_SEND = [sys.executable, str(HERE / "dispatcher_dies_before_send.py")]
 JWT_SECRET = "faults-secret-that-is-long-enough-for-hs256"
 TENANT = "faults"
 

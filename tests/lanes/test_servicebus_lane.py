@@ -38,6 +38,7 @@ from azure.servicebus import (
 )
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 from conftest import fast_policy
+from prometheus_client import REGISTRY
 from servicebus_peer import ServiceBusPeer
 
 from dispatcher.service import DispatcherConfig, run_dispatcher
@@ -332,6 +333,44 @@ async def test_settling_after_the_lane_closed_raises_lock_lost(namespace: Namesp
         [again] = await receive(lane, 1)
         assert again.delivery_count == 2
         await lane.complete(again)
+
+
+async def test_malformed_message_is_dead_lettered_and_the_rest_delivered(
+    lane: ServiceBusLane, namespace: Namespace
+) -> None:
+    good = [_hint() for _ in range(3)]
+    no_run_id = {key: value for key, value in _hint().properties().items() if key != "run_id"}
+    bad_attempt = {**_hint().properties(), "attempt": "third"}
+    await lane.send_batch(good[:2])
+    async with namespace.client.get_queue_sender(lane.queue) as sender:
+        await sender.send_messages(
+            [
+                ServiceBusMessage(b"", message_id="no-run-id", application_properties=no_run_id),
+                ServiceBusMessage(
+                    b"", message_id="bad-attempt", application_properties=bad_attempt
+                ),
+            ]
+        )
+    await lane.send_batch(good[2:])
+    dead_before = REGISTRY.get_sample_value(
+        "workbench_lane_dead_letters_total", {"lane": lane.name}
+    )
+    received = await receive(lane, 3)
+    assert [r.message for r in received] == good
+    for message in received:
+        await lane.complete(message)
+    assert await namespace.active(lane.queue) == 0
+    assert sorted(await namespace.dead_letters(lane.queue)) == [
+        (
+            "bad-attempt",
+            "MalformedMessage",
+            "ValueError: invalid literal for int() with base 10: 'third'",
+        ),
+        ("no-run-id", "MalformedMessage", "KeyError: 'run_id'"),
+    ]
+    dead_after = REGISTRY.get_sample_value("workbench_lane_dead_letters_total", {"lane": lane.name})
+    assert dead_after is not None
+    assert dead_after - (dead_before or 0.0) == 2
 
 
 # -- the pipeline: dispatcher and worker on a Service Bus lane -----------------------

@@ -27,8 +27,24 @@ async def _scrape(http) -> dict[tuple[str, tuple], float]:
 
 
 def _delta(before: dict, after: dict, name: str, **labels: str) -> float:
+    """How far a sample moved. It must be there afterwards; before, a labelled series
+    that had never moved is not exported yet, and counts as 0."""
     key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
+    assert key in after, f"{name}{labels} missing from /metrics"
+    return after[key] - before.get(key, 0.0)
+
+
+def _sample(name: str, **labels: str) -> float:
+    """A sample of this process's registry, which must exist."""
+    value = REGISTRY.get_sample_value(name, labels)
+    assert value is not None, f"no sample {name}{labels}"
+    return value
+
+
+def _sample_before(name: str, **labels: str) -> float:
+    """A counter's value before a test moves it: a labelled series that never moved is
+    not exported yet, and counts as 0."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_api_counters_move_by_the_right_amounts(http, auth, new_task) -> None:
@@ -87,27 +103,26 @@ async def test_pipeline_metrics_and_ledger_gauges(fresh_pool) -> None:
     policy = fast_policy(lease_seconds=3.0)
     ledger = Ledger(fresh_pool, policy)
 
-    def sample(name: str, **labels: str) -> float:
-        return REGISTRY.get_sample_value(name, labels) or 0.0
-
     ids = await _create(ledger, 5)
     await refresh_ledger_gauges(fresh_pool, list(policy.lanes))
-    assert sample("workbench_lane_depth", lane="analysis") == 5
-    assert sample("workbench_lane_oldest_runnable_age_seconds", lane="analysis") >= 0
+    assert _sample("workbench_lane_depth", lane="analysis") == 5
+    assert _sample("workbench_lane_oldest_runnable_age_seconds", lane="analysis") > 0
 
-    dispatched = sample("workbench_dispatched_total", lane="analysis")
-    finished = sample("workbench_run_duration_seconds_count", lane="analysis", outcome="succeeded")
+    dispatched = _sample_before("workbench_dispatched_total", lane="analysis")
+    finished = _sample_before(
+        "workbench_run_duration_seconds_count", lane="analysis", outcome="succeeded"
+    )
     async with pipeline(fresh_pool, policy, CountingExecutor()):
         await _wait_status(ledger, ids, "succeeded")
-    assert sample("workbench_dispatched_total", lane="analysis") - dispatched == 5
+    assert _sample("workbench_dispatched_total", lane="analysis") - dispatched == 5
     assert (
-        sample("workbench_run_duration_seconds_count", lane="analysis", outcome="succeeded")
+        _sample("workbench_run_duration_seconds_count", lane="analysis", outcome="succeeded")
         - finished
         == 5
     )
-    assert sample("workbench_worker_in_flight") == 0
+    assert _sample("workbench_worker_in_flight") == 0
     await refresh_ledger_gauges(fresh_pool, list(policy.lanes))
-    assert sample("workbench_lane_depth", lane="analysis") == 0
+    assert _sample("workbench_lane_depth", lane="analysis") == 0
 
 
 def test_dashboard_and_alerts_name_metrics_that_exist() -> None:
