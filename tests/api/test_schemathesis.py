@@ -72,7 +72,7 @@ def _operations() -> list[Any]:
     """(role, method, path) for every documented operation, from the same declarations
     `/openapi.json` is built from, so collection needs no database."""
     params = []
-    for path, operations in build_openapi(ENDPOINTS)["paths"].items():
+    for path, operations in build_openapi(ENDPOINTS, _POLICY)["paths"].items():
         for method, operation in operations.items():
             if not operation["security"]:
                 roles: tuple[str, ...] = ("anonymous",)
