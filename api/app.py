@@ -43,7 +43,9 @@ def create_app(
     policy: PolicyConfig | None = None,
 ) -> Starlette:
     """The API. The database is `database_url`, else `DATABASE_URL`, else the embedded
-    server; migrations are applied at start-up."""
+    server; migrations are applied at start-up. The policy (`policy`, else the lanes
+    file) is read here: `/openapi.json` lists its lanes, levels and providers."""
+    config = policy or load_policy()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -52,7 +54,6 @@ def create_app(
         try:
             async with pool.acquire() as connection:
                 await apply_migrations(connection)
-            config = policy or load_policy()
             app.state.ledger = Ledger(pool, config)
             app.state.leases = Leases(pool, config)
             app.state.lanes = LaneRegistry(pool, config)
@@ -87,5 +88,5 @@ def create_app(
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
     )
-    app.state.openapi = build_openapi(ENDPOINTS)
+    app.state.openapi = build_openapi(ENDPOINTS, config)
     return app

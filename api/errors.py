@@ -15,6 +15,7 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 from starlette.types import ExceptionHandler
 
 from ledger.database import CONNECTION_LOST_ERRORS, connection_lost
@@ -127,11 +128,25 @@ async def _ledger_error(request: Request, error: Exception) -> JSONResponse:
     return error_response(request.url.path, status, error.code, error.message, error.details)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path answers (RFC 9110 `Allow`). Each method of a
+    path is its own route, so the one route Starlette matched names only its own."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": ""})
+        if match is not Match.NONE and getattr(route, "methods", None):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     code = _HTTP_CODES.get(error.status_code, "http_error")
     message = "no such route" if error.status_code == 404 else str(error.detail)
-    return error_response(request.url.path, error.status_code, code, message)
+    response = error_response(request.url.path, error.status_code, code, message)
+    if error.status_code == 405:
+        response.headers["Allow"] = _allowed_methods(request)
+    return response
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:

@@ -9,6 +9,8 @@ from pydantic.json_schema import models_json_schema
 from api.endpoints import Endpoint
 from api.errors import WORKER_PROTOCOL_PREFIX
 from api.schemas import DiagnosticErrorResponse, ErrorResponse, HealthResponse
+from ledger.models import POLICY_NAMES_KEY
+from ledger.policy import PolicyConfig
 
 _DESCRIPTIONS = {
     200: "OK",
@@ -22,9 +24,32 @@ _DESCRIPTIONS = {
     503: "Not ready",
 }
 _PATH_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
+_REF_TEMPLATE = "#/components/schemas/{model}"
 
 
-def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
+def _policy_choices(node: Any, policy: PolicyConfig) -> None:
+    """Each name field marked with the part of the lanes file it names gets that part's
+    names as its enum: the values the server accepts under this policy."""
+    if isinstance(node, dict):
+        part = node.pop(POLICY_NAMES_KEY, None)
+        if part is not None:
+            node["enum"] = list(getattr(policy, part))
+        for value in node.values():
+            _policy_choices(value, policy)
+    elif isinstance(node, list):
+        for value in node:
+            _policy_choices(value, policy)
+
+
+def _query_schema(field: dict[str, Any]) -> dict[str, Any]:
+    # A query parameter left out is None to the model; on the wire it is never null.
+    branches = [b for b in field.get("anyOf", ()) if b != {"type": "null"}]
+    if len(branches) == 1:
+        field = {**{k: v for k, v in field.items() if k != "anyOf"}, **branches[0]}
+    return {k: v for k, v in field.items() if not (k == "default" and v is None)}
+
+
+def build_openapi(endpoints: list[Endpoint], policy: PolicyConfig) -> dict[str, Any]:
     models: set[type[BaseModel]] = {ErrorResponse, DiagnosticErrorResponse, HealthResponse}
     for item in endpoints:
         if item.response:
@@ -32,7 +57,8 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
         if item.body:
             models.add(item.body)
     keyed = [(model, "validation") for model in sorted(models, key=lambda m: m.__name__)]
-    refs, schema = models_json_schema(keyed, ref_template="#/components/schemas/{model}")
+    refs, schema = models_json_schema(keyed, ref_template=_REF_TEMPLATE)
+    components: dict[str, Any] = schema.get("$defs", {})
 
     def ref(model: type[BaseModel]) -> dict[str, Any]:
         return refs[(model, "validation")]
@@ -61,8 +87,12 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
             for name, kind in _PATH_PARAM.findall(item.path)
         ]
         if item.query:
-            for name, field in item.query.model_json_schema()["properties"].items():
-                parameters.append({"name": name, "in": "query", "required": False, "schema": field})
+            query = item.query.model_json_schema(ref_template=_REF_TEMPLATE)
+            components.update(query.pop("$defs", {}))
+            for name, field in query["properties"].items():
+                parameters.append(
+                    {"name": name, "in": "query", "required": False, "schema": _query_schema(field)}
+                )
         parameters += [parameter.openapi() for parameter in item.reads]
         responses: dict[str, Any] = {}
         # What the shared machinery can answer besides the handler's own statuses: an
@@ -118,6 +148,8 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
             }
         }
 
+    _policy_choices(components, policy)
+    _policy_choices(paths, policy)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -126,7 +158,7 @@ def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
             "description": "A governed task queue for AI agents.",
         },
         "components": {
-            "schemas": schema.get("$defs", {}),
+            "schemas": components,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },

@@ -46,6 +46,13 @@ class DiagnosticErrorResponse(_Response):
 
 # Trace sequence numbers are Postgres integers.
 MAX_SEQ = 2**31 - 1
+# A decimal sequence number from 0 to MAX_SEQ (leading zeros allowed), for parameters
+# that carry one as text (Last-Event-ID, after_seq).
+SEQ_PATTERN = (
+    r"^0*([0-9]{1,9}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}"
+    r"|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}"
+    r"|21474836[0-3][0-9]|214748364[0-7])$"
+)
 
 
 class TaskListQuery(BaseModel):

@@ -16,6 +16,12 @@ from ledger.policy import Verdict
 from ledger.states import RunStatus, TaskStatus
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.:-]*$")]
+# A name one part of the lanes file defines (a PolicyConfig attribute). `/openapi.json`
+# lists that part's names as the field's enum; the ledger refuses any other with a 400.
+POLICY_NAMES_KEY = "x-policy-names"
+LaneName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "lanes"})]
+LevelName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "mutation_levels"})]
+ProviderName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "providers"})]
 ShortText = Annotated[str, Field(min_length=1, max_length=500)]
 LongText = Annotated[str, Field(min_length=1, max_length=100_000)]
 Reason = Annotated[str, Field(max_length=2_000)]
@@ -26,22 +32,22 @@ class _Request(BaseModel):
 
 
 class TaskCreateRequest(_Request):
-    lane: Name
+    lane: LaneName
     title: ShortText
     instructions: LongText
     source_systems: list[Name] = Field(default_factory=list, max_length=50)
     scope: dict[str, Any] = Field(default_factory=dict)
-    mutation_level: Name = "read_only"
-    model_provider: Name = "offline"
+    mutation_level: LevelName = "read_only"
+    model_provider: ProviderName = "offline"
     break_glass_acknowledged: bool = False
 
 
 class TaskFromITRequest(_Request):
-    lane: Name
+    lane: LaneName
     title: ShortText | None = None
     instructions: LongText | None = None
-    mutation_level: Name = "read_only"
-    model_provider: Name = "offline"
+    mutation_level: LevelName = "read_only"
+    model_provider: ProviderName = "offline"
 
 
 class ApproveRequest(_Request):
@@ -161,7 +167,7 @@ def artifact_record(row: Mapping[str, Any]) -> Artifact:
 
 class ClaimNextRequest(_Request):
     # Lanes to take work from; every lane when omitted.
-    lanes: list[Name] | None = Field(default=None, max_length=50)
+    lanes: list[LaneName] | None = Field(default=None, max_length=50)
 
 
 class HeartbeatRequest(_Request):

@@ -19,6 +19,10 @@ def _assert_error(response: httpx.Response, status: int, code: str) -> dict:
 async def test_unknown_route_and_wrong_method(http: httpx.AsyncClient, auth) -> None:
     _assert_error(await http.get("/api/nothing-here", headers=auth()), 404, "not_found")
     _assert_error(await http.delete(TASKS, headers=auth()), 405, "method_not_allowed")
+    # RFC 9110: a 405 lists what the path does allow, from every route of the path.
+    assert (await http.delete(TASKS, headers=auth())).headers["allow"] == "GET, HEAD, POST"
+    approve = f"{TASKS}/00000000-0000-0000-0000-000000000000/approve"
+    assert (await http.get(approve, headers=auth())).headers["allow"] == "POST"
     # A task id that is not a UUID is not a route either.
     _assert_error(await http.get(f"{TASKS}/12345", headers=auth()), 404, "not_found")
 

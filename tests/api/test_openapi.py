@@ -69,3 +69,40 @@ async def test_headers_and_bodies_a_client_must_send_are_documented(document) ->
     # A body every field of which has a default may be left out.
     claim_next = document["paths"]["/api/agent/tasks/claim-next"]["post"]
     assert claim_next["requestBody"]["required"] is False
+
+
+def _refs(node) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if "$ref" in node else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+async def test_every_reference_resolves(document) -> None:
+    references = _refs(document)
+    assert references
+    for reference in references:
+        assert reference.startswith("#/"), reference
+        target = document
+        for part in reference[2:].split("/"):
+            assert part in target, reference
+            target = target[part]
+    status = parameters_of(document, TASKS, "get")["status"]["schema"]
+    assert status == {"$ref": "#/components/schemas/TaskStatus"}
+
+
+def parameters_of(document, path: str, method: str) -> dict[str, dict]:
+    return {p["name"]: p for p in document["paths"][path][method]["parameters"]}
+
+
+async def test_policy_names_are_enums_of_the_loaded_policy(document, app) -> None:
+    policy = app.state.ledger.policy
+    create = document["components"]["schemas"]["TaskCreateRequest"]["properties"]
+    assert create["lane"]["enum"] == list(policy.lanes)
+    assert create["mutation_level"]["enum"] == policy.mutation_levels
+    assert create["model_provider"]["enum"] == list(policy.providers)
+    claim = document["components"]["schemas"]["ClaimNextRequest"]["properties"]["lanes"]
+    assert claim["anyOf"][0]["items"]["enum"] == list(policy.lanes)
+    assert "x-policy-names" not in str(document)

@@ -72,7 +72,7 @@ def _operations() -> list[Any]:
     """(role, method, path) for every documented operation, from the same declarations
     `/openapi.json` is built from, so collection needs no database."""
     params = []
-    for path, operations in build_openapi(ENDPOINTS)["paths"].items():
+    for path, operations in build_openapi(ENDPOINTS, _POLICY)["paths"].items():
         for method, operation in operations.items():
             if not operation["security"]:
                 roles: tuple[str, ...] = ("anonymous",)
@@ -179,22 +179,24 @@ def _claim_runs(client: Any, seeded: Seeded, count: int) -> None:
 
 
 def _as_served(app: Starlette) -> Any:
-    """The app as a server runs it: an unhandled error still leaves as the app's JSON 500
-    (which `not_a_server_error` reports with a curl line) and is not raised again into
-    the test, which is what Starlette does for servers to log it."""
+    """The app as a server runs it: an unhandled error before the response leaves as the
+    app's JSON 500 (which `not_a_server_error` reports with a curl line) and is not raised
+    again into the test. An error after a response started (an event stream that breaks
+    mid-way) has no 500 to show for it, so it is raised and fails the test."""
 
     async def served(scope: Any, receive: Any, send: Any) -> None:
-        started = False
+        status: int | None = None
 
         async def tracking_send(message: Any) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
 
         try:
             await app(scope, receive, tracking_send)
         except Exception:
-            if scope["type"] != "http" or not started:
+            if scope["type"] != "http" or status is None or status < 500:
                 raise
 
     return served
