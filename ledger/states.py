@@ -130,6 +130,9 @@ _T, _R = TaskStatus, RunStatus
 _FINISHED = (_T.SUCCEEDED, _T.FAILED, _T.CANCELLED)
 
 TRANSITIONS: dict[str, Rule] = {
+    # A new task: its status is the verdict's (queued, awaiting_approval or denied); a
+    # queued one gets its first run.
+    "create": Rule((), None, run_to=_R.QUEUED),
     # An operator's decisions.
     "approve": Rule((_T.AWAITING_APPROVAL,), _T.QUEUED, run_to=_R.QUEUED),
     "reject": Rule((_T.AWAITING_APPROVAL,), _T.DENIED),
