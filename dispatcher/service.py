@@ -1,4 +1,5 @@
-"""`workbench dispatcher`: the outbox and the reaper in one bounded, cancellable loop.
+"""`workbench dispatcher`: the outbox and the reaper (`reaper.py`) in one bounded,
+cancellable loop.
 
 Several replicas may run: the outbox locks with SKIP LOCKED and the reaper guards each
 rescue in SQL, so they share the work rather than repeat it.
@@ -12,9 +13,9 @@ import asyncpg
 import structlog
 
 from dispatcher.outbox import Outbox
+from dispatcher.reaper import Reaper, ReaperConfig
 from lanes.registry import LaneRegistry
 from ledger.database import DATABASE_TROUBLE
-from ledger.leases import Leases
 from ledger.notify import Listener, unless_stopped, wait_any
 from ledger.policy import PolicyConfig
 from metrics.ledger_gauges import keep_ledger_gauges_fresh
@@ -40,7 +41,7 @@ async def run_dispatcher(
 ) -> None:
     lanes = LaneRegistry(pool, policy)
     outbox = Outbox(pool, lanes, config.name)
-    leases = Leases(pool, policy)
+    reaper = Reaper(pool, policy, ReaperConfig(actor=config.name))
     wake = asyncio.Event()
     listener = Listener(pool, "workbench_runs", lambda _: wake.set())
     loop = asyncio.get_running_loop()
@@ -52,7 +53,7 @@ async def run_dispatcher(
         await listener.ensure()
         result = await outbox.dispatch_once(config.batch_size)
         if loop.time() >= next_reap:
-            reaped = await leases.reap(actor=config.name)
+            reaped = await reaper.run_once()
             next_reap = loop.time() + config.reap_interval
             if reaped.lost or reaped.redispatched:
                 log.info("reaped", **reaped.__dict__)

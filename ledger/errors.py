@@ -34,6 +34,12 @@ class InvalidTransition(LedgerError):
         self.current_status = current_status
 
 
+class BadRequest(LedgerError):
+    """Well-formed JSON that names something the configuration does not have."""
+
+    code = "invalid_request"
+
+
 class Conflict(LedgerError):
     code = "conflict"
 

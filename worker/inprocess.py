@@ -10,7 +10,7 @@ from ledger.errors import InvalidTransition
 from ledger.leases import Leases
 from ledger.models import Task
 from ledger.repository import Actor, Ledger
-from ledger.states import RunStatus, TaskStatus, allowed_from
+from ledger.states import allowed_from, may
 from worker.context import RunContext
 from worker.execution import Execution, execute_claim
 from worker.executors import sdk_executor, sdk_import_error
@@ -26,8 +26,9 @@ async def run_in_process(
     ledger: Ledger, leases: Leases, store: ArtifactStore, actor: Actor, task_id: UUID
 ) -> RunOutcome:
     task = await ledger.get_task(actor.tenant_id, task_id)
-    if task.status in (TaskStatus.DENIED, TaskStatus.AWAITING_APPROVAL):
-        # Policy said no (or not yet): the refusal itself is part of the audit trail.
+    if not may("claim", task.status):
+        # Policy said no (or not yet), or the task is past running: the refusal itself
+        # is part of the audit trail.
         await ledger.note(
             actor,
             task_id,
@@ -35,18 +36,12 @@ async def run_in_process(
             f"run refused: task is {task.status}",
             data={"status": task.status},
         )
-        raise InvalidTransition("run", task.status, allowed_from("start"))
+        raise InvalidTransition("run", task.status, allowed_from("claim"))
 
     missing = sdk_import_error()
     if missing:
         blocked = await ledger.move(
-            actor,
-            task_id,
-            "block",
-            TaskStatus.BLOCKED,
-            kind="blocked",
-            terminal_reason=missing,
-            run_status=RunStatus.BLOCKED,
+            actor, task_id, "block", kind="blocked", terminal_reason=missing
         )
         return RunOutcome(blocked.task, sdk_available=False)
 
@@ -62,7 +57,7 @@ async def run_in_process(
         )
     if claim is None:
         current = await ledger.get_task(actor.tenant_id, task_id)
-        raise InvalidTransition("run", current.status, allowed_from("start"))
+        raise InvalidTransition("run", current.status, allowed_from("claim"))
     await execute_claim(
         Execution(claim), sdk_executor, RunContext(claim, leases, store, worker, ledger.policy)
     )

@@ -29,7 +29,7 @@ from ledger.models import (
     TaskCreateRequest,
     TaskFromITRequest,
 )
-from ledger.states import TaskStatus
+from ledger.states import allowed_from, may
 from worker.inprocess import run_in_process
 
 TASKS = "/api/agents/tasks"
@@ -233,8 +233,8 @@ async def rollback_task(call: Call[RollbackRequest, None]) -> tuple[int, Transit
 )
 async def dispatch_task(call: Call) -> tuple[int, DispatchResponse]:
     task = await call.ledger.get_task(call.actor.tenant_id, _task_id(call))
-    if task.status != TaskStatus.QUEUED:
-        raise InvalidTransition("dispatch", task.status, [TaskStatus.QUEUED])
+    if not may("dispatch", task.status):
+        raise InvalidTransition("dispatch", task.status, allowed_from("dispatch"))
     transport = call.ledger.policy.lanes[task.lane].transport
     run_id = str(task.current_run_id) if task.current_run_id else None
     if transport is None:
@@ -258,8 +258,8 @@ async def dispatch_task(call: Call) -> tuple[int, DispatchResponse]:
             {"lane": task.lane},
         )
     after = await call.ledger.get_task(call.actor.tenant_id, task.id)
-    if result.sent == 0 and after.status == TaskStatus.QUEUED:
-        raise InvalidTransition("dispatch", after.status, [TaskStatus.QUEUED])
+    if result.sent == 0 and may("dispatch", after.status):  # held by a dispatcher right now
+        raise InvalidTransition("dispatch", after.status, allowed_from("dispatch"))
     info = DispatchInfo(
         lane=task.lane,
         transport=transport.kind,

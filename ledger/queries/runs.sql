@@ -5,10 +5,11 @@ VALUES ($1, $2, $3, $4, $5, 'queued', $6)
 RETURNING *;
 
 -- name: settle_run_if_unfinished
--- Cancel or block: ends a run that has not finished yet; a finished run is left alone.
+-- Cancel or block: ends a run that has not finished yet (one in the statuses $5) with
+-- status $2; a finished run is left alone.
 UPDATE runs
 SET status = $2, failure_kind = $3, error = $4, finished_at = now()
-WHERE id = $1 AND status IN ('queued', 'dispatched', 'running')
+WHERE id = $1 AND status = ANY($5::text[])
 RETURNING *;
 
 -- name: run_task_id

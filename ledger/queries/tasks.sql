@@ -51,46 +51,50 @@ ORDER BY created_at DESC, id DESC
 LIMIT $6;
 
 -- name: move_task
--- The guarded transition: moves the task to $4 only from a status in $3.
+-- The guarded transition: moves the task to $5 only from a status in $3, with the
+-- terminal reason $4.
 WITH locked AS (
     SELECT id, status FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 )
 UPDATE tasks
-SET status = $4, terminal_reason = $5, updated_at = now()
+SET status = $5, terminal_reason = $4, updated_at = now()
 FROM locked
 WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])
 RETURNING tasks.*, locked.status AS from_status;
 
 -- name: queue_next_attempt
--- Approve or retry: from a status in $3 back to queued with run $4 as the next attempt.
+-- Approve or retry: from a status in $3 back to $6 (queued) with run $4 as the next
+-- attempt, the approval $5 recorded when given.
 WITH locked AS (
     SELECT id, status, current_run_id FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 )
 UPDATE tasks
-SET status = 'queued', attempt = tasks.attempt + 1, current_run_id = $4, terminal_reason = NULL,
+SET status = $6, attempt = tasks.attempt + 1, current_run_id = $4, terminal_reason = NULL,
     approval = coalesce($5, tasks.approval), updated_at = now()
 FROM locked
 WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])
 RETURNING tasks.*, locked.status AS from_status, locked.current_run_id AS previous_run_id;
 
 -- name: reject_task
--- An operator's rejection of a task awaiting approval; the decision is kept on the task.
+-- An operator's rejection of a task awaiting approval (a status in $3): it becomes $6
+-- (denied), the decision $4 and the reason $5 kept on the task.
 WITH locked AS (
     SELECT id, status FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 )
 UPDATE tasks
-SET status = 'denied', approval = $4, terminal_reason = $5, updated_at = now()
+SET status = $6, approval = $4, terminal_reason = $5, updated_at = now()
 FROM locked
 WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])
 RETURNING tasks.*, locked.status AS from_status;
 
 -- name: request_rollback
--- Records the rollback/remediation request on a finished task.
+-- Records the rollback/remediation request $4 on a finished task (a status in $3),
+-- which becomes $5 (rollback_requested).
 WITH locked AS (
     SELECT id, status FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 )
 UPDATE tasks
-SET status = 'rollback_requested', rollback = $4, updated_at = now()
+SET status = $5, rollback = $4, updated_at = now()
 FROM locked
 WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])
 RETURNING tasks.*, locked.status AS from_status;
@@ -100,12 +104,13 @@ RETURNING tasks.*, locked.status AS from_status;
 SELECT status FROM tasks WHERE tenant_id = $1 AND id = $2;
 
 -- name: decide_tool_call
--- An operator's decision on the pending tool call: recorded on it, task queued again.
+-- An operator's decision $4 on the pending tool call of a task in a status in $3:
+-- recorded on the call, the task queued ($5) again.
 WITH locked AS (
     SELECT id, status FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 )
 UPDATE tasks
-SET status = 'queued', pending_approval = tasks.pending_approval || $4::jsonb,
+SET status = $5, pending_approval = tasks.pending_approval || $4::jsonb,
     updated_at = now()
 FROM locked
 WHERE tasks.id = locked.id AND locked.status = ANY($3::text[])

@@ -5,6 +5,8 @@ from uuid import UUID
 
 import jsonschema
 
+from ledger.leases import Fence
+
 RUNS = "/api/agent/tasks"
 TASKS = "/api/agents/tasks"
 
@@ -116,3 +118,23 @@ async def test_only_workers_and_own_tenant(http, auth, new_task) -> None:
         f"{RUNS}/claim-next", json={"lanes": ["nope"]}, headers=auth("worker")
     )
     assert unknown.status_code == 400
+
+
+async def test_a_paused_run_is_refused_with_409(http, auth, new_task, app) -> None:
+    # The agent stopped at a tool call that needs approval: the claim ended, and a
+    # worker still writing to the run is told it no longer holds it.
+    task = (await new_task())["task"]
+    claim = await _claim(http, auth)
+    lease = claim["lease"]
+    fence = Fence(UUID(lease["run_id"]), lease["attempt"], claim["claim_token"])
+    pending = {"tool": "write_artifact", "arguments_sha256": "0" * 64}
+    await app.state.leases.pause(fence, worker="pod-1", saved_state="{}", pending=pending)
+    run = f"{RUNS}/{lease['run_id']}"
+    for write, body in (("heartbeat", {}), ("complete", {}), ("fail", {"error": "late"})):
+        response = await http.post(
+            f"{run}/{write}", json=body, headers=_fenced(auth, claim["claim_token"])
+        )
+        assert response.status_code == 409, response.text
+        assert response.json()["diagnostic"]["code"] == "fence_rejected"
+    stored = (await http.get(f"{TASKS}/{task['id']}", headers=auth())).json()["task"]
+    assert stored["status"] == "awaiting_approval"

@@ -1,5 +1,8 @@
 """Claims, fences and the reaper: a worker whose lease was taken over writes nothing;
-expired leases are retried up to max_attempts, then the task fails with its reason."""
+expired leases are retried up to max_attempts, then the task fails with its reason.
+
+The leases here are 1 s long; a test that needs one to run out waits until the ledger
+says it has (polling, with a deadline), never for a fixed time."""
 
 import asyncio
 from uuid import uuid4
@@ -9,6 +12,7 @@ from conftest import fast_policy
 from prometheus_client import REGISTRY
 
 from dispatcher.outbox import Outbox
+from dispatcher.reaper import Reaper, ReaperConfig
 from lanes.registry import LaneRegistry
 from ledger.leases import Fence, FenceRejected, Hint, Leases, NewArtifact
 from ledger.models import TaskCreateRequest
@@ -47,6 +51,24 @@ async def _claim(leases: Leases, ledger: Ledger, task_id, worker="w1"):
 
 async def _kinds(ledger: Ledger, task_id) -> list[str]:
     return [event.kind for event in await ledger.list_traces("t1", task_id)]
+
+
+async def _until(pool, condition: str, *args, seconds: float = 10.0) -> None:
+    """Poll until the SQL `condition` is true, for at most `seconds`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not await pool.fetchval(condition, *args):
+        assert loop.time() < deadline, f"still not true after {seconds} s: {condition}"
+        await asyncio.sleep(0.02)
+
+
+async def _lease_expired(pool, run_id) -> None:
+    """Until the run's lease has run out, as the reaper will see it."""
+    await _until(pool, "SELECT lease_until < now() FROM runs WHERE id = $1", run_id)
+
+
+def _reap(ledger: Ledger):
+    return Reaper(ledger.pool, ledger.policy, ReaperConfig(actor="reaper")).run_once()
 
 
 async def test_claim_once_then_complete(ledger, leases) -> None:
@@ -90,8 +112,8 @@ async def test_wrong_token_is_refused_and_traced(ledger, leases) -> None:
 async def test_zombie_late_completion_refused_new_owner_stands(ledger, leases) -> None:
     task_id, first_run = await _queued(ledger)
     zombie = await _claim(leases, ledger, task_id, worker="zombie")
-    await asyncio.sleep(1.1)  # the 1 s lease runs out without a heartbeat
-    reaped = await leases.reap(actor="reaper")
+    await _lease_expired(ledger.pool, first_run)  # no heartbeat
+    reaped = await _reap(ledger)
     assert (reaped.lost, reaped.retried) == (1, 1)
     task = await ledger.get_task("t1", task_id)
     assert task.status == "queued" and task.attempt == 2 and task.current_run_id != first_run
@@ -125,10 +147,10 @@ async def test_zombie_late_completion_refused_new_owner_stands(ledger, leases) -
 async def test_heartbeat_keeps_the_lease(ledger, leases) -> None:
     task_id, _ = await _queued(ledger)
     claim = await _claim(leases, ledger, task_id)
-    for _ in range(4):
-        await asyncio.sleep(0.4)
-        await leases.heartbeat(claim.fence, worker="w1", lease_seconds=1)
-    assert (await leases.reap(actor="reaper")).lost == 0
+    await leases.heartbeat(claim.fence, worker="w1", lease_seconds=60)
+    # Past the end of the lease the claim gave: only the heartbeat keeps the run.
+    await _until(ledger.pool, "SELECT now() > $1::timestamptz", claim.run.lease_until)
+    assert (await _reap(ledger)).lost == 0
     assert (await ledger.get_task("t1", task_id)).status == "running"
 
 
@@ -137,9 +159,10 @@ async def test_attempts_exhausted_fails_with_reason(fresh_pool) -> None:
     ledger, leases = Ledger(fresh_pool, policy), Leases(fresh_pool, policy)
     task_id, _ = await _queued(ledger)
     for _ in range(2):
-        assert await _claim(leases, ledger, task_id) is not None
-        await asyncio.sleep(1.1)
-        await leases.reap(actor="reaper")
+        claim = await _claim(leases, ledger, task_id)
+        assert claim is not None
+        await _lease_expired(ledger.pool, claim.fence.run_id)
+        assert (await _reap(ledger)).lost == 1
     task = await ledger.get_task("t1", task_id)
     assert task.status == "failed"
     assert task.terminal_reason.startswith("lease_expired on attempt 2 of 2")
@@ -185,8 +208,13 @@ async def test_unclaimed_dispatch_is_sent_again(ledger, leases, fresh_pool, poli
     lanes = LaneRegistry(fresh_pool, policy)
     outbox = Outbox(fresh_pool, lanes, "dispatcher")
     assert (await outbox.dispatch_once(10)).sent == 1
-    await asyncio.sleep(1.1)  # nobody claims within the 1 s dispatch timeout
-    assert (await leases.reap(actor="reaper")).redispatched == 1
+    await _until(  # nobody claims within the dispatch timeout
+        fresh_pool,
+        "SELECT dispatched_at < now() - make_interval(secs => $2) FROM runs WHERE id = $1",
+        run_id,
+        policy.lanes["analysis"].dispatch_timeout_seconds,
+    )
+    assert (await _reap(ledger)).redispatched == 1
     assert (await ledger.get_task("t1", task_id)).status == "queued"
     assert (await outbox.dispatch_once(10)).sent == 1
     ids = [

@@ -1,0 +1,94 @@
+"""Reading the ledger: tasks (a page at a time, by keyset cursor), runs, traces and
+artifacts, each scoped to its tenant; and what every part of `Ledger` shares."""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from ledger.errors import BadRequest, NotFound
+from ledger.models import Artifact, Run, Task, TraceEvent, artifact_record
+from ledger.policy import PolicyConfig
+from ledger.redaction import Redactor
+from ledger.sql import query
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[Task]
+    next_cursor: str | None
+
+
+def encode_cursor(task: Task) -> str:
+    raw = json.dumps([task.created_at.isoformat(), str(task.id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, task_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created_at), UUID(task_id)
+    except (ValueError, TypeError, binascii.Error) as error:
+        raise BadRequest("cursor is not one this API returned", field="cursor") from error
+
+
+class Reads:
+    def __init__(self, pool: asyncpg.Pool, policy: PolicyConfig) -> None:
+        self.pool = pool
+        self.policy = policy
+        self.redactor = Redactor(policy.secret_keys)
+
+    async def get_task(self, tenant_id: str, task_id: UUID) -> Task:
+        row = await self.pool.fetchrow(query("get_task"), tenant_id, task_id)
+        if row is None:
+            raise NotFound("task not found", task_id=str(task_id))
+        return Task.model_validate(dict(row))
+
+    async def get_run(self, tenant_id: str, run_id: UUID) -> Run:
+        row = await self.pool.fetchrow(query("get_run"), run_id, tenant_id)
+        if row is None:
+            raise NotFound("run not found", run_id=str(run_id))
+        return Run.model_validate(dict(row))
+
+    async def list_tasks(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None,
+        lane: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> TaskPage:
+        after_created, after_id = decode_cursor(cursor) if cursor else (None, None)
+        rows = await self.pool.fetch(
+            query("list_tasks"), tenant_id, status, lane, after_created, after_id, limit + 1
+        )
+        tasks = [Task.model_validate(dict(row)) for row in rows[:limit]]
+        more = len(rows) > limit
+        return TaskPage(tasks=tasks, next_cursor=encode_cursor(tasks[-1]) if more else None)
+
+    async def list_traces(
+        self, tenant_id: str, task_id: UUID, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[TraceEvent]:
+        await self.get_task(tenant_id, task_id)
+        rows = await self.pool.fetch(query("list_traces"), tenant_id, task_id, after_seq, limit)
+        return [TraceEvent.model_validate(dict(row)) for row in rows]
+
+    async def list_artifacts(self, tenant_id: str, task_id: UUID) -> list[Artifact]:
+        await self.get_task(tenant_id, task_id)
+        rows = await self.pool.fetch(query("list_artifacts"), tenant_id, task_id)
+        return [artifact_record(dict(row)) for row in rows]
+
+    async def get_artifact(
+        self, tenant_id: str, task_id: UUID, artifact_id: UUID
+    ) -> tuple[Artifact, str]:
+        """An artifact's metadata and its storage reference (which stays in the backend)."""
+        row = await self.pool.fetchrow(query("get_artifact"), tenant_id, task_id, artifact_id)
+        if row is None:
+            raise NotFound("artifact not found", artifact_id=str(artifact_id))
+        return artifact_record(dict(row)), row["storage_ref"]
