@@ -29,7 +29,7 @@ from lanes.registry import LaneRegistry
 from ledger.database import plan_batches_as_sized
 from ledger.redaction import Redactor
 from ledger.sql import query
-from ledger.states import TaskStatus, allowed_from
+from ledger.states import TRANSITIONS
 from metrics import DISPATCH_LATENCY, DISPATCHED
 
 log = structlog.get_logger(__name__)
@@ -133,11 +133,15 @@ class Outbox:
             # so a hint already sent is dropped as a duplicate, or found claimed.
             await connection.execute("SET LOCAL synchronous_commit = off")
             await plan_batches_as_sized(connection, len(rows))
+            rule = TRANSITIONS["dispatch"]
             moved = await connection.fetch(
                 query("mark_dispatched"),
                 [row["id"] for row in rows],
                 self.actor,
-                allowed_from("dispatch"),
+                rule.task_guard,
+                rule.run_guard,
+                rule.task_to,
+                rule.run_to,
             )
         counts = {row["id"]: row["dispatch_count"] for row in moved}
         return [
@@ -194,11 +198,15 @@ class Outbox:
                 return f"sending to lane {lane} failed ({failed[lane]}); it will be sent again"
             return f"the dispatcher stopped before sending to lane {lane}; it will be sent again"
 
+        rule = TRANSITIONS["unsent"]
         await self.pool.execute(
             query("requeue_unsent"),
             [item.message.run_id for item in unsent],
             [item.dispatch_count for item in unsent],
-            [TaskStatus.DISPATCHED],
+            rule.task_guard,
             self.actor,
             [self.redactor.text(reason(item.message.lane))[:2000] for item in unsent],
+            rule.run_guard,
+            rule.task_to,
+            rule.run_to,
         )

@@ -66,8 +66,9 @@ async def run_dispatcher(
             LOOPS.turned(LOOP)
             wake.clear()
             try:
-                # A turn abandoned at SIGTERM rolls back: its runs stay queued, or, sent
-                # already, are sent again, which the claim's guard makes harmless.
+                # A turn abandoned at SIGTERM leaves nothing half done: a batch not yet
+                # marked rolls back, and one marked but not sent is put back to queued
+                # (the outbox's own cleanup), or rescued by the dispatch timeout.
                 sent = await unless_stopped(turn(), stop)
             except DATABASE_TROUBLE as error:
                 # The database is away: keep the loop, try again shortly.

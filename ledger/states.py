@@ -164,6 +164,8 @@ TRANSITIONS: dict[str, Rule] = {
     # and a dispatch nobody claimed in time goes back to be sent again.
     "reap": Rule((_T.RUNNING,), None, (_R.RUNNING,), _R.LOST),
     "dispatch_timeout": Rule((_T.DISPATCHED,), _T.QUEUED, (_R.DISPATCHED,), _R.QUEUED),
+    # The outbox marked the run dispatched, then could not send its hint.
+    "unsent": Rule((_T.DISPATCHED,), _T.QUEUED, (_R.DISPATCHED,), _R.QUEUED),
     # Not transitions: the statuses in which a fenced write is accepted from the holder
     # of the claim token (a heartbeat, an artifact, usage, a tool call's trace event)...
     "hold": Rule((_T.RUNNING,), None, (_R.RUNNING,)),

@@ -39,19 +39,20 @@ WHERE t.id = $1 AND t.status = 'queued'
 FOR UPDATE OF t SKIP LOCKED;
 
 -- name: mark_dispatched
--- queued -> dispatched for runs $1 whose tasks the caller locked, each only while its
--- task is in one of the statuses $3, with one `dispatched` event (actor $2). Returns
--- each moved run's id and its dispatch count, this dispatch included.
+-- Runs $1 whose tasks the caller locked, each only while the run is in one of the
+-- statuses $4 and its task in one of $3: the runs move to $6, the tasks to $5, with one
+-- `dispatched` event each (actor $2). Returns each moved run's id and its dispatch
+-- count, this dispatch included.
 WITH moved_runs AS (
     UPDATE runs r
-    SET status = 'dispatched', dispatched_at = now(), dispatch_count = r.dispatch_count + 1
+    SET status = $6, dispatched_at = now(), dispatch_count = r.dispatch_count + 1
     FROM tasks t
-    WHERE r.id = ANY($1::uuid[]) AND r.status = 'queued'
+    WHERE r.id = ANY($1::uuid[]) AND r.status = ANY($4::text[])
       AND t.id = r.task_id AND t.current_run_id = r.id AND t.status = ANY($3::text[])
     RETURNING r.id, r.task_id, r.attempt, r.lane, r.dispatch_count, t.status AS task_was
 ), moved_tasks AS (
     UPDATE tasks
-    SET status = 'dispatched', updated_at = now(), trace_seq = tasks.trace_seq + 1
+    SET status = $5, updated_at = now(), trace_seq = tasks.trace_seq + 1
     FROM moved_runs
     WHERE tasks.id = moved_runs.task_id
     RETURNING tasks.id, tasks.trace_seq, tasks.tenant_id, moved_runs.id AS run_id,
@@ -60,7 +61,7 @@ WITH moved_runs AS (
 ), events AS (
     INSERT INTO trace_events (task_id, seq, tenant_id, run_id, kind, from_status,
                               to_status, actor, message, data)
-    SELECT id, trace_seq, tenant_id, run_id, 'dispatched', task_was, 'dispatched', $2,
+    SELECT id, trace_seq, tenant_id, run_id, 'dispatched', task_was, $5, $2,
            'dispatched to lane ' || lane,
            jsonb_build_object('lane', lane, 'attempt', attempt, 'dispatch_count',
                               dispatch_count)
@@ -69,39 +70,39 @@ WITH moved_runs AS (
 SELECT run_id AS id, dispatch_count FROM moved_tasks;
 
 -- name: requeue_unsent
--- dispatched -> queued for runs whose hints were not sent (the send failed or was
--- abandoned): each run ($1) only while it is still dispatched at the dispatch count
--- ($2) of that send, so a claim, a cancel or a newer dispatch that came first wins.
--- The tasks are locked first, in id order, while in one of the statuses $3; the runs
--- keep their place in line (available_at); one `dispatch_failed` event each: actor $4,
--- message per run $5.
+-- Runs whose hints were not sent (the send failed or was abandoned) back to queued: each
+-- run ($1) only while it is still in one of the statuses $6 at the dispatch count ($2)
+-- of that send, so a claim, a cancel or a newer dispatch that came first wins. The tasks
+-- are locked first, in id order, while in one of the statuses $3, and move to $7, the
+-- runs to $8; the runs keep their place in line (available_at); one `dispatch_failed`
+-- event each: actor $4, message per run $5.
 WITH unsent AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $5::text[])
         AS u(run_id, dispatch_count, message)
 ), locked AS (
-    SELECT t.id FROM tasks t
+    SELECT t.id, t.status FROM tasks t
     WHERE t.current_run_id = ANY($1::uuid[]) AND t.status = ANY($3::text[])
     ORDER BY t.id
     FOR UPDATE
 ), requeued AS (
     UPDATE runs r
-    SET status = 'queued'
+    SET status = $8
     FROM unsent u, locked
     WHERE r.id = u.run_id AND r.task_id = locked.id AND r.dispatch_count = u.dispatch_count
-      AND r.status = 'dispatched'
-    RETURNING r.id, r.task_id, r.lane, r.attempt, r.dispatch_count, u.message
+      AND r.status = ANY($6::text[])
+    RETURNING r.id, r.task_id, r.lane, r.attempt, r.dispatch_count, u.message,
+              locked.status AS task_was
 ), moved AS (
     UPDATE tasks t
-    SET status = 'queued', updated_at = now(), trace_seq = t.trace_seq + 1
+    SET status = $7, updated_at = now(), trace_seq = t.trace_seq + 1
     FROM requeued
     WHERE t.id = requeued.task_id
     RETURNING t.id, t.trace_seq, t.tenant_id, requeued.id AS run_id, requeued.lane,
-              requeued.attempt, requeued.dispatch_count, requeued.message
+              requeued.attempt, requeued.dispatch_count, requeued.message, requeued.task_was
 )
 INSERT INTO trace_events (task_id, seq, tenant_id, run_id, kind, from_status, to_status,
                           actor, message, data)
-SELECT id, trace_seq, tenant_id, run_id, 'dispatch_failed', 'dispatched', 'queued', $4,
-       message,
+SELECT id, trace_seq, tenant_id, run_id, 'dispatch_failed', task_was, $7, $4, message,
        jsonb_build_object('lane', lane, 'attempt', attempt, 'dispatch_count', dispatch_count)
 FROM moved
 RETURNING task_id;

@@ -1,6 +1,6 @@
 -- Lock order, everywhere: a transaction that changes a task and its run locks the task
--- row first. The dispatcher, claim, finish and reaper queries below all do, as do the
--- operator transitions in tasks.sql, so two of them can wait on each other but never
+-- row first. The claim, finish and reaper queries below all do, as do the outbox's in
+-- outbox.sql and the operator transitions in tasks.sql, so two of them can wait on each other but never
 -- deadlock. Heartbeats touch only the run row and hold no task lock.
 
 -- name: lock_tasks_for_runs

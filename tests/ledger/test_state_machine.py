@@ -172,18 +172,13 @@ def _rule(action: str, *, tasks: bool = True, runs: bool = True) -> set[tuple[st
 
 
 # The queries that keep a literal, and what the table says it must be.
-_DISPATCH = TRANSITIONS["dispatch"]
 KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     # The predicates of the partial indexes runs_running and runs_dispatched.
     "expired_leases": _rule("reap", tasks=False),
     "stale_dispatches": _rule("dispatch_timeout", tasks=False),
-    # The outbox's batch reads the runs_due index; its mark writes the same statuses.
+    # The outbox's batch reads the runs_due index (its predicate names the status).
     "lock_due_runs": _rule("dispatch"),
     "lock_task_run": _rule("dispatch"),
-    "mark_dispatched": _rule("dispatch")
-    | {("runs", str(_DISPATCH.run_to)), ("tasks", str(_DISPATCH.task_to))}
-    | {("trace_events", str(_DISPATCH.task_to))}
-    | {("trace_events", str(s)) for s in _DISPATCH.task_from},
     # A fence holds only a run in the `hold` statuses.
     **{
         name: _rule("hold", tasks=False)
