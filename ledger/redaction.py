@@ -31,32 +31,66 @@ __all__ = ["REDACTED", "Redactor"]
 # Text past this length is not parsed as JSON or a Python literal (it is still
 # searched as text): parsing is for values such as tool arguments, not for documents.
 _MAX_PARSED = 1_000_000
-# Substrings without which no token form can match (case-sensitive); `gh` with `_`
-# stands for GitHub's `gh?_` prefixes. Written as substring checks, not one pattern: a
-# regular expression of alternatives costs several times as much on the short strings
-# most checks see.
+# Substrings without which no token form can match (case-sensitive), grouped by a
+# character each one holds, so most text checks only a few: written as substring checks,
+# not one pattern, since a regular expression of alternatives costs several times as
+# much on the short strings most checks see. `gh` with `_` stands for GitHub's `gh?_`.
+_TOKEN_TRIGGERS_BY_CHARACTER = (
+    (
+        "-",
+        (
+            "sk-",
+            "xapp-",
+            "GOCSPX-",
+            "PMAK-",
+            "NRAK-",
+            "HRKU-",
+            "tskey-",
+            "pypi-",
+            "xai-",
+            "-p",
+            "-u",
+            "glpat-",
+            "AGE-SECRET",
+            "redis-cli",
+        ),
+    ),
+    (
+        "_",
+        (
+            "k_live_",
+            "k_test_",
+            "gsk_",
+            "r8_",
+            "lin_api_",
+            "ntn_",
+            "glsa_",
+            "sntrys_",
+            "sbp_",
+            "shpat_",
+            "whsec_",
+            "dop_v1_",
+            "npm_",
+            "hf_",
+            "gh",
+        ),
+    ),
+    (".", ("ya29.", "hvs.", "hvb.", "hvr.", "SG.", "hooks.slack")),
+    (":", ("://",)),
+)
 _TOKEN_TRIGGERS = (
-    "sk-",
-    "k_live_",
-    "k_test_",
     "eyJ",
     "xox",
     "AKIA",
     "ASIA",
     "AIza",
-    "npm_",
-    "glpat-",
-    "hf_",
-    "hvs.",
-    "hvb.",
-    "hvr.",
-    "SG.",
+    "ATATT",
     "PRIVATE KEY",
-    "hooks.slack",
-    "://",
-    "-u",
+    "mysql",
+    "ldap",
+    "SecureString",
 )
-# JSON looked for inside text: where it may start, and how many starts are tried.
+# JSON looked for inside text: where it may start, and how many failed starts are tried.
 _OPENING = re.compile(r"[{\[]")
 _MAX_EMBEDDED = 64
 _DECODER = json.JSONDecoder()
@@ -123,15 +157,18 @@ class Redactor:
     def _triggered(self, value: str) -> bool:
         if not value.strip(_HEX_AND_DASHES):  # ids and hashes: no form has only these
             return False
+        for character, triggers in _TOKEN_TRIGGERS_BY_CHARACTER:
+            if character in value:
+                for trigger in triggers:
+                    if trigger in value:
+                        return True
         for trigger in _TOKEN_TRIGGERS:
             if trigger in value:
                 return True
-        if "gh" in value and "_" in value:
-            return True
         # Case folded as the forms' (?i) folds (U+017F as "s"); `-` and `_` left out
         # as the names may leave them out.
         lowered = value.casefold()
-        if "bearer" in lowered:
+        if "bearer" in lowered or "identified" in lowered:
             return True
         if "-" in lowered or "_" in lowered:
             lowered = lowered.replace("-", "").replace("_", "")
@@ -165,11 +202,10 @@ class Redactor:
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 return None
         redacted = self.value(parsed)
-        if redacted == parsed:
-            return value
-        if as_json:
-            return json.dumps(redacted, ensure_ascii=False)
-        return repr(redacted)
+        written = json.dumps(redacted, ensure_ascii=False) if as_json else repr(redacted)
+        # Written back only when it redacted something: a tuple read back as a list, or
+        # a set in another order, is the same data.
+        return written if written.count(REDACTED) > value.count(REDACTED) else value
 
     def _embedded_json(self, value: str) -> str:
         """JSON inside other text (`request body: {...}`, a `#call tool {...}` line),
@@ -181,18 +217,15 @@ class Redactor:
             opening = _OPENING.search(value, searched)
             if opening is None:
                 break
-            tried += 1
             try:
                 parsed, end = _DECODER.raw_decode(value, opening.start())
             except ValueError:
+                tried += 1  # only what fails costs: what parses moves past itself
                 searched = opening.start() + 1
                 continue
-            redacted = self.value(parsed)
-            if redacted != parsed:
-                pieces += [
-                    value[copied : opening.start()],
-                    json.dumps(redacted, ensure_ascii=False),
-                ]
+            written = json.dumps(self.value(parsed), ensure_ascii=False)
+            if written.count(REDACTED) > value.count(REDACTED, opening.start(), end):
+                pieces += [value[copied : opening.start()], written]
                 copied = end
             searched = end
         if not pieces:
@@ -215,7 +248,8 @@ class Redactor:
         redacted = {}
         for key, item in value.items():
             if self.is_secret_key(str(key)) and _may_be_secret(item):
-                redacted[key] = REDACTED
+                # A JSON Schema describing a password field holds none.
+                redacted[key] = self.value(item) if _describes_a_field(item) else REDACTED
             elif not isinstance(item, str):
                 redacted[key] = self.value(item)
             elif self._could_hold_secret(item):  # strings inline: most values are one
@@ -224,18 +258,30 @@ class Redactor:
                 redacted[key] = item
         # {"name": "DB_PASSWORD", "value": "..."}: how Kubernetes, Docker and many APIs
         # write a list of settings.
-        label = value.get("name", value.get("key"))
+        # (Name/Value in ECS and SSM, ParameterKey/ParameterValue in CloudFormation.)
+        fields = {str(key).lower(): key for key in value}
+        label = next((value[fields[f]] for f in _LABEL_FIELDS if f in fields), None)
+        setting = next((fields[f] for f in _VALUE_FIELDS if f in fields), None)
         if (
-            "value" in redacted
+            setting is not None
             and isinstance(label, str)
-            and self.is_secret_key(label)
-            and _may_be_secret(redacted["value"])
+            and (self.is_secret_key(label) or self.is_secret_key(label.rsplit("/", 1)[-1]))
+            and _may_be_secret(redacted[setting])
         ):
-            redacted["value"] = REDACTED
+            redacted[setting] = REDACTED
         return redacted
 
     def _sequence(self, value: list[Any] | tuple[Any, ...]) -> list[Any]:
         redacted = [self.value(item) for item in value]
+        # A (name, value) pair from a Python literal: [('Authorization', 'Token x')].
+        if (
+            isinstance(value, tuple)
+            and len(value) == 2
+            and isinstance(value[0], str)
+            and self.is_secret_key(value[0])
+            and _may_be_secret(value[1])
+        ):
+            redacted[1] = REDACTED
         # A command line as a list: ["--password", "s3cr3t", ...].
         for index, item in enumerate(value[:-1]):
             if (
@@ -246,6 +292,22 @@ class Redactor:
             ):
                 redacted[index + 1] = REDACTED
         return redacted
+
+
+_LABEL_FIELDS = ("name", "key", "parameterkey")
+_VALUE_FIELDS = ("value", "parametervalue")
+_SCHEMA_KEYWORDS = frozenset(
+    {"type", "description", "format", "title", "minlength", "maxlength", "pattern", "writeonly"}
+)
+
+
+def _describes_a_field(item: Any) -> bool:
+    """`{"type": "string", "description": "The password"}`: a schema, not a value."""
+    return (
+        isinstance(item, dict)
+        and "type" in item
+        and {str(key).lower() for key in item} <= _SCHEMA_KEYWORDS
+    )
 
 
 def _may_be_secret(item: Any) -> bool:

@@ -39,15 +39,36 @@ BUILT_IN_NAMES = (
     "credentials",
     "sas",
     "sig",  # the signature of an Azure SAS token in a URL's query
+    "signature",  # X-Amz-Signature, X-Goog-Signature, signed CDN URLs
     "cookie",
+    "pass",  # DB_PASS, jdbc.pass
+    "psk",
+    "subscription_key",
+    "auth_key",
+    "hmac_key",
+    "license_key",
+    "secret_key_base",
 )
 
-# Values that hold no secret however they are labelled: flags, empty values,
-# references to a secret kept elsewhere, and what redaction itself writes.
+# Values that hold no secret however they are labelled: flags, empty values, what
+# redaction itself writes, references to a secret kept elsewhere ($VAR, ${VAR:?x},
+# $(cmd), {{ .x }}, ${{ secrets.X }}, <placeholder>), SQL placeholders, type names in
+# code, the words of settings (`authorization: enabled`, `id-token: write`), statsd
+# samples, and BuildKit's `--secret id=x,src=y`.
 _NOT_SECRET = re.compile(
     r"(?i)(?:true|false|null|none|nil|~|\**|\[redacted\]"
-    r"|\$\{?\w+\}?|\$\(.*|\{\{[^}]*\}\}|<[\w -]+>)"  # $VAR ${VAR} $(cmd) {{ .x }} <placeholder>
+    r"|\$\{?\w+\}?|\$\{\w+:?[-?=+][^}]*\}|\$\(.*|\$?\{\{.*|<[\w -]+>"
+    r"|\?|:\w+|%s|@\w+"
+    r"|str|string!?|secretstr|bytes|&str|optional\[.*|string\[\]"
+    r"|enabled|disabled|yes|no|on|off|include|omit|read|write|required|optional|expired"
+    r"|same-origin|\d+\|[a-z]+|id=.*)"
 )
+# A value that is a name in code, not a secret: `var.db_password`,
+# `getpass.getpass()`, `os.environ["X"]`, `req.headers.authorization`.
+_CODE_REFERENCE = re.compile(r"[A-Za-z_]\w*(?:(?:\.[A-Za-z_]\w*)+[(\[]?|[(\[])")
+# Keys that name where a secret is, or a value that only looks like one.
+_REFERENCE_KEYS = ("nexttoken", "pagetoken", "continuationtoken", "synctoken")
+_SHELL_DIRECTORIES = ("PWD", "OLDPWD")
 # A plain word after `name:` with more words following it is prose ("password: open
 # the portal and reset it"), not an assignment.
 _PLAIN_WORD = re.compile(r"[A-Za-z]+")
@@ -59,9 +80,15 @@ def holds_no_secret(value: str) -> bool:
 
 
 def names_a_reference(key: str) -> bool:
-    """`existingSecret: payments-db` (a Helm chart convention) names the Kubernetes
-    Secret that holds the value; the name itself is no secret."""
-    return key.lower().startswith("existing")
+    """Keys whose values are no secrets: `existingSecret: payments-db` (a Helm chart
+    convention) names the Kubernetes Secret that holds the value, a page token only
+    pages, and `PWD`/`OLDPWD` are the shell's directories."""
+    normalised = key.lower().replace("-", "").replace("_", "")
+    return (
+        normalised.startswith("existing")
+        or normalised.endswith(_REFERENCE_KEYS)
+        or key in _SHELL_DIRECTORIES
+    )
 
 
 def name_pattern(names: Iterable[str]) -> str:
@@ -92,7 +119,8 @@ def _replace_secret_groups(match: re.Match[str]) -> str:
         if name.startswith("secret") and value
     )
     for begin, end in spans:
-        pieces += [match.string[last:begin], REDACTED]
+        value = match.string[begin:end]
+        pieces += [match.string[last:begin], _redacted(value)]
         last = end
     pieces.append(match.string[last : match.end()])
     return "".join(pieces)
@@ -107,8 +135,8 @@ TOKEN_FORMS = (
         "-----BEGIN PRIVATE KEY-----\ns3cr3t\n-----END PRIVATE KEY-----",
         # A block cut short (no END line) is redacted to the end of the text.
         re.compile(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?P<secret>.*?)"
-            r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?P<secret>.*?)"
+            r"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
             re.DOTALL,
         ),
     ),
@@ -161,14 +189,60 @@ TOKEN_FORMS = (
         ),
     ),
     SecretForm(
-        "Slack webhook URL",
+        "webhook URL (Slack, Discord, Teams, Telegram)",
         "https://hooks.slack.com/services/T000/B000/s3cr3tvalue",
-        re.compile(r"hooks\.slack\.com/services/(?P<secret>[\w/]+)"),
+        re.compile(
+            r"hooks\.slack\.com/services/(?P<secret>[\w/]+)"
+            r"|discord(?:app)?\.com/api/webhooks/\d+/(?P<secret2>[\w-]+)"
+            r"|webhook\.office\.com/webhookb2/(?P<secret3>[^\s\"']+)"
+            r"|api\.telegram\.org/bot(?P<secret4>\d{6,}:[\w-]{30,})"
+        ),
+    ),
+    SecretForm(
+        "more provider tokens",
+        "whsec_s3cr3tvalue0123456789",
+        re.compile(
+            r"\b(?P<secret>(?:whsec_|xapp-|dop_v1_|GOCSPX-|gsk_|xai-|r8_|ATATT|lin_api_|ntn_"
+            r"|PMAK-|glsa_|sntrys_|sbp_|tskey-|NRAK-|shpat_|HRKU-|pypi-Ag)[\w-]{16,}"
+            r"|ya29\.[\w-]{20,}|AGE-SECRET-KEY-1[0-9A-Z]{50,})"
+        ),
+    ),
+    SecretForm(
+        "Authorization header, any scheme",
+        "Authorization: SharedKey account:s3cr3t-value",
+        re.compile(
+            r"(?i)\b(?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*[\"']?"
+            r"(?:SharedKey|Splunk|SSWS|ApiKey|AWS4-HMAC-SHA256|Digest|NTLM|HMAC|OAuth|Key"
+            r"|Token|Negotiate|Signature|GoogleLogin)[ \t]+(?P<secret>[^\r\n\"']+)"
+        ),
+    ),
+    SecretForm(
+        "SQL password",
+        "CREATE USER app WITH PASSWORD 's3cr3t-value';",
+        re.compile(r"(?i)\b(?:password|identified[ \t]+by)[ \t]+'(?P<secret>(?:[^'\n]|'')+)'"),
+    ),
+    SecretForm(
+        "password flags of common tools",
+        "mysql -u root -ps3cr3t-value payments",
+        # One rule per tool: a bare `-p` is a port or `mkdir -p` elsewhere.
+        re.compile(
+            r"\bmysql\w*\b[^\n]*?[ \t]-p(?P<secret>[^\s-]\S*)"
+            r"|\bsshpass[ \t]+-p[ \t]*(?P<secret2>\S+)"
+            r"|\b(?:docker|podman|helm|az)[ \t]+(?:registry[ \t]+)?login\b[^\n]*?[ \t]"
+            r"(?:-p|--password)[ \t]+(?P<secret3>\S+)"
+            r"|\bredis-cli\b[^\n]*?[ \t]-a[ \t]+(?P<secret4>\S+)"
+            r"|\bldap\w+\b[^\n]*?[ \t]-w[ \t]+(?P<secret5>\S+)"
+            r"|-(?:src|dest)?(?:store|key)pass[ \t]+(?P<secret6>\S+)"
+            r"|\bpass:(?P<secret7>\S+)"
+            r"|\b(?:requirepass|masterauth)[ \t]+(?P<secret8>\S+)"
+            r"|ConvertTo-SecureString[ \t]+[\"'](?P<secret9>[^\"']+)[\"']"
+        ),
     ),
     SecretForm(
         "password in a URL",
         "postgres://app:s3cr3t-value@db:5432/app",
-        re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:(?P<secret>[^/\s@'\"]+)@", re.IGNORECASE),
+        # Up to the last `@` before the path: a password may hold an `@` of its own.
+        re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:(?P<secret>[^/\s'\"]+)@", re.IGNORECASE),
     ),
     SecretForm(
         "bearer credential",
@@ -184,8 +258,11 @@ TOKEN_FORMS = (
     SecretForm(
         "user:password on a command line",
         "curl --user admin:s3cr3t-value https://example.org",
-        # Not a uid:gid (`docker run -u 1000:1000`).
-        re.compile(r"(?<!\S)(?:--user|-u)[ =]+[^\s:]+:(?P<secret>(?!\d+(?:\s|$))\S+)"),
+        # Not a uid:gid or user:group (`docker run -u 1000:1000`, `-u root:root`).
+        re.compile(
+            r"(?<!\S)(?:--user|-u)[ =]+[\"']?(?P<user>[^\s:\"']+):"
+            r"(?P<secret>(?!\d+(?:\s|$))(?!(?P=user)(?:\s|$))[^\s\"']+)"
+        ),
     ),
 )
 
@@ -196,26 +273,36 @@ def named_forms(names: str) -> tuple[SecretForm, ...]:
         SecretForm(
             "XML element",
             "<password>s3cr3t-value</password>",
-            re.compile(rf"(?i)<(?P<tag>[\w.-]*(?:{names}))>(?P<secret>[^<]+)</(?P=tag)>"),
+            re.compile(
+                rf"(?is)<(?P<ns>[\w-]+:)?(?P<tag>[\w.-]*(?:{names}))(?:\s[^>]*)?>"
+                rf"(?P<secret>[^<]+|<!\[CDATA\[.*?\]\]>)</(?P=ns)?(?P=tag)>"
+            ),
+        ),
+        SecretForm(
+            "XML setting",
+            '<add key="StripeApiKey" value="s3cr3t-value" />',
+            re.compile(
+                rf"(?i)\b(?:key|name)=[\"'][\w.-]*(?:{names})[\"'][^>]*?\bvalue="
+                rf"[\"'](?P<secret>[^\"']*)[\"']"
+            ),
         ),
         SecretForm(
             "netrc entry",
             "machine db login app password s3cr3t-value",
-            re.compile(
-                r"(?i)\b(?:login|user)[ \t]+\S+[ \t]+(?:password|passwd)[ \t]+(?P<secret>\S+)"
-            ),
+            re.compile(r"(?i)\b(?:login|user)\s+\S+\s+(?:password|passwd)\s+(?P<secret>\S+)"),
         ),
         SecretForm(
             "cookie header",
             "Cookie: session=s3cr3t-value; theme=dark",
-            re.compile(r"(?i)\b(?:set-)?cookie:[ \t]*(?P<secret>[^\r\n\"']+)"),
+            re.compile(r"(?i)\b(?:set-)?cookie:[ \t]*(?P<secret>[^\s=;\"']+=[^\r\n\"']+)"),
         ),
         SecretForm(
             "YAML block value",
             "client_secret: |\n  s3cr3t-value\n  second line",
             re.compile(
                 rf"(?im)^(?P<indent>[ \t]*)[\w.-]*(?:{names})[ \t]*:[ \t]*[|>][-+]?[ \t]*\r?\n"
-                rf"(?P<secret>(?:(?P=indent)[ \t]+\S.*(?:\r?\n|$))+)"
+                # The block's lines become one `[redacted]` line at the block's indent.
+                rf"(?P=indent)[ \t]+(?P<secret>\S.*(?:\r?\n(?P=indent)[ \t]+\S.*)*)"
             ),
         ),
         SecretForm(
@@ -288,13 +375,16 @@ def key_value_replacer(pattern: re.Pattern[str]) -> Callable[[re.Match[str]], st
             value = value[: end - begin]
             rest = pattern.sub(replace, match.string[end : match.end()])
             return match.string[match.start() : begin] + _redacted(value) + rest
-        if (
-            group == "bare"
-            and not assigned
-            and _PLAIN_WORD.fullmatch(value)
-            and _PROSE_FOLLOWS.match(match.string, end)
+        if group == "bare" and (
+            (
+                not assigned
+                and _PLAIN_WORD.fullmatch(value)
+                and _PROSE_FOLLOWS.match(match.string, end)
+            )
+            or _CODE_REFERENCE.fullmatch(value)
+            or value.lower() == re.split(r"[.-]", match.group("key"))[-1].lower()
         ):
-            return match.group(0)
+            return match.group(0)  # prose, or a name in code (`self.token = token`)
         return _spliced(match, begin, end, value)
 
     return replace

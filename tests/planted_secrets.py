@@ -71,6 +71,25 @@ WRITTEN_FORMS = [
         "git clone https://x/?t=glpat-Hunter2Hunter2Hunter2x",
         "glpat-Hunter2Hunter2Hunter2x",
     ),
+    ("short name", "DB_HOST=db\nDB_PASS=hunter2-pass", "hunter2-pass"),
+    (
+        "other auth scheme",
+        "Authorization: SharedKey acct:hunter2-sharedkey=",
+        "acct:hunter2-sharedkey=",
+    ),
+    ("SQL", "CREATE USER app WITH PASSWORD 'hunter2-sql';", "hunter2-sql"),
+    ("mysql flag", "mysql -h db -u root -phunter2-mysql payments", "hunter2-mysql"),
+    (
+        "ECS environment",
+        '{"environment": [{"Name": "DB_PASSWORD", "Value": "hunter2-ecs"}]}',
+        "hunter2-ecs",
+    ),
+    ("XML setting", '<property name="password" value="hunter2-xmlattr"/>', "hunter2-xmlattr"),
+    (
+        "signed URL",
+        "https://cdn.example/v.mp4?expires=1714600000&signature=hunter2-signed",
+        "hunter2-signed",
+    ),
     # Last: a block with no end is redacted to the end of the text.
     ("PEM key cut short", "key: -----BEGIN PRIVATE KEY-----\nMIIEvhunter2", "MIIEvhunter2"),
 ]

@@ -110,6 +110,20 @@ def test_operations_text_comes_through_unchanged(path: Path) -> None:
         "commit 9f2c1e7b3a4d5e6f708192a3b4c5d6e7f8091a2b, run 7c9e6679-7425-40de-944b-e07fc1f90ae7",
         "input_tokens=1834 output_tokens=212 max_tokens=4096",
         "passwordless login; tokenizer=bpe; secretName: tls",
+        # Names in code, types, expressions, placeholders and settings.
+        "administrator_password = var.db_password",
+        'token = os.environ["API_TOKEN"]',
+        "        self.token = token",
+        "def login(username: str, password: str) -> Session:",
+        "password: ${{ secrets.GITHUB_TOKEN }}",
+        "security:\n  authorization: enabled",
+        "permissions:\n  id-token: write",
+        "docker exec -u root:root -it api sh",
+        "SELECT user_id FROM sessions WHERE token = ? AND expires_at > now()",
+        "HOME=/root\nOLDPWD=/home/deploy\nPWD=/work/main",
+        "{'input_tokens': (812, 96), 'scopes': {'read'}, 'model': 'gpt-4.1'}",
+        '{"Items": [], "NextToken": "AAMA-EFRSURBSGljTm9ZQkFkTkE"}',
+        '{"password": {"type": "string", "description": "The password"}}',
     ],
 )
 def test_text_about_secrets_is_not_a_secret(text: str) -> None:
