@@ -23,6 +23,10 @@ _DESCRIPTIONS = {
     413: "Body larger than 1 MiB",
     503: "Not ready",
 }
+# The server refuses U+0000 in every request string (Postgres text cannot hold it).
+_NO_NUL = r"^[^\u0000]*$"
+# Any JSON value without a NUL in its strings or object keys: a free-form request object.
+_JSON_WITHOUT_NUL = "JsonWithoutNul"
 _PATH_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 _REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -39,6 +43,48 @@ def _policy_choices(node: Any, policy: PolicyConfig) -> None:
     elif isinstance(node, list):
         for value in node:
             _policy_choices(value, policy)
+
+
+def _refuse_nul(node: Any, components: dict[str, Any], seen: set[str]) -> None:
+    """Says on each request string that it may not hold NUL, and gives each free-form
+    object NUL-free keys and values. Strings with a pattern, format or enum of their own
+    already leave NUL out."""
+    if isinstance(node, list):
+        for value in node:
+            _refuse_nul(value, components, seen)
+        return
+    if not isinstance(node, dict):
+        return
+    ref = node.get("$ref")
+    if ref and ref.startswith("#/components/schemas/"):
+        name = ref.rsplit("/", 1)[1]
+        if name not in seen:
+            seen.add(name)
+            _refuse_nul(components[name], components, seen)
+    if node.get("type") == "string" and not {"pattern", "format", "enum"} & node.keys():
+        node["pattern"] = _NO_NUL
+    if node.get("type") == "object" and node.get("additionalProperties") is True:
+        node["propertyNames"] = {"pattern": _NO_NUL}
+        node["additionalProperties"] = {"$ref": _REF_TEMPLATE.format(model=_JSON_WITHOUT_NUL)}
+    for key, value in node.items():
+        if key != "$ref":
+            _refuse_nul(value, components, seen)
+
+
+def _json_without_nul() -> dict[str, Any]:
+    itself = {"$ref": _REF_TEMPLATE.format(model=_JSON_WITHOUT_NUL)}
+    return {
+        "anyOf": [
+            {"type": "string", "pattern": _NO_NUL},
+            {"type": ["number", "boolean", "null"]},
+            {"type": "array", "items": itself},
+            {
+                "type": "object",
+                "propertyNames": {"pattern": _NO_NUL},
+                "additionalProperties": itself,
+            },
+        ]
+    }
 
 
 def _query_schema(field: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +194,13 @@ def build_openapi(endpoints: list[Endpoint], policy: PolicyConfig) -> dict[str, 
             }
         }
 
+    components[_JSON_WITHOUT_NUL] = _json_without_nul()
+    requests = [
+        {key: operation[key] for key in ("parameters", "requestBody") if key in operation}
+        for operations in paths.values()
+        for operation in operations.values()
+    ]
+    _refuse_nul(requests, components, {_JSON_WITHOUT_NUL})
     _policy_choices(components, policy)
     _policy_choices(paths, policy)
     return {

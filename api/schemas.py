@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.models import Artifact, ITRequest, Task, TraceEvent
 from ledger.policy import Verdict
+from ledger.reads import CURSOR_PATTERN
 from ledger.states import TaskStatus
 
 
@@ -55,17 +56,19 @@ SEQ_PATTERN = (
 )
 
 
+# A query parameter the document does not name is refused, not silently ignored: a
+# misspelt filter would otherwise return an unfiltered list.
 class TaskListQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     status: TaskStatus | None = None
     lane: str | None = Field(default=None, max_length=100)
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=500)
+    cursor: str | None = Field(default=None, pattern=CURSOR_PATTERN)
 
 
 class TraceListQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     after_seq: int = Field(default=0, ge=0, le=MAX_SEQ)
     limit: int = Field(default=1000, ge=1, le=5000)

@@ -106,3 +106,30 @@ async def test_policy_names_are_enums_of_the_loaded_policy(document, app) -> Non
     claim = document["components"]["schemas"]["ClaimNextRequest"]["properties"]["lanes"]
     assert claim["anyOf"][0]["items"]["enum"] == list(policy.lanes)
     assert "x-policy-names" not in str(document)
+
+
+async def test_the_document_refuses_nul_where_the_server_does(document, http, auth) -> None:
+    """A string with U+0000 is 400 everywhere; the document says so, for a body string,
+    a free-form object's keys and nested values, and a query parameter."""
+    operation = document["paths"][TASKS]["post"]
+    body_schema = {
+        **operation["requestBody"]["content"]["application/json"]["schema"],
+        "components": document["components"],
+    }
+    valid = {"lane": "analysis", "title": "t", "instructions": "i", "scope": {"a": [{"b": 1}]}}
+    jsonschema.validate(valid, body_schema)
+    nul = "\x00"
+    for refused in (
+        {**valid, "title": f"a{nul}b"},
+        {**valid, "scope": {f"k{nul}": 1}},
+        {**valid, "scope": {"a": [{"b": f"x{nul}"}]}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(refused, body_schema)
+        response = await http.post(TASKS, json=refused, headers=auth())
+        assert response.status_code == 400, response.text
+    lane = parameters_of(document, TASKS, "get")["lane"]["schema"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(f"a{nul}", lane)
+    response = await http.get(TASKS, params={"lane": f"a{nul}"}, headers=auth())
+    assert response.status_code == 400

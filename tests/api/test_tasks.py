@@ -281,6 +281,20 @@ async def test_list_filters_and_keyset_cursor(new_task, http, auth) -> None:
     assert [task["id"] for task in by_lane["tasks"]] == [denied]
 
 
+async def test_any_cursor_of_the_documented_shape_pages_from_that_instant(
+    new_task, http, auth
+) -> None:
+    task_id = (await new_task())["task"]["id"]
+    # The largest microsecond count lies past the last date Python has: read as the end
+    # of time, so every task comes before it; zero is the epoch, before every task.
+    for micros, expect_task in (("9" * 19, True), ("0", False)):
+        cursor = f"{micros}.{'f' * 32}"
+        response = await http.get(TASKS, params={"cursor": cursor}, headers=auth())
+        assert response.status_code == 200, response.text
+        ids = [task["id"] for task in response.json()["tasks"]]
+        assert (task_id in ids) is expect_task
+
+
 async def test_list_rejects_bad_parameters(http, auth) -> None:
     for params in (
         {"limit": 0},
@@ -288,6 +302,9 @@ async def test_list_rejects_bad_parameters(http, auth) -> None:
         {"limit": "many"},
         {"status": "sleeping"},
         {"cursor": "not-a-cursor"},
+        {"cursor": "GET"},
+        {"cursor": "1." + "A" * 32},
+        {"unknown": "1"},
     ):
         response = await http.get(TASKS, params=params, headers=auth())
         assert response.status_code == 400, params
