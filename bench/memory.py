@@ -56,7 +56,7 @@ BACKLOG = {"sleep": 2 * CONCURRENCY, "sdk": 8 * CONCURRENCY}
 IDLE_SECONDS = 2.0  # sampled after start-up, before any task exists
 SAMPLE_EVERY = 0.25
 # The offline model follows `#call` directives: one tool call (an artifact written
-# through the store, a tool_call trace event), then the final answer.
+# through the store, a tool_verdict trace event), then the final answer.
 SDK_INSTRUCTIONS = (
     "Summarise the incident and keep notes.\n"
     '#call write_artifact {"name": "notes.md", "content": "Timeline: 09:12 alert, '

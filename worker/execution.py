@@ -86,7 +86,7 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
     except asyncio.CancelledError:
         if execution.stop_reason is None:
             raise  # the worker itself is being cancelled
-        await _flush_spans(run, logger)
+        await flush_spans(run, logger)
         return await _stopped(execution, run, logger)
     except ExecutionBlocked as blocked:
         reason = str(blocked)
@@ -99,7 +99,7 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
         )
         described = f"{type(error).__name__}: {error}"
         logger.warning("execution_failed", failure_kind=kind, error=described)
-        await _flush_spans(run, logger)
+        await flush_spans(run, logger)
         return await _fenced(
             run,
             logger,
@@ -117,7 +117,7 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
     usage = Usage(result.input_tokens, result.output_tokens)
     if result.paused is not None:
         paused = result.paused
-        if not await _flush_spans(run, logger):
+        if not await flush_spans(run, logger):
             return None
         await _fenced(
             run,
@@ -195,7 +195,7 @@ async def _fenced(run: RunContext, logger: Any, write: Callable[[], Awaitable[T]
             delay, retried = min(delay * 2, 2.0), True
 
 
-async def _flush_spans(run: RunContext, logger: Any) -> bool:
+async def flush_spans(run: RunContext, logger: Any) -> bool:
     """Write the SDK spans finished so far; False when the run is no longer ours."""
     trace_id = trace_id_for(run)
     finished = spans.drain(trace_id)
@@ -207,8 +207,10 @@ async def _flush_spans(run: RunContext, logger: Any) -> bool:
             logger,
             lambda: run.leases.append_spans(run.claim.fence, worker=run.worker, spans=finished),
         )
-    except Exception:
-        spans.put_back(trace_id, finished)  # the next flush tries again
+    except BaseException:
+        # The next flush tries again; also when the heartbeat's flush is cancelled because
+        # the run ended (a span already stored is skipped).
+        spans.put_back(trace_id, finished)
         raise
     return written is not None
 
@@ -257,7 +259,7 @@ async def _heartbeat(execution: Execution, run: RunContext) -> None:
             await run.leases.heartbeat(
                 execution.claim.fence, worker=run.worker, lease_seconds=lease_seconds
             )
-            await _flush_spans(run, log)
+            await flush_spans(run, log)
         except FenceRejected:
             execution.stop(StopReason.LEASE_LOST)
             return

@@ -9,7 +9,6 @@ recorded as `blocked` with the import error as the reason.
 import asyncio
 import hashlib
 import importlib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,8 +88,9 @@ def _model_provider(name: str) -> tuple[object, str | None]:
 @dataclass(frozen=True)
 class AgentRun:
     """What `Runner.run` is given for a run besides its input: the agent with the lane's
-    tools, the hooks that enforce the token budget, and the run config (model, provider,
-    trace id). bench.pipeline measures the SDK's own ceiling with the same."""
+    tools, the hooks (the token budget; each tool call's id for its trace), and the run
+    config (model, provider, trace id). bench.pipeline measures the SDK's own ceiling with
+    the same."""
 
     agent: Any
     hooks: Any
@@ -99,13 +99,14 @@ class AgentRun:
 
 def agent_run(run: RunContext, trace_id: str) -> AgentRun:
     from agents import Agent, RunConfig, RunHooks
+    from agents.tool_context import ToolContext
 
     from worker.tools import tools_for
     from worker.tracing import trace_processor
 
     task, lane = run.task, run.lane
     provider, model = _model_provider(task.model_provider)
-    trace_processor()
+    processor = trace_processor(run.leases.redactor)
     agent = Agent(
         name=f"workbench-{task.lane}",
         instructions=(
@@ -115,7 +116,13 @@ def agent_run(run: RunContext, trace_id: str) -> AgentRun:
         tools=tools_for(run),
     )
 
-    class TokenBudget(RunHooks[RunContext]):
+    class Hooks(RunHooks[RunContext]):
+        async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
+            # The SDK's function span does not say which call it runs; its result is
+            # paired with the call by this id.
+            if isinstance(context, ToolContext):
+                processor.tool_started(context.tool_call_id)
+
         async def on_llm_end(self, context: Any, agent: Any, response: Any) -> None:
             spent = context.usage.input_tokens + context.usage.output_tokens
             if lane.token_budget is not None and spent > lane.token_budget:
@@ -135,7 +142,7 @@ def agent_run(run: RunContext, trace_id: str) -> AgentRun:
         trace_id=trace_id,
         trace_metadata={"task_id": str(task.id), "lane": task.lane},
     )
-    return AgentRun(agent, TokenBudget(), config)
+    return AgentRun(agent, Hooks(), config)
 
 
 async def sdk_executor(run: RunContext) -> ExecutionResult:
@@ -190,13 +197,12 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
     return ExecutionResult(str(result.final_output), usage.input_tokens, usage.output_tokens)
 
 
-def _redacted_arguments(run: RunContext, arguments: str | None) -> str:
-    """The arguments as an operator may see them: secrets redacted, JSON kept readable."""
-    redactor = run.leases.redactor
-    try:
-        return json.dumps(redactor.value(json.loads(arguments or "{}")))
-    except json.JSONDecodeError:
-        return redactor.text(arguments or "")
+def _redacted_arguments(run: RunContext, arguments: str | None) -> Any:
+    """The arguments as an operator may see them, as the call's `tool_call` event shows
+    them: the JSON value they encode (else their text), secrets redacted."""
+    from worker.tracing import tool_arguments
+
+    return run.leases.redactor.value(tool_arguments(arguments or "{}"))
 
 
 def _apply_decision(state: Any, pending: dict[str, Any]) -> None:

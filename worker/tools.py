@@ -2,8 +2,9 @@
 
 Each tool has a mutation level. A lane lists the tools its agents get, and tool calls
 above its `tool_approval_above` level pause the run for an operator (the SDK's
-`needs_approval`). Every call that runs records its verdict in the trace; artifact
-writes go through the run's fence like every other worker write.
+`needs_approval`). Every call that runs records its verdict in the trace (a
+`tool_verdict` event with the call's id); artifact writes go through the run's fence
+like every other worker write.
 """
 
 import asyncio
@@ -15,10 +16,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from agents import FunctionTool, RunContextWrapper, function_tool
+import structlog
+from agents import FunctionTool, function_tool
+from agents.tool_context import ToolContext
 
 from ledger.leases import NewArtifact
 from worker.context import RunContext
+from worker.execution import flush_spans
+
+log = structlog.get_logger(__name__)
 
 MAX_READ_CHARS = 20_000
 
@@ -30,14 +36,14 @@ class ToolSpec:
     function: Callable[..., Awaitable[str]]
 
 
-async def read_artifact(ctx: RunContextWrapper[RunContext], name: str) -> str:
+async def read_artifact(ctx: ToolContext[RunContext], name: str) -> str:
     """Read an artifact of this task by name (the newest one with that name).
 
     Args:
         name: The artifact's name, e.g. "final_output.md".
     """
     run = ctx.context
-    await _verdict(run, "read_artifact", "read_only", {"name": name})
+    await _verdict(ctx, "read_only", {"name": name})
     found = await run.leases.artifact_named(run.task.id, name)
     if found is None:
         return f"no artifact named {name}"
@@ -46,7 +52,7 @@ async def read_artifact(ctx: RunContextWrapper[RunContext], name: str) -> str:
     return content.decode("utf-8", errors="replace")[:MAX_READ_CHARS]
 
 
-async def write_artifact(ctx: RunContextWrapper[RunContext], name: str, content: str) -> str:
+async def write_artifact(ctx: ToolContext[RunContext], name: str, content: str) -> str:
     """Store a text artifact for this task.
 
     Args:
@@ -54,13 +60,13 @@ async def write_artifact(ctx: RunContextWrapper[RunContext], name: str, content:
         content: Its text.
     """
     run = ctx.context
-    await _verdict(run, "write_artifact", "propose", {"name": name, "size": len(content)})
+    await _verdict(ctx, "propose", {"name": name, "size": len(content)})
     # Artifacts are downloadable: secrets the agent wrote are redacted like everywhere else.
     cleaned = run.leases.redactor.text(content)
     return await _store(run, name, "text/plain", cleaned.encode(), {"kind": "tool_output"})
 
 
-async def http_get(ctx: RunContextWrapper[RunContext], url: str) -> str:
+async def http_get(ctx: ToolContext[RunContext], url: str) -> str:
     """Fetch a URL with HTTP GET; only hosts the lane allows are reachable.
 
     Args:
@@ -69,9 +75,7 @@ async def http_get(ctx: RunContextWrapper[RunContext], url: str) -> str:
     run = ctx.context
     host = urlsplit(url).hostname or ""
     allowed = host in run.lane.allowed_hosts
-    await _verdict(
-        run, "http_get", "read_only", {"host": host}, decision="allow" if allowed else "deny"
-    )
+    await _verdict(ctx, "read_only", {"host": host}, decision="allow" if allowed else "deny")
     if not allowed:
         return f"refused: host {host or '(none)'} is not allowed in lane {run.task.lane}"
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
@@ -79,7 +83,7 @@ async def http_get(ctx: RunContextWrapper[RunContext], url: str) -> str:
     return f"HTTP {response.status_code}\n{response.text[:MAX_READ_CHARS]}"
 
 
-async def propose_change(ctx: RunContextWrapper[RunContext], summary: str, change: str) -> str:
+async def propose_change(ctx: ToolContext[RunContext], summary: str, change: str) -> str:
     """Propose a change for a human to apply; it is stored as an artifact, not applied.
 
     Args:
@@ -87,7 +91,7 @@ async def propose_change(ctx: RunContextWrapper[RunContext], summary: str, chang
         change: The change itself (a diff, a command, a configuration).
     """
     run = ctx.context
-    await _verdict(run, "propose_change", "propose", {"summary": summary})
+    await _verdict(ctx, "propose", {"summary": summary})
     body = json.dumps({"summary": summary, "change": change}, indent=2).encode()
     return await _store(
         run,
@@ -132,17 +136,29 @@ def _function_tool(name: str, needs_approval: bool) -> FunctionTool:
 
 
 async def _verdict(
-    run: RunContext, tool: str, level: str, details: dict[str, Any], decision: str = "allow"
+    ctx: ToolContext[RunContext], level: str, details: dict[str, Any], decision: str = "allow"
 ) -> None:
+    """The call's verdict, a fenced write before the tool does anything: a worker that
+    lost the run cannot act for it."""
+    run, tool, call_id = ctx.context, ctx.tool_name, ctx.tool_call_id
     pending = run.task.pending_approval or {}
-    if pending.get("tool") == tool and pending.get("decision") == "approved":
+    if pending.get("call_id") == call_id and pending.get("decision") == "approved":
         decision = "approved"
+    # The spans finished so far hold the model's call: written first, the trace reads
+    # call, verdict, result.
+    await flush_spans(run, log)
     await run.leases.trace(
         run.claim.fence,
         worker=run.worker,
-        kind="tool_call",
+        kind="tool_verdict",
         message=f"{tool} ({level}): {decision}",
-        data={"tool": tool, "mutation_level": level, "decision": decision, **details},
+        data={
+            "call_id": call_id,
+            "tool": tool,
+            "mutation_level": level,
+            "decision": decision,
+            **details,
+        },
     )
 
 

@@ -21,46 +21,181 @@ STREAM_ENDS = TERMINAL | {TaskStatus.BLOCKED, TaskStatus.AWAITING_APPROVAL}
 POLL_SECONDS = 2.0  # catches up if a notification was missed
 KEEPALIVE_SECONDS = 15.0
 _ERRORS = {"failed", "blocked", "fence_refused", "lease_expired"}
-# Each event as the stream carries it: its name, its id (the trace sequence number) and
-# its data, a JSON object {type, content?, data?, seq} serialised as text.
-EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "event": {"enum": ["status", "text", "tool_call", "tool_result", "error", "done"]},
-        "id": {"type": "string", "pattern": "^[0-9]+$"},
-        "data": {"type": "string", "contentMediaType": "application/json"},
-    },
-}
+_MODEL_TURNS = {"span.generation", "span.response"}
+
+
+def _event_schema(name: str, required: list[str], fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "data": {
+                "type": "object",
+                "required": ["type", "seq", *required],
+                "properties": {
+                    "type": {"const": name},
+                    "seq": {"type": "integer", "minimum": 0},
+                    **fields,
+                },
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
+    }
+
+
+_TEXT = {"type": "string"}
+_CALL = {"call_id": {"type": "string", "minLength": 1}, "tool": {"type": "string"}}
+# Each type of event: its name, the fields its data must have, and their schemas.
+_EVENT_SHAPES: tuple[tuple[str, list[str], dict[str, Any]], ...] = (
+    (
+        "status",
+        ["content", "data"],
+        {
+            "content": _TEXT,
+            "data": {
+                "type": "object",
+                "required": ["kind", "message"],
+                "properties": {"kind": _TEXT, "message": _TEXT},
+                "additionalProperties": False,
+            },
+        },
+    ),
+    (
+        "text",
+        ["content", "data"],
+        {
+            "content": {"type": "string", "minLength": 1},
+            "data": {
+                "type": "object",
+                "properties": {
+                    "model": {"type": ["string", "null"]},
+                    "usage": {"type": ["object", "null"]},
+                },
+                "additionalProperties": False,
+            },
+        },
+    ),
+    (
+        "tool_call",
+        ["call_id", "tool", "data"],
+        {
+            **_CALL,
+            "data": {
+                "type": "object",
+                "required": ["arguments"],
+                "properties": {"arguments": {}},
+                "additionalProperties": False,
+            },
+        },
+    ),
+    (
+        "tool_verdict",
+        ["call_id", "tool", "content", "data"],
+        {**_CALL, "content": _TEXT, "data": {"type": "object"}},
+    ),
+    (
+        "tool_result",
+        ["call_id", "tool", "content", "data"],
+        {
+            **_CALL,
+            "content": _TEXT,
+            "data": {
+                "type": "object",
+                "properties": {"error": {"type": "object"}},
+                "additionalProperties": False,
+            },
+        },
+    ),
+    (
+        "error",
+        ["content", "data"],
+        {
+            "content": _TEXT,
+            "data": {
+                "type": "object",
+                "required": ["kind"],
+                "properties": {"kind": _TEXT},
+                "additionalProperties": False,
+            },
+        },
+    ),
+    ("done", ["content"], {"content": _TEXT}),
+)
+EVENT_TYPES = tuple(name for name, _, _ in _EVENT_SHAPES)
+# One event of the stream: its name, its id (the trace sequence number; only the last of
+# the events one trace event becomes carries it) and its data, a JSON object.
+EVENT_SCHEMA: dict[str, Any] = {"oneOf": [_event_schema(*shape) for shape in _EVENT_SHAPES]}
 
 
 def sse_event(event: TraceEvent) -> str:
-    """One trace event in the stream's vocabulary: status, text, tool_call, tool_result,
-    error."""
+    """One trace event in the stream's vocabulary; a model turn may become several (its
+    text, then each call). Only the last carries the id: a client that resumes from it has
+    seen them all, one that dropped before it gets them again."""
+    bodies = _bodies(event)
+    frames = []
+    for index, body in enumerate(bodies):
+        body["seq"] = event.seq
+        id_line = f"id: {event.seq}\n" if index == len(bodies) - 1 else ""
+        frames.append(f"{id_line}event: {body['type']}\ndata: {json.dumps(body)}\n\n")
+    return "".join(frames)
+
+
+def _bodies(event: TraceEvent) -> list[dict[str, Any]]:
     data = event.data
-    body: dict[str, Any]
-    if event.kind == "span.generation":
-        body = {
-            "type": "text",
-            "content": data.get("output") or "",
-            "data": {"model": data.get("model"), "usage": data.get("usage")},
-        }
-    elif event.kind == "tool_call":
-        body = {"type": "tool_call", "data": data}
+    if event.kind in _MODEL_TURNS:
+        bodies: list[dict[str, Any]] = []
+        if data.get("text"):
+            details = {"model": data.get("model"), "usage": data.get("usage")}
+            bodies.append({"type": "text", "content": data["text"], "data": details})
+        bodies.extend(
+            {
+                "type": "tool_call",
+                "call_id": call["call_id"],
+                "tool": call["tool"],
+                "data": {"arguments": call.get("arguments")},
+            }
+            for call in data.get("tool_calls") or []
+            if call.get("call_id") and call.get("tool")
+        )
+        if bodies:
+            return bodies
     elif event.kind == "span.function":
-        body = {
-            "type": "tool_result",
-            "data": {"tool": data.get("name"), "output": data.get("output")},
-        }
-    elif event.kind in _ERRORS or data.get("error"):
-        body = {"type": "error", "content": event.message, "data": {"kind": event.kind}}
-    else:
-        body = {
+        if not data.get("call_id"):
+            # No tool call started in this span: it waits for an operator (the stream says
+            # so with `approval_requested`) or was refused before it ran.
+            return []
+        output = data.get("output")
+        return [
+            {
+                "type": "tool_result",
+                "call_id": data["call_id"],
+                "tool": data.get("name") or "",
+                "content": output if isinstance(output, str) else json.dumps(output),
+                "data": {"error": data["error"]} if data.get("error") else {},
+            }
+        ]
+    elif event.kind == "tool_verdict" and data.get("call_id"):
+        return [
+            {
+                "type": "tool_verdict",
+                "call_id": data["call_id"],
+                "tool": data.get("tool") or "",
+                "content": data.get("decision") or "",
+                "data": data,
+            }
+        ]
+    if event.kind in _ERRORS or data.get("error"):
+        return [{"type": "error", "content": event.message, "data": {"kind": event.kind}}]
+    return [
+        {
             "type": "status",
             "content": event.to_status or event.kind,
             "data": {"kind": event.kind, "message": event.message},
         }
-    body["seq"] = event.seq
-    return f"id: {event.seq}\nevent: {body['type']}\ndata: {json.dumps(body)}\n\n"
+    ]
 
 
 def _resume_from(call: Call) -> int:
@@ -75,9 +210,9 @@ def _resume_from(call: Call) -> int:
 @endpoint(
     "GET",
     "/api/agents/tasks/{task_id:uuid}/events",
-    summary="Streams the task's "
-    "trace events live (Server-Sent Events: status, text, tool_call, tool_result, "
-    "error, done); resumable with Last-Event-ID.",
+    summary="Streams the task's trace events live (Server-Sent Events: "
+    + ", ".join(EVENT_TYPES)
+    + "); resumable with Last-Event-ID.",
     role="viewer",
     response=None,
     statuses=(200, 400, 401, 403, 404),

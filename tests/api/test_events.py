@@ -1,61 +1,125 @@
-"""The live event stream: a run shows up as SSE events while it happens, the stream
-ends with `done`, and Last-Event-ID resumes without repeats."""
+"""The live event stream: a run shows up as SSE events while it happens, in a vocabulary
+a frontend can show (plain text, tool calls paired with their results by call id), the
+stream ends with `done`, and Last-Event-ID resumes without repeats."""
 
 import asyncio
-import json
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import jsonschema
+import pytest
+import uvicorn
+from event_stream import assert_tool_calls_pair_with_results, parse_events
+from starlette.applications import Starlette
+
+from api.routes.events import EVENT_SCHEMA
 
 TASKS = "/api/agents/tasks"
+SECRET = "hunter2-in-the-arguments"
+CALL = f'#call write_artifact {{"name": "n.txt", "content": "x", "password": "{SECRET}"}}'
 
 
-def _parse(text: str) -> list[dict]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(
-            line.split(": ", 1)
-            for line in block.splitlines()
-            if ": " in line and not line.startswith(":")
-        )
-        if "event" in fields:
-            events.append(
-                {
-                    "id": fields.get("id"),
-                    "event": fields["event"],
-                    "data": json.loads(fields["data"]),
-                }
-            )
-    return events
+@pytest.fixture(scope="module")
+async def served(app: Starlette) -> AsyncIterator[str]:
+    """The app over real HTTP on 127.0.0.1: the in-process transport hands a response
+    over only once it is complete, which would hide whether events arrive live."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    await serving
+    sock.close()
 
 
-async def test_stream_follows_a_run_live_and_ends_with_done(http, auth, new_task) -> None:
-    instructions = 'Note it\n#call write_artifact {"name": "n.txt", "content": "x"}'
-    task = (await new_task(instructions=instructions))["task"]
+async def test_events_written_after_the_stream_opened_arrive_on_it(
+    served, http, auth, new_task
+) -> None:
+    task = (await new_task(instructions=f"Note it\n{CALL}"))["task"]
     url = f"{TASKS}/{task['id']}/events"
+    traces = await http.get(f"{TASKS}/{task['id']}/traces", headers=auth())
+    existing = len(traces.json()["traces"])
+    assert existing > 0
 
-    async def read_stream() -> list[dict]:
-        async with http.stream("GET", url, headers=auth("viewer")) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            return _parse("".join([chunk async for chunk in response.aiter_text()]))
+    events: list[dict] = []
+    run: asyncio.Task[httpx.Response] | None = None
+    async with (
+        httpx.AsyncClient(base_url=served) as client,
+        client.stream("GET", url, headers=auth("viewer")) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        frame = ""
+        async for line in response.aiter_lines():
+            frame += line + "\n"
+            if line:
+                continue
+            events += parse_events(frame)
+            frame = ""
+            if run is None and events and int(events[-1]["id"]) == existing:
+                # Everything written before the stream opened is read: the run starts now.
+                run = asyncio.create_task(http.post(f"{TASKS}/{task['id']}/run", headers=auth()))
+    assert run is not None
+    assert (await run).json()["status"] == "succeeded"
 
-    reader = asyncio.create_task(read_stream())
-    await asyncio.sleep(0.2)  # the stream is open and waiting before the run starts
+    live = [event for event in events if int(event["data"]["seq"]) > existing]
+    kinds = [event["event"] for event in live]
+    assert {"text", "tool_call", "tool_verdict", "tool_result"} <= set(kinds)
+    assert kinds[-1] == "done" and live[-1]["data"]["content"] == "succeeded"
+    ids = [int(event["id"]) for event in events if "id" in event]
+    assert ids == sorted(set(ids))
+
+
+async def test_stream_speaks_text_and_pairs_tool_calls(http, auth, new_task) -> None:
+    task = (await new_task(instructions=f"Note it\n{CALL}"))["task"]
     run = await http.post(f"{TASKS}/{task['id']}/run", headers=auth())
     assert run.json()["status"] == "succeeded"
-    events = await asyncio.wait_for(reader, 10)
+    stream = await http.get(f"{TASKS}/{task['id']}/events", headers=auth("viewer"))
+    events = parse_events(stream.text)
 
-    kinds = [e["event"] for e in events]
+    # Each event is what the API's own document says one is.
+    document = (await http.get("/openapi.json")).json()
+    operation = document["paths"][f"{TASKS}/{{task_id}}/events"]["get"]
+    schema = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert schema == EVENT_SCHEMA
+    for event in events:
+        jsonschema.validate(event, schema)
+    kinds = [event["event"] for event in events]
     assert kinds[0] == "status" and kinds[-1] == "done"
-    assert events[-1]["data"]["content"] == "succeeded"
-    assert {"text", "tool_call", "tool_result"} <= set(kinds)
-    [call] = [e for e in events if e["event"] == "tool_call"]
-    assert call["data"]["data"]["tool"] == "write_artifact"
-    ids = [int(e["id"]) for e in events if e["id"]]
-    assert ids == list(range(1, len(ids) + 1))
+    # The assistant's words, as it said them: not the repr of the SDK's output list.
+    [text] = [event["data"]["content"] for event in events if event["event"] == "text"]
+    assert text.startswith("offline model: completed 1 tool call(s)\n- write_artifact: stored")
+    assert_tool_calls_pair_with_results(events)
+    [call] = [event["data"] for event in events if event["event"] == "tool_call"]
+    assert call["tool"] == "write_artifact"
+    assert call["data"]["arguments"] == {
+        "name": "n.txt",
+        "content": "x",
+        "password": "[redacted]",
+    }
+    [verdict] = [event["data"] for event in events if event["event"] == "tool_verdict"]
+    assert (verdict["content"], verdict["data"]["mutation_level"]) == ("allow", "propose")
+    [result] = [event["data"] for event in events if event["event"] == "tool_result"]
+    assert result["content"].startswith("stored n.txt (")
+    assert SECRET not in stream.text
+
+    # The trace keeps the span data as JSON: the model's input is a list of items.
+    traces = (await http.get(f"{TASKS}/{task['id']}/traces", headers=auth())).json()["traces"]
+    generations = [t["data"] for t in traces if t["kind"] == "span.generation"]
+    assert [item["role"] for item in generations[0]["input"]] == ["system", "user"]
+    assert generations[0]["tool_calls"][0]["call_id"] == call["call_id"]
+    assert generations[-1]["text"] == text
 
     # Reconnecting after the 3rd event replays from the 4th, once each.
-    async with http.stream("GET", url, headers={**auth("viewer"), "Last-Event-ID": "3"}) as again:
-        resumed = _parse("".join([chunk async for chunk in again.aiter_text()]))
-    assert [int(e["id"]) for e in resumed if e["id"]] == ids[3:]
+    ids = [int(event["id"]) for event in events if "id" in event]
+    resumed = await http.get(
+        f"{TASKS}/{task['id']}/events", headers={**auth("viewer"), "Last-Event-ID": str(ids[2])}
+    )
+    assert [int(event["id"]) for event in parse_events(resumed.text) if "id" in event] == ids[3:]
 
 
 async def test_stream_of_waiting_task_ends_at_once_and_errors_are_json(http, auth, new_task):
@@ -65,12 +129,13 @@ async def test_stream_of_waiting_task_ends_at_once_and_errors_are_json(http, aut
         )
     )["task"]
     response = await http.get(f"{TASKS}/{task['id']}/events", headers=auth())
-    events = _parse(response.text)
+    events = parse_events(response.text)
     assert events[-1] == {
-        "id": None,
         "event": "done",
         "data": {"type": "done", "content": "awaiting_approval", "seq": 2},
     }
+    for event in events:
+        jsonschema.validate(event, EVENT_SCHEMA)
     bad = await http.get(f"{TASKS}/{task['id']}/events", headers={**auth(), "Last-Event-ID": "x"})
     assert bad.status_code == 400
     other = await http.get(f"{TASKS}/{task['id']}/events", headers=auth(tenant_id="else"))

@@ -104,7 +104,7 @@ async def test_call_lines_run_lane_tools_with_verdicts_and_spans(http, auth, new
     task = (await new_task(instructions=instructions))["task"]
     body = (await http.post(f"{TASKS}/{task['id']}/run", headers=auth())).json()
     assert body["status"] == "succeeded", body["task"]["terminal_reason"]
-    verdicts = [t["data"] for t in body["traces"] if t["kind"] == "tool_call"]
+    verdicts = [t["data"] for t in body["traces"] if t["kind"] == "tool_verdict"]
     assert [(v["tool"], v["mutation_level"], v["decision"]) for v in verdicts] == [
         ("write_artifact", "propose", "allow"),
         ("read_artifact", "read_only", "allow"),

@@ -370,7 +370,7 @@ def test_tool_approval_survives_a_killed_worker(
     assert done["attempt"] == 1
     traces = get_traces(client, token, task_id)
     assert [t["actor"] for t in only(traces, "worker_receipt")] == ["w-agent-1", "w-agent-2"]
-    assert [(t["actor"], t["data"]["decision"]) for t in only(traces, "tool_call")] == [
+    assert [(t["actor"], t["data"]["decision"]) for t in only(traces, "tool_verdict")] == [
         ("w-agent-2", "approved")
     ]
     listed = client.get(f"{TASKS}/{task_id}/artifacts", headers=auth(token)).json()

@@ -10,6 +10,9 @@ Routes
     with ``"stream": true`` server-sent events, one ``chat.completion.chunk`` per ``data:`` line
     with ``choices[0].delta``, a usage chunk when ``stream_options.include_usage`` is set, then
     ``data: [DONE]``.
+    ``POST /v1/responses`` (the Responses API, as the ``openai`` provider speaks it; not
+    streamed): a ``response`` whose output is one ``message`` or one ``function_call`` item,
+    answered by the same rules, its input items read as the equivalent chat messages.
     ``GET /v1/models``: the configured model ids.
 
 Answers
@@ -80,13 +83,16 @@ class RecordedRequest:
 
     @property
     def tool_names(self) -> list[str]:
-        """Names of the function tools the request offers, in order."""
+        """Names of the function tools the request offers, in order (Chat Completions
+        nests them under ``function``, the Responses API does not)."""
         tools = self.body.get("tools") if isinstance(self.body, dict) else None
-        return [
-            tool["function"]["name"]
-            for tool in tools or []
-            if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
-        ]
+        names = []
+        for tool in tools or []:
+            if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+                names.append(tool["function"]["name"])
+            elif isinstance(tool, dict) and tool.get("type") == "function":
+                names.append(tool["name"])
+        return names
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -128,6 +134,7 @@ class OpenAICompatibleServer:
                     self._chat_completions,
                     methods=["POST"],
                 ),
+                Route("/v1/responses", self._responses, methods=["POST"]),
                 Route("/v1/models", self._list_models, methods=["GET"]),
             ]
         )
@@ -291,6 +298,90 @@ class OpenAICompatibleServer:
                 "usage": usage,
             }
         )
+
+    async def _responses(self, request: Request) -> Response:
+        recorded = await self._record(request)
+        if (refused := self._unauthorized(recorded)) is not None:
+            return refused
+        body = recorded.body
+        if not isinstance(body, dict) or not isinstance(body.get("input"), str | list):
+            return _error(400, "The request body must be JSON with an input.", None)
+        if recorded.stream:
+            return _error(400, "This server does not stream the Responses API.", None)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _error(400, "you must provide a model parameter", None)
+
+        messages = _chat_messages(body)
+        answer = _answer(messages, recorded.tool_names)
+        digest = _digest(body)
+        call = answer.tool_call
+        item: dict[str, Any]
+        if call is None:
+            item = {
+                "type": "message",
+                "id": f"msg_{digest}",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": answer.text, "annotations": []}],
+            }
+            output_text = answer.text or ""
+        else:
+            item = {
+                "type": "function_call",
+                "id": f"fc_{digest}",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+                "status": "completed",
+            }
+            output_text = f"{call.name} {call.arguments}"
+        input_tokens = sum(_words(_content_text(m.get("content"))) for m in messages)
+        output_tokens = _words(output_text)
+        return JSONResponse(
+            {
+                "id": f"resp_{digest}",
+                "object": "response",
+                "created_at": CREATED,
+                "model": model,
+                "status": "completed",
+                "output": [item],
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+                "usage": {
+                    "input_tokens": input_tokens,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": output_tokens,
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": input_tokens + output_tokens,
+                },
+            }
+        )
+
+
+def _chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Responses API request's instructions and input items as chat messages."""
+    messages: list[dict[str, Any]] = []
+    if isinstance(body.get("instructions"), str):
+        messages.append({"role": "system", "content": body["instructions"]})
+    items = body["input"]
+    for item in [{"role": "user", "content": items}] if isinstance(items, str) else items:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type", "message")
+        if kind == "message":
+            messages.append({"role": item.get("role"), "content": item.get("content")})
+        elif kind == "function_call":
+            function = {"name": item.get("name"), "arguments": item.get("arguments")}
+            call = {"id": item.get("call_id"), "type": "function", "function": function}
+            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            messages.append(
+                {"role": "tool", "tool_call_id": item.get("call_id"), "content": output}
+            )
+    return messages
 
 
 def _error(status: int, message: str, code: str | None) -> Response:

@@ -36,7 +36,11 @@ async def test_pause_saves_state_then_another_worker_finishes(fresh_pool) -> Non
     task = await ledger.get_task("t1", task_id)
     pending = task.pending_approval
     assert pending["tool"] == "write_artifact"
-    assert "abc123" not in pending["arguments"]  # redacted for the operator's screen
+    # Redacted for the operator's screen, and shown as the call's tool_call event shows it.
+    assert pending["arguments"] == {
+        "name": "change.txt",
+        "content": "set replicas=3 token=[redacted]",
+    }
     assert len(pending["arguments_sha256"]) == 64
     run = await fresh_pool.fetchrow(
         "SELECT status, saved_state, claim_token_hash FROM runs WHERE id = $1", task.current_run_id
@@ -55,12 +59,22 @@ async def test_pause_saves_state_then_another_worker_finishes(fresh_pool) -> Non
     traces = await ledger.list_traces("t1", task_id)
     kinds = [t.kind for t in traces]
     assert kinds.index("approval_requested") < kinds.index("tool_call_approved")
-    verdicts = [t.data for t in traces if t.kind == "tool_call"]
-    assert [(v["tool"], v["decision"]) for v in verdicts] == [("write_artifact", "approved")]
-    # The SDK opens a function span at the pause too (no output): the tool ran once.
-    outputs = [t.data.get("output") for t in traces if t.kind == "span.function"]
-    [executed] = [output for output in outputs if output]
-    assert executed.startswith("stored change.txt (")
+    [call] = [
+        c for t in traces if t.kind == "span.generation" for c in t.data.get("tool_calls", [])
+    ]
+    assert call == {
+        "call_id": pending["call_id"],
+        "tool": "write_artifact",
+        "arguments": pending["arguments"],
+    }
+    verdicts = [t.data for t in traces if t.kind == "tool_verdict"]
+    assert [(v["call_id"], v["decision"]) for v in verdicts] == [(pending["call_id"], "approved")]
+    # The SDK opens a function span at the pause too (no output, no call started): the
+    # tool ran once, in the resumed run, and its result names the call it answers.
+    [paused, executed] = [t.data for t in traces if t.kind == "span.function"]
+    assert paused["output"] is None and "call_id" not in paused
+    assert executed["output"].startswith("stored change.txt (")
+    assert executed["call_id"] == pending["call_id"]
     [change] = [a for a in await ledger.list_artifacts("t1", task_id) if a.name == "change.txt"]
     assert change.size_bytes == len(b"set replicas=3 token=[redacted]")
     names = sorted(a.name for a in await ledger.list_artifacts("t1", task_id))
@@ -77,7 +91,7 @@ async def test_rejected_tool_call_is_not_executed(fresh_pool) -> None:
     async with pipeline(fresh_pool, policy, sdk_executor):
         await _wait_status(ledger, [task_id], "succeeded")
     traces = await ledger.list_traces("t1", task_id)
-    assert [t for t in traces if t.kind == "tool_call"] == []
+    assert [t for t in traces if t.kind == "tool_verdict"] == []
     assert [a.name for a in await ledger.list_artifacts("t1", task_id)] == ["final_output.md"]
 
 
@@ -110,7 +124,7 @@ async def test_cancel_stops_an_sdk_run_mid_tool_and_keeps_partial_trace(fresh_po
         task = (await ledger.create_task(OPERATOR, request)).task
         async with pipeline(fresh_pool, policy, sdk_executor):
             await _wait_status(ledger, [task.id], "running")
-            await _wait_for_trace(ledger, task.id, "tool_call")  # the slow call is under way
+            await _wait_for_trace(ledger, task.id, "tool_verdict")  # the slow call is under way
             loop = asyncio.get_running_loop()
             started = loop.time()
             await ledger.cancel(Actor("carol", "t1", "operator"), task.id, reason="too slow")

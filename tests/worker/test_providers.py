@@ -18,6 +18,7 @@ from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
 from agents.tracing import get_trace_provider, set_trace_processors
 from azure.core.credentials import AccessToken
+from event_stream import assert_tool_calls_pair_with_results, parse_events
 from openai import AsyncOpenAI
 from openai.types.responses import ResponseTextDeltaEvent
 from openai_compatible_server import OpenAICompatibleServer
@@ -358,6 +359,46 @@ def test_secrets_are_neither_logged_nor_shown(monkeypatch: pytest.MonkeyPatch) -
     text = repr(logs) + "".join(shown) + repr(providers._cache)
     for secret in (OPENAI_KEY, KEY, "hunter2"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("provider", "path", "span_kind"),
+    [
+        ("openai", "/v1/responses", "span.response"),
+        ("compatible", "/v1/chat/completions", "span.generation"),
+    ],
+)
+async def test_a_task_on_a_served_model_streams_its_text_and_tool_calls(
+    provider: str,
+    path: str,
+    span_kind: str,
+    server: OpenAICompatibleServer,
+    compatible_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    http: Any,
+    auth: Any,
+    new_task: Any,
+) -> None:
+    # `openai` speaks the Responses API, `compatible` Chat Completions: both must reach
+    # the stream as text, not as an id and usage.
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    instructions = 'Note it\n#call write_artifact {"name": "n.txt", "content": "x"}'
+    task = (await new_task(model_provider=provider, instructions=instructions))["task"]
+    tasks = f"/api/agents/tasks/{task['id']}"
+
+    run = await http.post(f"{tasks}/run", headers=auth())
+
+    assert run.json()["status"] == "succeeded", run.json()["task"]["terminal_reason"]
+    assert [request.path for request in server.requests] == [path, path]
+    events = parse_events((await http.get(f"{tasks}/events", headers=auth())).text)
+    [text] = [event["data"]["content"] for event in events if event["event"] == "text"]
+    assert text.startswith("compatible: write_artifact -> stored n.txt (1 bytes")
+    assert_tool_calls_pair_with_results(events)
+    traces = (await http.get(f"{tasks}/traces", headers=auth())).json()["traces"]
+    turns = [t["data"] for t in traces if t["kind"] == span_kind]
+    assert [turn.get("text") for turn in turns] == [None, text]
+    assert turns[0]["input"][-1]["content"] == instructions
 
 
 async def test_server_lists_models_and_refuses_a_wrong_key(server: OpenAICompatibleServer) -> None:
