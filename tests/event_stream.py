@@ -1,11 +1,12 @@
 """Reading a task's Server-Sent Events stream in tests."""
 
 import json
+from typing import Any
 
 
 def parse_events(text: str) -> list[dict]:
-    """SSE frames as `{"event", "id"?, "data"}` with `data` decoded: the shape the
-    stream's schema (`api.routes.events.EVENT_SCHEMA`) describes."""
+    """SSE frames as `{"event", "id"?, "data"}` with `data` decoded: the shape
+    `decoded_schema` of the stream's schema describes."""
     events = []
     for block in text.strip().split("\n\n"):
         fields = dict(
@@ -35,3 +36,15 @@ def assert_tool_calls_pair_with_results(events: list[dict]) -> None:
             if event["event"] == "tool_result":
                 results.add(data["call_id"])
     assert calls and results == set(calls), (calls, results)
+
+
+def decoded_schema(schema: Any) -> Any:
+    """The schema of an event as `parse_events` returns it: each JSON-text field's
+    `contentSchema` in place of the string."""
+    if isinstance(schema, list):
+        return [decoded_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("contentMediaType") == "application/json" and "contentSchema" in schema:
+        return decoded_schema(schema["contentSchema"])
+    return {key: decoded_schema(item) for key, item in schema.items()}

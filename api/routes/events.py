@@ -11,7 +11,7 @@ from starlette.responses import StreamingResponse
 
 from api.endpoints import Call, Endpoint, Parameter, endpoint
 from api.errors import ApiError
-from api.schemas import MAX_SEQ
+from api.schemas import MAX_SEQ, SEQ_PATTERN
 from ledger.models import TraceEvent
 from ledger.notify import wait_any
 from ledger.states import TERMINAL, TaskStatus
@@ -31,15 +31,21 @@ def _event_schema(name: str, required: list[str], fields: dict[str, Any]) -> dic
         "properties": {
             "event": {"const": name},
             "id": {"type": "string", "pattern": "^[0-9]+$"},
+            # On the wire `data` is a line of JSON text: the object it holds is its
+            # contentSchema (JSON Schema 2020-12, as OpenAPI 3.2 describes SSE data).
             "data": {
-                "type": "object",
-                "required": ["type", "seq", *required],
-                "properties": {
-                    "type": {"const": name},
-                    "seq": {"type": "integer", "minimum": 0},
-                    **fields,
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {
+                    "type": "object",
+                    "required": ["type", "seq", *required],
+                    "properties": {
+                        "type": {"const": name},
+                        "seq": {"type": "integer", "minimum": 0},
+                        **fields,
+                    },
+                    "additionalProperties": False,
                 },
-                "additionalProperties": False,
             },
         },
         "additionalProperties": False,
@@ -199,7 +205,12 @@ def _bodies(event: TraceEvent) -> list[dict[str, Any]]:
 
 
 def _resume_from(call: Call) -> int:
-    raw = call.request.headers.get("last-event-id") or call.request.query_params.get("after_seq")
+    unknown = sorted(set(call.request.query_params) - {"after_seq"})
+    if unknown:
+        raise ApiError(400, "invalid_request", "unknown query parameters", {"unknown": unknown})
+    raw = call.request.headers.get("last-event-id")
+    if raw is None:
+        raw = call.request.query_params.get("after_seq")
     if raw is None:
         return 0
     if not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_SEQ):
@@ -223,13 +234,13 @@ def _resume_from(call: Call) -> int:
             "Last-Event-ID",
             "header",
             "Resume after this trace sequence number (the id of the last event seen).",
-            {"type": "string", "pattern": "^[0-9]+$"},
+            {"type": "string", "pattern": SEQ_PATTERN},
         ),
         Parameter(
             "after_seq",
             "query",
             "The same as Last-Event-ID, for clients that cannot set headers.",
-            {"type": "string", "pattern": "^[0-9]+$"},
+            {"type": "string", "pattern": SEQ_PATTERN},
         ),
     ),
 )

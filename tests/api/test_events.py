@@ -10,7 +10,7 @@ import httpx
 import jsonschema
 import pytest
 import uvicorn
-from event_stream import assert_tool_calls_pair_with_results, parse_events
+from event_stream import assert_tool_calls_pair_with_results, decoded_schema, parse_events
 from starlette.applications import Starlette
 
 from api.routes.events import EVENT_SCHEMA
@@ -87,7 +87,7 @@ async def test_stream_speaks_text_and_pairs_tool_calls(http, auth, new_task) -> 
     schema = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
     assert schema == EVENT_SCHEMA
     for event in events:
-        jsonschema.validate(event, schema)
+        jsonschema.validate(event, decoded_schema(schema))
     kinds = [event["event"] for event in events]
     assert kinds[0] == "status" and kinds[-1] == "done"
     # The assistant's words, as it said them: not the repr of the SDK's output list.
@@ -135,7 +135,7 @@ async def test_stream_of_waiting_task_ends_at_once_and_errors_are_json(http, aut
         "data": {"type": "done", "content": "awaiting_approval", "seq": 2},
     }
     for event in events:
-        jsonschema.validate(event, EVENT_SCHEMA)
+        jsonschema.validate(event, decoded_schema(EVENT_SCHEMA))
     bad = await http.get(f"{TASKS}/{task['id']}/events", headers={**auth(), "Last-Event-ID": "x"})
     assert bad.status_code == 400
     other = await http.get(f"{TASKS}/{task['id']}/events", headers=auth(tenant_id="else"))
