@@ -4,21 +4,30 @@ import json
 from typing import Any
 
 
-def parse_events(text: str) -> list[dict]:
+def parse_events(text: str) -> list[dict[str, Any]]:
     """SSE frames as `{"event", "id"?, "data"}` with `data` decoded: the shape
-    `decoded_schema` of the stream's schema describes."""
+    `decoded_schema` of the stream's schema describes. Comments (keep-alives) are
+    skipped, and a frame's `data:` lines are joined, as a browser's EventSource does."""
     events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(
-            line.split(": ", 1)
-            for line in block.splitlines()
-            if ": " in line and not line.startswith(":")
-        )
-        if "event" in fields:
-            event = {"event": fields["event"], "data": json.loads(fields["data"])}
-            if "id" in fields:
-                event["id"] = fields["id"]
-            events.append(event)
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        data_lines = []
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "data":
+                data_lines.append(value)
+            else:
+                fields[name] = value
+        if not data_lines and not fields:
+            continue
+        event: dict[str, Any] = {"event": fields.get("event", "message")}
+        if "id" in fields:
+            event["id"] = fields["id"]
+        event["data"] = json.loads("\n".join(data_lines))
+        events.append(event)
     return events
 
 

@@ -24,7 +24,6 @@ The session `app` fixture's pool belongs to pytest's loop, so this module builds
 app on the session database.
 """
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import jsonschema
 import pytest
 import schemathesis
 from conftest import JWT_SECRET, settings_for_tests
-from event_stream import decoded_schema
+from event_stream import decoded_schema, parse_events
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
@@ -58,31 +57,6 @@ _DOCUMENT = build_openapi(ENDPOINTS, _POLICY)
 STREAM_MEDIA_TYPE = "text/event-stream"
 
 
-def _parse_stream(text: str) -> list[dict[str, Any]]:
-    """Server-Sent Events as objects {event, id (when sent), data (decoded JSON)}."""
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        fields: dict[str, str] = {}
-        data_lines = []
-        for line in block.split("\n"):
-            if not line or line.startswith(":"):
-                continue  # a keepalive comment
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "data":
-                data_lines.append(value)
-            else:
-                fields[name] = value
-        if not data_lines and not fields:
-            continue
-        event: dict[str, Any] = {"event": fields.get("event", "message")}
-        if "id" in fields:
-            event["id"] = fields["id"]
-        event["data"] = json.loads("\n".join(data_lines))
-        events.append(event)
-    return events
-
-
 def _stream_event_problems(schema: dict[str, Any], body: str) -> list[str]:
     """Each event of an event-stream body checked against the documented schema of one
     event (its $refs resolved in the document's components)."""
@@ -90,7 +64,7 @@ def _stream_event_problems(schema: dict[str, Any], body: str) -> list[str]:
     validator = jsonschema.Draft202012Validator(rooted)
     return [
         f"event {event!r}: {error.message}"
-        for event in _parse_stream(body)
+        for event in parse_events(body)
         for error in validator.iter_errors(event)
     ]
 
