@@ -7,7 +7,7 @@ what `/openapi.json` describes.
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +22,8 @@ POLICY_NAMES_KEY = "x-policy-names"
 LaneName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "lanes"})]
 LevelName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "mutation_levels"})]
 ProviderName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "providers"})]
+MessageRole = Literal["user", "assistant", "tool_call", "tool_result", "handoff"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "cancelled"]
 ShortText = Annotated[str, Field(min_length=1, max_length=500)]
 LongText = Annotated[str, Field(min_length=1, max_length=100_000)]
 Reason = Annotated[str, Field(max_length=2_000)]
@@ -101,6 +103,11 @@ class Task(_Record):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    # A thread run: the thread it answers, the agent the thread was opened for, and the
+    # caller's agent_config as checked against the lane's policy.
+    thread_id: UUID | None = None
+    agent_type: str | None = None
+    run_options: dict[str, Any] | None = None
 
 
 class Run(_Record):
@@ -144,6 +151,32 @@ class Artifact(_Record):
     size_bytes: int
     metadata: dict[str, Any]
     download_url: str
+    created_at: datetime
+
+
+class ThreadMessage(_Record):
+    seq: int
+    task_id: UUID
+    role: MessageRole
+    agent: str | None
+    content: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class ApprovalRequest(_Record):
+    id: UUID
+    task_id: UUID
+    run_id: UUID
+    call_id: str
+    tool: str
+    arguments: Any
+    arguments_sha256: str
+    deciders: list[str]
+    status: ApprovalStatus
+    reason: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
     created_at: datetime
 
 

@@ -8,7 +8,7 @@ transaction; a refused outcome records nothing but its `fence_refused` event.
 import contextlib
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
@@ -18,9 +18,9 @@ from ledger.fencing import Fence, FenceRejected, Refusal
 from ledger.group_commit import GroupCommit
 from ledger.models import Task
 from ledger.policy import PolicyConfig
-from ledger.run_writes import NewArtifact, RunWrites, SpanEvent, Usage
+from ledger.run_writes import NewArtifact, NewMessage, RunWrites, SpanEvent, Usage
 from ledger.sql import query
-from ledger.states import TRANSITIONS, Rule
+from ledger.states import APPROVAL_DECIDERS, TRANSITIONS, Rule
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class _Completion:
     usage: Usage | None
     spans: list[SpanEvent]
     artifact: NewArtifact | None
+    messages: list[NewMessage]
 
 
 class Outcomes(RunWrites):
@@ -47,20 +48,24 @@ class Outcomes(RunWrites):
         usage: Usage | None = None,
         spans: list[SpanEvent] | None = None,
         artifact: NewArtifact | None = None,
+        messages: list[NewMessage] | None = None,
     ) -> Task:
         """Record success, with what the run leaves when given: its token usage, its last
-        SDK spans (before the `succeeded` event) and its output artifact. Completions
+        SDK spans (before the `succeeded` event), its output artifact and, for a thread
+        run, the agents' messages in its thread's history. Completions
         that arrive together commit together (see `GroupCommit`); each is still fenced
         on its own, and a refused one records nothing."""
         return await self._completions.submit(
-            _Completion(fence, worker, result or {}, usage, spans or [], artifact)
+            _Completion(fence, worker, result or {}, usage, spans or [], artifact, messages or [])
         )
 
     async def _complete_batch(self, items: list[_Completion]) -> list[Task | BaseException]:
         unique: dict[Fence, _Completion] = {}
         for item in items:  # a completion sent twice counts once
             unique.setdefault(item.fence, item)
-        leaving = [item for item in unique.values() if item.artifact or item.spans]
+        leaving = [
+            item for item in unique.values() if item.artifact or item.spans or item.messages
+        ]
         rule = TRANSITIONS["complete"]
         # The outcome alone is one statement, a transaction of its own: no BEGIN and
         # COMMIT round trips (a fifth of a noop worker's CPU went to them).
@@ -107,12 +112,14 @@ class Outcomes(RunWrites):
         self, connection: asyncpg.Connection, items: list[_Completion], rule: Rule
     ) -> None:
         """What completions leave besides their outcome (the output artifact, the last
-        SDK spans) goes in first, so the spans come before the `succeeded` event, and
-        only for runs still held: with the tasks locked first, in id order, as the
-        outcome's statement locks them, no run can change hands before the outcome."""
+        SDK spans, a thread run's messages) goes in first, so the spans come before the
+        `succeeded` event, and only for runs still held: with the tasks locked first, in
+        id order, as the outcome's statement locks them, no run can change hands before
+        the outcome."""
         run_ids = [item.fence.run_id for item in items]
         tasks = await connection.fetch(query("lock_tasks_for_runs"), run_ids, rule.task_guard)
         task_of = {task["current_run_id"]: task["id"] for task in tasks}
+        thread_of = {task["current_run_id"]: task["thread_id"] for task in tasks}
         held = {
             (row["id"], row["claim_token_hash"])
             for row in await connection.fetch(
@@ -137,6 +144,23 @@ class Outcomes(RunWrites):
         ]
         if spans:
             await self._append_spans_locked(connection, spans)
+        for item in holding:
+            thread_id = thread_of[item.fence.run_id]
+            if item.messages and thread_id is not None:
+                await self._append_messages(connection, thread_id, task_of[item.fence.run_id], item)
+
+    async def _append_messages(
+        self, connection: asyncpg.Connection, thread_id: UUID, task_id: UUID, item: _Completion
+    ) -> None:
+        await connection.execute(
+            query("append_thread_messages"),
+            thread_id,
+            task_id,
+            [message.role for message in item.messages],
+            [message.agent for message in item.messages],
+            [self.redactor.text(message.content) for message in item.messages],
+            [self.redactor.value(message.data) for message in item.messages],
+        )
 
     async def fail(
         self,
@@ -193,8 +217,9 @@ class Outcomes(RunWrites):
         self, fence: Fence, *, worker: str, saved_state: str, pending: dict[str, Any]
     ) -> Task:
         """Park the run at a tool call that needs approval, in one transaction: the SDK
-        state, the pending call and `awaiting_approval`. The lease ends here; whichever
-        worker claims the run after the decision resumes from the saved state."""
+        state, the pending call, its approval request and `awaiting_approval`. The lease
+        ends here; whichever worker claims the run after the decision resumes from the
+        saved state."""
         rule = TRANSITIONS["pause"]
         async with self._fenced(fence, worker, "pause") as connection:
             task = await self._lock_task(connection, fence, rule.task_guard)
@@ -207,6 +232,19 @@ class Outcomes(RunWrites):
             )
             if run is None:
                 raise Refusal
+            request = await connection.fetchrow(
+                query("insert_approval_request"),
+                uuid4(),
+                task["tenant_id"],
+                task["id"],
+                fence.run_id,
+                pending["call_id"],
+                pending["tool"],
+                pending["arguments"],
+                pending["arguments_sha256"],
+                list(APPROVAL_DECIDERS),
+            )
+            pending = {**pending, "approval_id": str(request["id"])}
             await connection.fetchrow(query("set_pending_approval"), task["id"], pending)
             paused = await move_locked(
                 connection,

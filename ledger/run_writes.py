@@ -2,7 +2,7 @@
 events (a tool call's verdict, SDK spans), token usage; and what it reads back (the
 SDK state a paused run left, an artifact by name). Each write presents the fence."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -10,7 +10,7 @@ import asyncpg
 
 from ledger.artifact_store import StoredObject
 from ledger.fencing import Fence, FencedWrites, Refusal
-from ledger.models import Artifact, artifact_record
+from ledger.models import Artifact, ThreadMessage, artifact_record
 from ledger.sql import query
 from ledger.states import TRANSITIONS
 from ledger.traces import append_trace
@@ -30,6 +30,17 @@ class SpanEvent:
 class Usage:
     input_tokens: int
     output_tokens: int
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message a thread run leaves in its thread's history, written with its
+    completion (role: assistant, tool_call, tool_result or handoff)."""
+
+    role: str
+    content: str
+    agent: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,12 @@ class RunWrites(FencedWrites):
     async def saved_state(self, fence: Fence) -> str | None:
         """The SDK state a paused run left, if this run was paused before."""
         return await self.pool.fetchval(query("saved_state_if_owner"), *fence.columns)
+
+    async def thread_history(self, thread_id: UUID) -> list[ThreadMessage]:
+        """The conversation so far of the thread a claimed run answers."""
+        async with self.pool.acquire() as connection:
+            rows = await connection.fetch(query("thread_history"), thread_id)
+        return [ThreadMessage.model_validate(dict(row)) for row in rows]
 
     async def artifact_named(self, task_id: UUID, name: str) -> tuple[Artifact, str] | None:
         """The newest artifact called `name` and its storage reference."""

@@ -174,6 +174,10 @@ TRANSITIONS: dict[str, Rule] = {
     "record_spans": Rule((_T.RUNNING, _T.CANCELLED), None, (_R.RUNNING, _R.CANCELLED)),
 }
 
+# Who may decide an approval request (a task's or a tool call's): the roles that may
+# approve and reject.
+APPROVAL_DECIDERS = ("operator", "owner")
+
 TERMINAL = frozenset({TaskStatus.DENIED, TaskStatus.ROLLBACK_REQUESTED, *_FINISHED})
 
 

@@ -127,7 +127,12 @@ async def test_a_paused_run_is_refused_with_409(http, auth, new_task, app) -> No
     claim = await _claim(http, auth)
     lease = claim["lease"]
     fence = Fence(UUID(lease["run_id"]), lease["attempt"], claim["claim_token"])
-    pending = {"tool": "write_artifact", "arguments_sha256": "0" * 64}
+    pending = {
+        "tool": "write_artifact",
+        "call_id": "call_1",
+        "arguments": {"name": "a.txt"},
+        "arguments_sha256": "0" * 64,
+    }
     await app.state.leases.pause(fence, worker="pod-1", saved_state="{}", pending=pending)
     run = f"{RUNS}/{lease['run_id']}"
     for write, body in (("heartbeat", {}), ("complete", {}), ("fail", {"error": "late"})):

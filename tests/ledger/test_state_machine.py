@@ -11,12 +11,13 @@ made, and there it must say what the table says.
 import re
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import get_args
 
 from conftest import fast_policy
 
 from ledger.attempts import move_all_locked
 from ledger.leases import Leases
-from ledger.models import TaskCreateRequest
+from ledger.models import ApprovalStatus, TaskCreateRequest
 from ledger.redaction import Redactor
 from ledger.repository import Actor, Ledger
 from ledger.sql import queries
@@ -245,6 +246,7 @@ async def test_every_check_constraint_allows_exactly_its_enum(pool) -> None:
     assert checks == {
         ("tasks", "tasks_status_check"): TASK_STATUSES,
         ("runs", "runs_status_check"): RUN_STATUSES,
+        ("approval_requests", "approval_requests_status_check"): set(get_args(ApprovalStatus)),
     }
 
 
@@ -316,7 +318,12 @@ async def test_cancel_ends_a_paused_run(pool) -> None:
     claim = await leases.claim(
         task_id=task.id, run_id=task.current_run_id, attempt=1, worker="w1", via="test"
     )
-    pending = {"tool": "write_artifact", "arguments_sha256": "0" * 64}
+    pending = {
+        "tool": "write_artifact",
+        "call_id": "call_1",
+        "arguments": {"name": "a.txt"},
+        "arguments_sha256": "0" * 64,
+    }
     await leases.pause(claim.fence, worker="w1", saved_state="{}", pending=pending)
     await ledger.cancel(OPERATOR, task.id, reason="not needed")
     run = await ledger.get_run("t1", task.current_run_id)

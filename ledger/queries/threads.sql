@@ -1,0 +1,30 @@
+-- name: thread_history
+-- A thread's messages in order: what a thread run is given as the conversation so far.
+SELECT seq, task_id, role, agent, content, data, created_at FROM thread_messages
+WHERE thread_id = $1 ORDER BY seq;
+
+-- name: append_thread_messages
+-- Messages of run $2 appended to thread $1, numbered after the last one; per message:
+-- role ($3), agent ($4), content ($5), data ($6). The thread row's update numbers them
+-- and serialises writers of the same thread.
+WITH counter AS (
+    UPDATE threads
+    SET message_count = message_count + cardinality($3::text[]), updated_at = now(),
+        last_task_id = $2
+    WHERE id = $1
+    RETURNING tenant_id, message_count - cardinality($3::text[]) AS before
+)
+INSERT INTO thread_messages (thread_id, seq, tenant_id, task_id, role, agent, content, data)
+SELECT $1, counter.before + m.ord, counter.tenant_id, $2, m.role, m.agent, m.content, m.data
+FROM counter,
+     unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) WITH ORDINALITY
+     AS m(role, agent, content, data, ord);
+
+-- name: insert_approval_request
+-- The request a paused tool call waits on, written with the pause: id ($1), tenant ($2),
+-- task ($3), run ($4), call id ($5), tool ($6), redacted arguments ($7), their sha256
+-- ($8), the roles that may decide ($9).
+INSERT INTO approval_requests (id, tenant_id, task_id, run_id, call_id, tool, arguments,
+                               arguments_sha256, deciders)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING *;
