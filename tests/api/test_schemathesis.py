@@ -41,6 +41,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 from schemathesis.generation.meta import CoverageScenario
 from schemathesis.python import asgi
+from schemathesis.schemas import ParameterLocation
 from starlette.applications import Starlette
 
 from api.app import ENDPOINTS, create_app
@@ -322,7 +323,16 @@ def test_operation_conforms_to_its_schema(
 
 def _call_and_validate(case: Any, auth: dict[str, str]) -> None:
     # The bearer token goes in as the caller's own headers, not as generated data, so
-    # ignored_auth knows it for real credentials and tries the request without them.
+    # ignored_auth knows it for real credentials and tries the request without them. A
+    # negative case whose invalid part is the missing Authorization header is sent
+    # without it: adding the token would make it a valid request that must be accepted.
+    headers = case.meta.components.get(ParameterLocation.HEADER) if case.meta else None
+    if (
+        headers is not None
+        and headers.mode is GenerationMode.NEGATIVE
+        and "authorization" not in {name.lower() for name in case.headers or {}}
+    ):
+        auth = {}
     case.call_and_validate(
         checks=CHECKS,
         headers=auth,
