@@ -90,9 +90,7 @@ def _check(agents: dict[str, AgentDefinition], policy: PolicyConfig) -> None:
                 raise ValueError(f"agent {agent_id}: routes_to {target!r} is not a specialist")
 
 
-def load_agents(
-    policy: PolicyConfig, path: str | os.PathLike[str] | None = None
-) -> AgentRegistry:
+def load_agents(policy: PolicyConfig, path: str | os.PathLike[str] | None = None) -> AgentRegistry:
     """Read and check the agents file; a bad file fails start-up with the reason."""
     source = Path(path or os.environ.get("WORKBENCH_AGENTS_FILE") or DEFAULT_AGENTS_FILE)
     try:

@@ -63,9 +63,7 @@ class Outcomes(RunWrites):
         unique: dict[Fence, _Completion] = {}
         for item in items:  # a completion sent twice counts once
             unique.setdefault(item.fence, item)
-        leaving = [
-            item for item in unique.values() if item.artifact or item.spans or item.messages
-        ]
+        leaving = [item for item in unique.values() if item.artifact or item.spans or item.messages]
         rule = TRANSITIONS["complete"]
         # The outcome alone is one statement, a transaction of its own: no BEGIN and
         # COMMIT round trips (a fifth of a noop worker's CPU went to them).
