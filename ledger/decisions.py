@@ -174,6 +174,7 @@ class Decisions(Reads):
             },
             run_query="resume_paused_run",
             run_args=(rule.run_to, rule.run_guard),
+            settle_approvals=(decision, recorded["reason"]),
         )
 
     async def cancel(self, actor: Actor, task_id: UUID, *, reason: str) -> Transition:
@@ -185,6 +186,7 @@ class Decisions(Reads):
             kind="cancelled",
             terminal_reason=f"cancelled by {actor.subject}" + (f": {reason}" if reason else ""),
             data={"reason": reason},
+            settle_approvals=("cancelled", reason),
         )
 
     async def rollback(
@@ -220,10 +222,12 @@ class Decisions(Reads):
         data: dict[str, Any],
         run_query: str | None = None,
         run_args: tuple[Any, ...] = (),
+        settle_approvals: tuple[str, str] | None = None,
     ) -> Transition:
         """One guarded transition query by `rule` (the action's own when not given),
-        then (optionally) a query on the task's current run, then the trace event: all
-        in one transaction."""
+        then (optionally) a query on the task's current run and the settling of its
+        pending approval requests (status, reason), then the trace event: all in one
+        transaction."""
         rule = rule or TRANSITIONS[action]
         to_status = rule.task_to
         async with self.pool.acquire() as connection, connection.transaction():
@@ -232,6 +236,10 @@ class Decisions(Reads):
             )
             if run_query is not None and row["current_run_id"] is not None:
                 await connection.execute(query(run_query), row["current_run_id"], *run_args)
+            if settle_approvals is not None:
+                await connection.execute(
+                    query("settle_approval_requests"), task_id, *settle_approvals, actor.subject
+                )
             trace = await self._trace(
                 connection,
                 task_id,
@@ -254,10 +262,11 @@ class Decisions(Reads):
         kind: str,
         terminal_reason: str | None = None,
         data: dict[str, Any] | None = None,
+        settle_approvals: tuple[str, str] | None = None,
     ) -> Transition:
         """The plain guarded transition by `action`'s rule; when the rule moves the run
         too, the current run is settled in the same transaction (a run that already
-        finished is left as it was)."""
+        finished is left as it was), and so are the approval requests when asked."""
         rule = TRANSITIONS[action]
         return await self._apply(
             actor,
@@ -270,6 +279,7 @@ class Decisions(Reads):
             data=data or {},
             run_query="settle_run_if_unfinished" if rule.run_to else None,
             run_args=(rule.run_to, None, terminal_reason, rule.run_guard),
+            settle_approvals=settle_approvals,
         )
 
     async def note(

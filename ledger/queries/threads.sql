@@ -28,3 +28,10 @@ INSERT INTO approval_requests (id, tenant_id, task_id, run_id, call_id, tool, ar
                                arguments_sha256, deciders)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING *;
+
+-- name: settle_approval_requests
+-- The decision on task $1's pending approval requests: status ($2: approved, rejected
+-- or cancelled), reason ($3), by whom ($4).
+UPDATE approval_requests
+SET status = $2, reason = $3, resolved_by = $4, resolved_at = now()
+WHERE task_id = $1 AND status = 'pending';

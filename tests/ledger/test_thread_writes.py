@@ -102,3 +102,45 @@ async def test_a_pause_records_its_approval_request(pool) -> None:
     assert request["arguments_sha256"] == "a" * 64
     assert request["run_id"] == claim.fence.run_id
     assert list(request["deciders"]) == ["operator", "owner"]
+
+
+async def _approval_request(pool, task_id):
+    async with pool.acquire() as connection:
+        return await connection.fetchrow(
+            "SELECT * FROM approval_requests WHERE task_id = $1", task_id
+        )
+
+
+@pytest.mark.parametrize(
+    ("decide", "status", "reason"),
+    [
+        (
+            lambda ledger, task_id: ledger.approve(
+                OPERATOR, task_id, reason="ok", break_glass_acknowledged=False
+            ),
+            "approved",
+            "ok",
+        ),
+        (lambda ledger, task_id: ledger.reject(OPERATOR, task_id, reason="no"), "rejected", "no"),
+        (lambda ledger, task_id: ledger.cancel(OPERATOR, task_id, reason="x"), "cancelled", "x"),
+    ],
+)
+async def test_a_decision_settles_the_approval_request(pool, decide, status, reason) -> None:
+    policy = fast_policy()
+    ledger, leases = Ledger(pool, policy), Leases(pool, policy)
+    _, task, claim = await _claimed_thread_run(pool, ledger, leases)
+    pending = {
+        "tool": "propose_change",
+        "call_id": "call_8",
+        "arguments": {},
+        "arguments_sha256": "b" * 64,
+    }
+    await leases.pause(claim.fence, worker="w1", saved_state="{}", pending=pending)
+    await decide(ledger, task.id)
+    request = await _approval_request(pool, task.id)
+    assert (request["status"], request["reason"], request["resolved_by"]) == (
+        status,
+        reason,
+        "olga",
+    )
+    assert request["resolved_at"] is not None
