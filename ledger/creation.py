@@ -24,6 +24,17 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
+class ThreadTurn:
+    """What makes a task a thread run: its thread, the agent the thread was opened for
+    and the caller's agent_config. The task's instructions are the user's message, which
+    is appended to the thread's history with the task, in its transaction."""
+
+    thread_id: UUID
+    agent_type: str
+    run_options: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class CreatedTask:
     task: Task
     verdict: Verdict
@@ -59,9 +70,12 @@ class TaskCreation(Reads):
         *,
         idempotency_key: str | None = None,
         lineage: dict[str, Any] | None = None,
+        turn: ThreadTurn | None = None,
     ) -> CreatedTask:
         """Record a task with its verdict. Denied tasks are recorded too (status
-        `denied`), so every refusal is auditable."""
+        `denied`), so every refusal is auditable. A thread run (`turn`) is written with
+        its user message, and refused with a conflict while its thread has a run that is
+        still queued, running or waiting for a decision."""
         self._check_known(request.lane, request.mutation_level, request.model_provider)
         if request.break_glass_acknowledged and actor.role != "owner":
             raise PolicyError("only an owner may break glass", role=actor.role)
@@ -141,35 +155,40 @@ class TaskCreation(Reads):
         break_glass_record = (
             {"requested_by": actor.subject, "reasons": verdict.reasons} if break_glass else None
         )
-        row = await self._inserts.submit(
-            (
-                task_id,
-                actor.tenant_id,
-                request.lane,
-                title,
-                instructions,
-                request.source_systems,
-                scope,
-                request.mutation_level,
-                request.model_provider,
-                status,
-                verdict.model_dump(),
-                break_glass_record,
-                terminal_reason,
-                run_id,
-                attempt,
-                lane.max_attempts,
-                actor.subject,
-                idempotency_key,
-                request_hash,
-                [kind for kind, *_ in events],
-                [event_run for _, event_run, *_ in events],
-                [to_status for _, _, to_status, *_ in events],
-                [actor.subject] * len(events),
-                [self.redactor.text(message) for *_, message, _ in events],
-                [self.redactor.value(data) for *_, data in events],
-            )
+        arguments = (
+            task_id,
+            actor.tenant_id,
+            request.lane,
+            title,
+            instructions,
+            request.source_systems,
+            scope,
+            request.mutation_level,
+            request.model_provider,
+            status,
+            verdict.model_dump(),
+            break_glass_record,
+            terminal_reason,
+            run_id,
+            attempt,
+            lane.max_attempts,
+            actor.subject,
+            idempotency_key,
+            request_hash,
+            [kind for kind, *_ in events],
+            [event_run for _, event_run, *_ in events],
+            [to_status for _, _, to_status, *_ in events],
+            [actor.subject] * len(events),
+            [self.redactor.text(message) for *_, message, _ in events],
+            [self.redactor.value(data) for *_, data in events],
+            turn.thread_id if turn else None,
+            turn.agent_type if turn else None,
+            turn.run_options if turn else None,
         )
+        if turn is None:
+            row = await self._inserts.submit(arguments)
+        else:
+            row = await self._insert_thread_run(arguments, turn, instructions)
         if row is None:
             async with self.pool.acquire() as connection:
                 return await self._replay(connection, actor, idempotency_key, request_hash)
@@ -208,9 +227,38 @@ class TaskCreation(Reads):
             created_by=actor.subject,
             created_at=row["created_at"],
             updated_at=row["created_at"],  # both default to the transaction's now()
+            thread_id=turn.thread_id if turn else None,
+            agent_type=turn.agent_type if turn else None,
+            run_options=turn.run_options if turn else None,
         )
         TASKS_CREATED.labels(task.lane, verdict.decision).inc()
         return CreatedTask(task=task, verdict=verdict, created=True)
+
+    async def _insert_thread_run(
+        self, arguments: tuple[Any, ...], turn: ThreadTurn, message: str
+    ) -> asyncpg.Record:
+        task_id = arguments[0]
+        async with self.pool.acquire() as connection, connection.transaction():
+            try:
+                row = await connection.fetchrow(query("insert_task"), *arguments)
+            except asyncpg.UniqueViolationError as error:
+                if error.constraint_name != "tasks_one_active_run_per_thread":
+                    raise
+                raise Conflict(
+                    "the thread already has a run that is queued, running or awaiting "
+                    "approval; wait for it to finish or cancel it",
+                    thread_id=str(turn.thread_id),
+                ) from error
+            await connection.execute(
+                query("append_thread_messages"),
+                turn.thread_id,
+                task_id,
+                ["user"],
+                [None],
+                [message],
+                [{}],
+            )
+        return row
 
     async def _insert_tasks(
         self, batch: list[tuple[Any, ...]]

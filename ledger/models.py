@@ -154,6 +154,19 @@ class Artifact(_Record):
     created_at: datetime
 
 
+class Thread(_Record):
+    id: UUID
+    session_id: str = Field(validation_alias="session_key")
+    agent_type: str
+    title: str
+    metadata: dict[str, Any]
+    message_count: int
+    last_run_id: UUID | None = Field(validation_alias="last_task_id")
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
 class ThreadMessage(_Record):
     seq: int
     task_id: UUID

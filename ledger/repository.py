@@ -2,6 +2,7 @@
 
 - reads (`ledger/reads.py`): tasks a page at a time, runs, traces, artifacts;
 - creation (`ledger/creation.py`): the verdict, the task, its first run and events;
+- conversations (`ledger/threads.py`): threads, their history, a run in a thread;
 - an operator's decisions (`ledger/decisions.py`): approve, reject, retry, cancel,
   rollback, each a guarded statement plus its trace event in one transaction;
 - IT requests (`ledger/it_requests.py`).
@@ -12,11 +13,12 @@ methods take and return are importable from here too.
 """
 
 from ledger.actor import Actor
-from ledger.creation import CreatedTask, TaskCreation
+from ledger.creation import CreatedTask
 from ledger.decisions import Decisions, Transition
 from ledger.errors import BadRequest
 from ledger.it_requests import ITRequests
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
+from ledger.threads import Threads
 
 __all__ = [
     "Actor",
@@ -30,5 +32,5 @@ __all__ = [
 ]
 
 
-class Ledger(TaskCreation, Decisions, ITRequests):
+class Ledger(Threads, Decisions, ITRequests):
     """Everything the API does to the ledger."""

@@ -2,16 +2,17 @@
 -- Records a new task with its verdict (status queued, awaiting_approval or denied), its
 -- first run when it is queued ($14), and its first trace events, in one statement.
 -- Per event: kind ($20), run ($21), status after ($22), actor ($23), message ($24),
--- data ($25). Returns the new task's id and creation time, all the caller did not give
--- it; an Idempotency-Key already used inserts nothing and returns no row.
+-- data ($25). A thread run names its thread ($26), agent ($27) and options ($28).
+-- Returns the new task's id and creation time, all the caller did not give it; an
+-- Idempotency-Key already used inserts nothing and returns no row.
 WITH task AS (
     INSERT INTO tasks (
         id, tenant_id, lane, title, instructions, source_systems, scope, mutation_level,
         model_provider, status, policy_verdict, break_glass, terminal_reason,
         current_run_id, attempt, max_attempts, created_by, idempotency_key, request_hash,
-        trace_seq)
+        trace_seq, thread_id, agent_type, run_options)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-            $18, $19, cardinality($20::text[]))
+            $18, $19, cardinality($20::text[]), $26, $27, $28)
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, tenant_id, lane, current_run_id, created_at
 ), run AS (

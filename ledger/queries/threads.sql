@@ -35,3 +35,28 @@ RETURNING *;
 UPDATE approval_requests
 SET status = $2, reason = $3, resolved_by = $4, resolved_at = now()
 WHERE task_id = $1 AND status = 'pending';
+
+-- name: insert_thread
+-- A new conversation: id ($1), tenant ($2), the name the client gives it ($3, the id's
+-- text when it gives none), agent ($4), title ($5), metadata ($6), by whom ($7). A name
+-- already taken in the tenant inserts nothing and returns no row.
+INSERT INTO threads (id, tenant_id, session_key, agent_type, title, metadata, created_by)
+VALUES ($1::uuid, $2, coalesce($3, $1::uuid::text), $4, $5, $6, $7)
+ON CONFLICT (tenant_id, session_key) DO NOTHING
+RETURNING *;
+
+-- name: get_thread
+-- One thread, scoped to its tenant: another tenant's thread does not exist.
+SELECT * FROM threads WHERE tenant_id = $1 AND id = $2;
+
+-- name: get_thread_by_session
+-- The thread a client names by its session id ($2), in tenant $1.
+SELECT * FROM threads WHERE tenant_id = $1 AND session_key = $2;
+
+-- name: list_threads
+-- The tenant's threads, most recently active first, optionally for one agent ($2),
+-- at most $3.
+SELECT * FROM threads
+WHERE tenant_id = $1 AND ($2::text IS NULL OR agent_type = $2)
+ORDER BY updated_at DESC, id DESC
+LIMIT $3;
