@@ -15,7 +15,7 @@ from api.body_limit import BodyLimitMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.metrics import RequestMetricsMiddleware, metrics_endpoint
 from api.openapi import build_openapi
-from api.routes import agent_runtime, events, health, it_requests, tasks, workspaces
+from api.routes import agent_runtime, events, health, it_requests, tasks, threads, workspaces
 from api.settings import MAX_BODY_BYTES, ApiSettings
 from api.trace_feed import TraceFeed
 from dispatcher.outbox import Outbox
@@ -33,6 +33,7 @@ ENDPOINTS = [
     *it_requests.ENDPOINTS,
     *agent_runtime.ENDPOINTS,
     *events.ENDPOINTS,
+    *threads.ENDPOINTS,
 ]
 
 

@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 from api.endpoints import Endpoint
 from api.errors import WORKER_PROTOCOL_PREFIX
 from api.schemas import DiagnosticErrorResponse, ErrorResponse, HealthResponse
+from ledger.agent_registry import load_agents
 from ledger.models import POLICY_NAMES_KEY
 from ledger.policy import PolicyConfig
 
@@ -32,11 +33,14 @@ _REF_TEMPLATE = "#/components/schemas/{model}"
 
 
 def _policy_choices(node: Any, policy: PolicyConfig) -> None:
-    """Each name field marked with the part of the lanes file it names gets that part's
-    names as its enum: the values the server accepts under this policy."""
+    """Each name field marked with the part of the lanes file it names (or `agents`, the
+    agents file beside it) gets that part's names as its enum: the values the server
+    accepts under this configuration."""
     if isinstance(node, dict):
         part = node.pop(POLICY_NAMES_KEY, None)
-        if part is not None:
+        if part == "agents":
+            node["enum"] = load_agents(policy).ids()
+        elif part is not None:
             node["enum"] = list(getattr(policy, part))
         for value in node.values():
             _policy_choices(value, policy)

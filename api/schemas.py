@@ -5,7 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.models import Artifact, ITRequest, Task, TraceEvent
+from ledger.agent_registry import AgentType
+from ledger.models import Artifact, ITRequest, Task, Thread, ThreadMessage, TraceEvent
 from ledger.policy import Verdict
 from ledger.reads import CURSOR_PATTERN
 from ledger.states import TaskStatus
@@ -185,3 +186,40 @@ class ITRequestResponse(_Response):
 class HealthResponse(_Response):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class AgentInfo(_Response):
+    id: str
+    type: AgentType
+    name: str
+    description: str
+    capabilities: list[str]
+    instructions: str
+    tools: list[str]
+    lane: str
+    allowed_providers: list[str]
+    routes_to: list[str]
+    keywords: list[str]
+
+
+class AgentListResponse(_Response):
+    agents: list[AgentInfo]
+
+
+class ThreadListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent_type: str | None = Field(default=None, max_length=100)
+
+
+class ThreadResponse(_Response):
+    thread: Thread
+
+
+class ThreadListResponse(_Response):
+    threads: list[Thread]
+
+
+class ThreadDetailResponse(_Response):
+    thread: Thread
+    messages: list[ThreadMessage]

@@ -22,6 +22,7 @@ POLICY_NAMES_KEY = "x-policy-names"
 LaneName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "lanes"})]
 LevelName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "mutation_levels"})]
 ProviderName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "providers"})]
+AgentName = Annotated[Name, Field(json_schema_extra={POLICY_NAMES_KEY: "agents"})]
 MessageRole = Literal["user", "assistant", "tool_call", "tool_result", "handoff"]
 ApprovalStatus = Literal["pending", "approved", "rejected", "cancelled"]
 ShortText = Annotated[str, Field(min_length=1, max_length=500)]
@@ -64,6 +65,12 @@ class ReasonRequest(_Request):
 class RollbackRequest(_Request):
     reason: Annotated[str, Field(min_length=1, max_length=2_000)]
     remediation: Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+class ThreadCreateRequest(_Request):
+    agent_type: AgentName
+    title: Annotated[str, Field(max_length=500)] = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class ITRequestCreate(_Request):
@@ -156,15 +163,23 @@ class Artifact(_Record):
 
 class Thread(_Record):
     id: UUID
-    session_id: str = Field(validation_alias="session_key")
+    session_id: str
     agent_type: str
     title: str
     metadata: dict[str, Any]
     message_count: int
-    last_run_id: UUID | None = Field(validation_alias="last_task_id")
+    last_run_id: UUID | None
     created_by: str
     created_at: datetime
     updated_at: datetime
+
+
+def thread_record(row: Mapping[str, Any]) -> Thread:
+    """A thread row as clients see it: the name they gave it as `session_id`, and its
+    latest run (a task) as `last_run_id`."""
+    return Thread.model_validate(
+        {**row, "session_id": row["session_key"], "last_run_id": row["last_task_id"]}
+    )
 
 
 class ThreadMessage(_Record):

@@ -14,7 +14,7 @@ from ledger.actor import Actor
 from ledger.agent_registry import AgentRegistry, load_agents
 from ledger.creation import CreatedTask, TaskCreation, ThreadTurn
 from ledger.errors import BadRequest, Conflict, NotFound
-from ledger.models import TaskCreateRequest, Thread, ThreadMessage
+from ledger.models import TaskCreateRequest, Thread, ThreadMessage, thread_record
 from ledger.sql import query
 
 # The most threads a listing returns.
@@ -56,28 +56,28 @@ class Threads(TaskCreation):
             )
         if row is None:
             raise Conflict("a thread with this session_id exists", session_id=session_id)
-        return Thread.model_validate(dict(row))
+        return thread_record(row)
 
     async def get_thread(self, actor: Actor, thread_id: UUID) -> Thread:
         async with self.pool.acquire() as connection:
             row = await connection.fetchrow(query("get_thread"), actor.tenant_id, thread_id)
         if row is None:
             raise NotFound("thread not found", thread_id=str(thread_id))
-        return Thread.model_validate(dict(row))
+        return thread_record(row)
 
     async def thread_by_session(self, actor: Actor, session_id: str) -> Thread | None:
         async with self.pool.acquire() as connection:
             row = await connection.fetchrow(
                 query("get_thread_by_session"), actor.tenant_id, session_id
             )
-        return None if row is None else Thread.model_validate(dict(row))
+        return None if row is None else thread_record(row)
 
     async def list_threads(self, actor: Actor, agent_type: str | None = None) -> list[Thread]:
         async with self.pool.acquire() as connection:
             rows = await connection.fetch(
                 query("list_threads"), actor.tenant_id, agent_type, THREAD_LIST_LIMIT
             )
-        return [Thread.model_validate(dict(row)) for row in rows]
+        return [thread_record(row) for row in rows]
 
     async def messages(self, actor: Actor, thread_id: UUID) -> list[ThreadMessage]:
         """The thread's full history, oldest first (404 for another tenant's thread)."""
