@@ -12,7 +12,7 @@ from ledger.policy import load_policy
 from ledger.redaction import Redactor
 
 TASKS = "/api/agents/tasks"
-LEDGER_TABLES = ("tasks", "runs", "trace_events", "artifacts", "it_requests")
+LEDGER_TABLES = ("tasks", "runs", "trace_events", "artifacts", "it_requests", "threads")
 
 
 def _chunks(size: int) -> list[str]:
@@ -82,6 +82,17 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
         headers=auth(),
     )
     assert itr.status_code == 201, itr.text
+    thread = await http.post(
+        "/api/v1/threads",
+        json={
+            "agent_type": "it-router",
+            "title": f"Rotate {WRITTEN_FORMS[0][1]} now",
+            "metadata": {"notes": every_form, "api_key": "hunter2-metadata"},
+        },
+        headers=auth(),
+    )
+    assert thread.status_code == 201, thread.text
+    thread_url = f"/api/v1/threads/{thread.json()['thread']['id']}"
 
     texts = {
         "create": json.dumps(analysis),
@@ -89,6 +100,9 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
         "itr": itr.text,
         "list": (await http.get(TASKS, headers=auth())).text,
         "itr read": (await http.get(f"/api/it-requests/REQ-{tenant}", headers=auth())).text,
+        "thread": thread.text,
+        "thread read": (await http.get(thread_url, headers=auth())).text,
+        "threads": (await http.get("/api/v1/threads", headers=auth())).text,
     }
     texts |= {f"transition {n}": response.text for n, response in enumerate(transitions)}
     for each in (task_id, approved, rejected):
@@ -106,6 +120,7 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
     assert "secrets_redacted" in texts[f"traces {task_id}"]
     for where, text in texts.items():
         assert leaked(text) == [], f"leaked in the {where} response"
+        assert "hunter2-metadata" not in text, where
 
     async with pool.acquire() as connection:
         for table in LEDGER_TABLES:
