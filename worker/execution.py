@@ -164,6 +164,7 @@ async def _execute(execution: Execution, executor: Executor, run: RunContext) ->
             usage=usage,
             spans=last_spans,
             artifact=artifact,
+            messages=result.messages,
         ),
     )
     if completed is None and artifact is not None:  # refused: leave no orphaned content

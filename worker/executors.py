@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.run_writes import NewMessage
 from worker.context import RunContext
 
 
@@ -43,6 +44,8 @@ class ExecutionResult:
     input_tokens: int = 0
     output_tokens: int = 0
     paused: Pause | None = field(default=None)
+    # A thread run's messages for its thread's history (see worker/conversation.py).
+    messages: list[NewMessage] = field(default_factory=list)
 
 
 Executor = Callable[[RunContext], Awaitable[ExecutionResult]]
@@ -63,7 +66,12 @@ def load_sdk() -> None:
     up every heartbeat of the worker, long enough to lose short leases. A missing SDK is
     left for the run to report (the task becomes `blocked`)."""
     if sdk_import_error() is None:
-        for module in ("worker.providers", "worker.tools", "worker.tracing"):
+        for module in (
+            "worker.providers",
+            "worker.tools",
+            "worker.tracing",
+            "worker.conversation",
+        ):
             importlib.import_module(module)
 
 
@@ -107,14 +115,19 @@ def agent_run(run: RunContext, trace_id: str) -> AgentRun:
     task, lane = run.task, run.lane
     provider, model = _model_provider(task.model_provider)
     processor = trace_processor(run.leases.redactor)
-    agent = Agent(
-        name=f"workbench-{task.lane}",
-        instructions=(
-            f"You are an agent working in lane {task.lane} at mutation level "
-            f"{task.mutation_level}. Task: {task.title}"
-        ),
-        tools=tools_for(run),
-    )
+    if task.thread_id is not None:
+        from worker.conversation import conversation_agent
+
+        agent = conversation_agent(run)
+    else:
+        agent = Agent(
+            name=f"workbench-{task.lane}",
+            instructions=(
+                f"You are an agent working in lane {task.lane} at mutation level "
+                f"{task.mutation_level}. Task: {task.title}"
+            ),
+            tools=tools_for(run),
+        )
 
     class Hooks(RunHooks[RunContext]):
         async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
@@ -158,6 +171,10 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
     # and that left the call on the task: otherwise skip the read.
     saved = await run.leases.saved_state(run.claim.fence) if task.pending_approval else None
     start: Any = task.instructions
+    if task.thread_id is not None:
+        from worker.conversation import history_input
+
+        start = history_input(await run.leases.thread_history(task.thread_id))
     if saved is not None:
         start = await RunState.from_string(agent, saved, context_deserializer=lambda _: run)
         _apply_decision(start, task.pending_approval or {})
@@ -194,7 +211,14 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
             # The context is the live run (fence, store); the resuming worker supplies its own.
             paused=Pause(result.to_state().to_string(context_serializer=lambda _: {}), pending),
         )
-    return ExecutionResult(str(result.final_output), usage.input_tokens, usage.output_tokens)
+    messages = []
+    if task.thread_id is not None:
+        from worker.conversation import run_messages
+
+        messages = run_messages(result.new_items)
+    return ExecutionResult(
+        str(result.final_output), usage.input_tokens, usage.output_tokens, messages=messages
+    )
 
 
 def _redacted_arguments(run: RunContext, arguments: str | None) -> Any:

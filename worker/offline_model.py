@@ -20,6 +20,12 @@ Call ids
     separators). Replaying a conversation, e.g. resuming a saved ``RunState`` in another process,
     therefore reproduces the same ids.
 
+Handoffs
+    An agent that offers handoffs (a router) always hands over: its answer is one call of a
+    handoff tool with arguments ``{"reason": "..."}``, to the handoff whose description lists
+    (as ``Keywords: a, b.``) the most words of the latest user message, the first on a tie,
+    the last offered when none is named. Directives are left for the agent it hands to.
+
 One turn
     A directive is done once the input holds a ``function_call_output`` with its call id. The
     model looks at the first directive that is not done:
@@ -126,7 +132,7 @@ class OfflineModel(Model):
     ) -> ModelResponse:
         items = _as_items(input)
         with _open_span(system_instructions, items, model_settings, tracing) as span:
-            turn = _respond(system_instructions, items, tools)
+            turn = _respond(system_instructions, items, tools, handoffs)
             _record(span, turn, tracing)
         return ModelResponse(output=[turn.item], usage=turn.usage, response_id=turn.response_id)
 
@@ -146,7 +152,7 @@ class OfflineModel(Model):
     ) -> AsyncIterator[TResponseStreamEvent]:
         items = _as_items(input)
         with _open_span(system_instructions, items, model_settings, tracing) as span:
-            turn = _respond(system_instructions, items, tools)
+            turn = _respond(system_instructions, items, tools, handoffs)
             # Recorded before streaming so the span is complete even if the consumer stops early.
             _record(span, turn, tracing)
             for event in _stream_events(turn):
@@ -260,7 +266,31 @@ def _digest(value: object) -> str:
     return hashlib.sha256(encoded).hexdigest()[:24]
 
 
-def _respond(system_instructions: str | None, items: Sequence[_Item], tools: list[Tool]) -> _Turn:
+_KEYWORDS = re.compile(r"Keywords: (?P<words>[^.]*)\.")
+
+
+def _route(task_text: str, handoffs: list[Handoff]) -> tuple[Handoff, str]:
+    """The handoff whose keywords (``Keywords: a, b.`` in its description) the message
+    names most often, first in order on a tie; the last handoff when none is named."""
+    words = re.findall(r"[\w-]+", task_text.lower())
+    best: tuple[int, Handoff, list[str]] | None = None
+    for candidate in handoffs:
+        found = _KEYWORDS.search(candidate.tool_description or "")
+        keywords = [word.strip().lower() for word in found["words"].split(",")] if found else []
+        hits = [word for word in keywords if word in words]
+        if hits and (best is None or len(hits) > best[0]):
+            best = (len(hits), candidate, hits)
+    if best is None:
+        return handoffs[-1], "no routing keyword in the message; the default specialist"
+    return best[1], f"the message mentions {', '.join(best[2])}"
+
+
+def _respond(
+    system_instructions: str | None,
+    items: Sequence[_Item],
+    tools: list[Tool],
+    handoffs: Sequence[Handoff] = (),
+) -> _Turn:
     task_text = _latest_user_text(items)
     directives = _parse_directives(f"{system_instructions or ''}\n{task_text}")
     done = {item.get("call_id") for item in items if item.get("type") == "function_call_output"}
@@ -270,7 +300,20 @@ def _respond(system_instructions: str | None, items: Sequence[_Item], tools: lis
     digest = _digest([system_instructions, list(items)])
 
     item: ResponseOutputMessage | ResponseFunctionToolCall
-    if pending is not None and pending.error is None and pending.name in offered:
+    if handoffs:  # a router: it hands over, it does not answer
+        target, reason = _route(task_text, list(handoffs))
+        arguments = json.dumps({"reason": reason}, separators=(",", ":"))
+        item_id = f"fc_{digest}"
+        text = f"{target.tool_name} {arguments}"
+        item = ResponseFunctionToolCall(
+            type="function_call",
+            id=item_id,
+            call_id=f"call_{digest}",
+            name=target.tool_name,
+            arguments=arguments,
+            status="completed",
+        )
+    elif pending is not None and pending.error is None and pending.name in offered:
         item_id = f"fc_{pending.call_id.removeprefix('call_')}"
         text = f"{pending.name} {pending.arguments}"
         item = ResponseFunctionToolCall(

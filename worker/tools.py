@@ -21,6 +21,7 @@ from agents import FunctionTool, function_tool
 from agents.tool_context import ToolContext
 
 from ledger.leases import NewArtifact
+from ledger.policy import Lane
 from worker.context import RunContext
 from worker.execution import flush_spans
 
@@ -113,11 +114,14 @@ TOOLS: dict[str, ToolSpec] = {
 }
 
 
-def tools_for(run: RunContext) -> list[FunctionTool]:
-    """The lane's tools, each needing approval when above the lane's approval level."""
-    lane = run.lane
+def tools_for(
+    run: RunContext, *, lane: Lane | None = None, names: list[str] | None = None
+) -> list[FunctionTool]:
+    """A lane's tools (the run's lane and all its tools unless given), each needing
+    approval when above the lane's approval level."""
+    lane = lane or run.lane
     tools = []
-    for name in lane.tools:
+    for name in lane.tools if names is None else names:
         spec = TOOLS[name]
         needs_approval = lane.tool_approval_above is not None and run.policy.exceeds(
             spec.mutation_level, lane.tool_approval_above

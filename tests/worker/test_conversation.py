@@ -1,0 +1,77 @@
+"""A thread run executed by the real Agents SDK Runner on the offline model: the router
+hands the conversation to a specialist with its reason, the specialist answers with its
+own tools, and the thread's history gets each message once."""
+
+from ledger.repository import Actor
+
+THREADS = "/api/v1/threads"
+
+
+async def _thread_run(app, http, auth, tenant, agent_type, message):
+    created = await http.post(THREADS, json={"agent_type": agent_type}, headers=auth())
+    thread_id = created.json()["thread"]["id"]
+    actor = Actor("alice", tenant, "operator")
+    task = (await app.state.ledger.start_run(actor, thread_id, message)).task
+    ran = await http.post(f"/api/agents/tasks/{task.id}/run", headers=auth())
+    assert ran.status_code == 200, ran.text
+    history = await http.get(f"{THREADS}/{thread_id}", headers=auth())
+    return ran.json(), history.json()["messages"]
+
+
+async def test_the_router_hands_an_incident_to_the_incident_analyst(app, http, auth, tenant):
+    ran, messages = await _thread_run(
+        app, http, auth, tenant, "it-router", "The checkout API is down and logs show errors"
+    )
+    assert ran["status"] == "succeeded", ran
+    assert [(m["role"], m["agent"]) for m in messages] == [
+        ("user", None),
+        ("handoff", "it-router"),
+        ("assistant", "incident-analyst"),
+    ]
+    handoff = messages[1]
+    assert handoff["content"] == "incident-analyst"
+    assert "down" in handoff["data"]["reason"] and "errors" in handoff["data"]["reason"]
+    assert [m["seq"] for m in messages] == [1, 2, 3]
+
+
+async def test_a_specialist_calls_the_tools_its_lane_allows(app, http, auth, tenant):
+    ran, messages = await _thread_run(
+        app,
+        http,
+        auth,
+        tenant,
+        "it-router",
+        'Which runbook covers failover?\n#call read_artifact {"name": "failover.md"}',
+    )
+    assert ran["status"] == "succeeded", ran
+    assert [(m["role"], m["agent"]) for m in messages] == [
+        ("user", None),
+        ("handoff", "it-router"),
+        ("tool_call", "runbook-agent"),
+        ("tool_result", "runbook-agent"),
+        ("assistant", "runbook-agent"),
+    ]
+    call, result = messages[2], messages[3]
+    assert call["data"]["arguments"] == {"name": "failover.md"}
+    assert call["data"]["call_id"] == result["data"]["call_id"]
+    assert result["content"] == "no artifact named failover.md"
+
+
+async def test_the_conversation_so_far_is_the_next_runs_input(app, http, auth, tenant):
+    created = await http.post(THREADS, json={"agent_type": "runbook-agent"}, headers=auth())
+    thread_id = created.json()["thread"]["id"]
+    actor = Actor("alice", tenant, "operator")
+    for message in ("first question", "second question"):
+        task = (await app.state.ledger.start_run(actor, thread_id, message)).task
+        ran = await http.post(f"/api/agents/tasks/{task.id}/run", headers=auth())
+        assert ran.json()["status"] == "succeeded"
+    traces = await http.get(f"/api/agents/tasks/{task.id}/traces", headers=auth())
+    turns = [e for e in traces.json()["traces"] if e["kind"] == "span.generation"]
+    # The second run's model saw the first question and its answer before its own.
+    seen = [
+        (item["role"], item["content"])
+        for item in turns[0]["data"]["input"]
+        if item.get("role") in ("user", "assistant")
+    ]
+    assert [role for role, _ in seen] == ["user", "assistant", "user"]
+    assert (seen[0][1], seen[-1][1]) == ("first question", "second question")

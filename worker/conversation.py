@@ -1,0 +1,131 @@
+"""A thread run's agents, input and messages.
+
+The thread's agent comes from the agent registry: a specialist answers alone; a router
+gets one SDK handoff per specialist it routes to, each described with the specialist's
+keywords and taking the router's stated reason as its input. Each specialist gets the
+tools it lists that its own lane allows, governed by that lane. The run's input is the
+conversation so far (what the user and the agents said); what the agents said and did in
+this run comes back as messages, written to the history with the run's completion.
+"""
+
+import json
+from typing import Any
+
+from agents import Agent, ItemHelpers, handoff
+from agents.items import (
+    HandoffOutputItem,
+    MessageOutputItem,
+    RunItem,
+    ToolCallItem,
+    ToolCallOutputItem,
+)
+from pydantic import BaseModel
+
+from ledger.agent_registry import AgentDefinition, load_agents
+from ledger.models import ThreadMessage
+from ledger.run_writes import NewMessage
+from worker.context import RunContext
+from worker.tools import tools_for
+
+
+class RouteChoice(BaseModel):
+    """What a router says when it hands over."""
+
+    reason: str
+
+
+def _specialist(run: RunContext, definition: AgentDefinition) -> Agent[RunContext]:
+    registry = load_agents(run.policy)
+    lane = registry.lane_of(definition.id)
+    return Agent(
+        name=definition.id,
+        instructions=definition.instructions,
+        tools=tools_for(run, lane=lane, names=registry.tools_of(definition.id)),
+    )
+
+
+def _noted(context: Any, choice: RouteChoice) -> None:
+    """The reason is kept in the handoff's call and message; nothing else to do."""
+
+
+def conversation_agent(run: RunContext) -> Agent[RunContext]:
+    registry = load_agents(run.policy)
+    definition = registry[run.task.agent_type or ""]
+    if definition.type == "specialist":
+        return _specialist(run, definition)
+    handoffs = [
+        handoff(
+            _specialist(run, specialist),
+            tool_description_override=(
+                f"{specialist.description} Keywords: {', '.join(specialist.keywords)}."
+            ),
+            input_type=RouteChoice,
+            on_handoff=_noted,
+        )
+        for specialist in registry.specialists_of(definition.id)
+    ]
+    return Agent(name=definition.id, instructions=definition.instructions, handoffs=handoffs)
+
+
+def history_input(history: list[ThreadMessage]) -> list[Any]:
+    """The conversation so far as the model's input: the user's and agents' words."""
+    return [
+        {"role": message.role, "content": message.content}
+        for message in history
+        if message.role in ("user", "assistant")
+    ]
+
+
+def run_messages(items: list[RunItem]) -> list[NewMessage]:
+    """What the agents said and did in this run, in order, as thread messages."""
+    messages: list[NewMessage] = []
+    reasons: dict[str, str] = {}
+    for item in items:
+        agent = item.agent.name
+        if isinstance(item, MessageOutputItem):
+            messages.append(NewMessage("assistant", ItemHelpers.text_message_output(item), agent))
+        elif isinstance(item, ToolCallItem):
+            raw = item.raw_item
+            name, call_id = getattr(raw, "name", ""), getattr(raw, "call_id", "")
+            arguments = _parsed(getattr(raw, "arguments", "") or "")
+            messages.append(
+                NewMessage(
+                    "tool_call",
+                    name,
+                    agent,
+                    {"tool": name, "call_id": call_id, "arguments": arguments},
+                )
+            )
+        elif isinstance(item, ToolCallOutputItem):
+            call_id = _field(item.raw_item, "call_id")
+            messages.append(
+                NewMessage("tool_result", str(item.output), agent, {"call_id": call_id})
+            )
+        elif isinstance(item, HandoffOutputItem):
+            target = item.target_agent.name
+            call_id = _field(item.raw_item, "call_id")
+            messages.append(
+                NewMessage(
+                    "handoff",
+                    target,
+                    item.source_agent.name,
+                    {"to": target, "reason": reasons.get(call_id, "")},
+                )
+            )
+        elif item.type == "handoff_call_item":
+            raw = item.raw_item
+            reason = _parsed(getattr(raw, "arguments", "") or "")
+            if isinstance(reason, dict):
+                reasons[getattr(raw, "call_id", "")] = str(reason.get("reason", ""))
+    return messages
+
+
+def _parsed(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+
+
+def _field(raw: Any, name: str) -> str:
+    return str(raw.get(name, "") if isinstance(raw, dict) else getattr(raw, name, ""))
