@@ -324,14 +324,11 @@ def test_operation_conforms_to_its_schema(
 def _call_and_validate(case: Any, auth: dict[str, str]) -> None:
     # The bearer token goes in as the caller's own headers, not as generated data, so
     # ignored_auth knows it for real credentials and tries the request without them. A
-    # negative case whose invalid part is the missing Authorization header is sent
-    # without it: adding the token would make it a valid request that must be accepted.
+    # negative case with invalid headers is sent with its own: the invalid part may be
+    # the Authorization header itself (left out, or malformed), and replacing it with
+    # the token would make a valid request that must be accepted.
     headers = case.meta.components.get(ParameterLocation.HEADER) if case.meta else None
-    if (
-        headers is not None
-        and headers.mode is GenerationMode.NEGATIVE
-        and "authorization" not in {name.lower() for name in case.headers or {}}
-    ):
+    if headers is not None and headers.mode is GenerationMode.NEGATIVE:
         auth = {}
     case.call_and_validate(
         checks=CHECKS,
