@@ -152,8 +152,6 @@ def _refuse_nul(request: Request) -> None:
 
 async def _parse_body(request: Request, model: type[BodyT]) -> BodyT:
     raw = await request.body()
-    if b"\\u0000" in raw.lower():
-        raise ApiError(400, "invalid_request", "the body contains a NUL character (\\u0000)")
     if not raw.strip():
         data: Any = {}
     else:
@@ -161,7 +159,21 @@ async def _parse_body(request: Request, model: type[BodyT]) -> BodyT:
             data = fastjson.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from error
+        # Only an escape can put one in (a raw NUL is not valid JSON), so only a body that
+        # has one is walked; `\\u0000`, an escaped backslash, is not one.
+        if b"\\u0000" in raw.lower() and _holds_nul(data):
+            raise ApiError(400, "invalid_request", "the body contains a NUL character (\\u0000)")
     return _validate(model, data, "body")
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def _validate(model: type[BodyT], data: Any, where: str) -> BodyT:

@@ -208,13 +208,18 @@ def _resume_from(call: Call) -> int:
     unknown = sorted(set(call.request.query_params) - {"after_seq"})
     if unknown:
         raise ApiError(400, "invalid_request", "unknown query parameters", {"unknown": unknown})
-    raw = call.request.headers.get("last-event-id")
+    # Both are checked, though the header wins: a malformed after_seq is a mistake to
+    # report even when a reconnect's Last-Event-ID makes it moot.
+    header = _sequence(call.request.headers.get("last-event-id"), "Last-Event-ID")
+    query = _sequence(call.request.query_params.get("after_seq"), "after_seq")
+    return header if header is not None else query or 0
+
+
+def _sequence(raw: str | None, name: str) -> int | None:
     if raw is None:
-        raw = call.request.query_params.get("after_seq")
-    if raw is None:
-        return 0
+        return None
     if not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_SEQ):
-        raise ApiError(400, "invalid_request", "Last-Event-ID must be a trace sequence number")
+        raise ApiError(400, "invalid_request", f"{name} must be a trace sequence number")
     return int(raw)
 
 

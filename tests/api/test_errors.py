@@ -112,6 +112,11 @@ async def test_inputs_postgres_cannot_store_are_400_not_500(http, auth, new_task
     _assert_error(await http.post(TASKS, json=body, headers=auth()), 400, "invalid_request")
     nested = {"lane": "analysis", "title": "t", "instructions": "x", "scope": {"k": "\u0000"}}
     _assert_error(await http.post(TASKS, json=nested, headers=auth()), 400, "invalid_request")
+    # An escaped backslash before "u0000" is text, not a NUL.
+    pattern = {"lane": "analysis", "title": "^[^\\u0000]*$", "instructions": "x"}
+    stored = await http.post(TASKS, json=pattern, headers=auth())
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["task"]["title"] == "^[^\\u0000]*$"
     _assert_error(
         await http.get(TASKS, params={"lane": "\x00"}, headers=auth()), 400, "invalid_request"
     )

@@ -138,5 +138,13 @@ async def test_stream_of_waiting_task_ends_at_once_and_errors_are_json(http, aut
         jsonschema.validate(event, decoded_schema(EVENT_SCHEMA))
     bad = await http.get(f"{TASKS}/{task['id']}/events", headers={**auth(), "Last-Event-ID": "x"})
     assert bad.status_code == 400
+    # A malformed after_seq is refused even when Last-Event-ID would take precedence.
+    both = await http.get(
+        f"{TASKS}/{task['id']}/events",
+        params={"after_seq": "Z"},
+        headers={**auth(), "Last-Event-ID": "1"},
+    )
+    assert both.status_code == 400
+    assert "after_seq" in both.json()["error"]["message"]
     other = await http.get(f"{TASKS}/{task['id']}/events", headers=auth(tenant_id="else"))
     assert other.status_code == 404
