@@ -21,8 +21,9 @@ from agents.items import (
 )
 from pydantic import BaseModel
 
-from ledger.agent_registry import AgentDefinition, load_agents
+from ledger.agent_registry import AgentDefinition, AgentRegistry, load_agents
 from ledger.models import ThreadMessage
+from ledger.policy import PolicyConfig
 from ledger.run_writes import NewMessage
 from worker.context import RunContext
 from worker.tools import tools_for
@@ -34,8 +35,21 @@ class RouteChoice(BaseModel):
     reason: str
 
 
-def _specialist(run: RunContext, definition: AgentDefinition) -> Agent[RunContext]:
-    registry = load_agents(run.policy)
+# The agents file of the policy the worker runs under, read once, not per thread run.
+# The policy is kept with it, so a new policy object never meets a stale registry.
+_loaded: tuple[PolicyConfig, AgentRegistry] | None = None
+
+
+def _registry(run: RunContext) -> AgentRegistry:
+    global _loaded
+    if _loaded is None or _loaded[0] is not run.policy:
+        _loaded = (run.policy, load_agents(run.policy))
+    return _loaded[1]
+
+
+def _specialist(
+    run: RunContext, registry: AgentRegistry, definition: AgentDefinition
+) -> Agent[RunContext]:
     lane = registry.lane_of(definition.id)
     return Agent(
         name=definition.id,
@@ -49,13 +63,13 @@ def _noted(context: Any, choice: RouteChoice) -> None:
 
 
 def conversation_agent(run: RunContext) -> Agent[RunContext]:
-    registry = load_agents(run.policy)
+    registry = _registry(run)
     definition = registry[run.task.agent_type or ""]
     if definition.type == "specialist":
-        return _specialist(run, definition)
+        return _specialist(run, registry, definition)
     handoffs = [
         handoff(
-            _specialist(run, specialist),
+            _specialist(run, registry, specialist),
             tool_description_override=(
                 f"{specialist.description} Keywords: {', '.join(specialist.keywords)}."
             ),
