@@ -5,6 +5,8 @@
 - conversations (`ledger/threads.py`): threads, their history, a run in a thread;
 - an operator's decisions (`ledger/decisions.py`): approve, reject, retry, cancel,
   rollback, each a guarded statement plus its trace event in one transaction;
+- approval requests (`ledger/approvals.py`): a paused tool call's request, resolved
+  by the same guarded decision as the task's tool-call approval;
 - IT requests (`ledger/it_requests.py`).
 
 The worker's side is `ledger/leases.py`. Every module of `ledger/` that talks to
@@ -13,8 +15,9 @@ methods take and return are importable from here too.
 """
 
 from ledger.actor import Actor
+from ledger.approvals import Approvals
 from ledger.creation import CreatedTask
-from ledger.decisions import Decisions, Transition
+from ledger.decisions import Transition
 from ledger.errors import BadRequest
 from ledger.it_requests import ITRequests
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
@@ -32,5 +35,5 @@ __all__ = [
 ]
 
 
-class Ledger(Threads, Decisions, ITRequests):
+class Ledger(Threads, Approvals, ITRequests):
     """Everything the API does to the ledger."""

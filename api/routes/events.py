@@ -6,6 +6,7 @@ when the task reaches a terminal or waiting state."""
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
 from starlette.responses import StreamingResponse
 
@@ -204,7 +205,8 @@ def _bodies(event: TraceEvent) -> list[dict[str, Any]]:
     ]
 
 
-def _resume_from(call: Call) -> int:
+def resume_from(call: Call) -> int:
+    """Where a reconnecting client left off: Last-Event-ID, else after_seq, else 0."""
     unknown = sorted(set(call.request.query_params) - {"after_seq"})
     if unknown:
         raise ApiError(400, "invalid_request", "unknown query parameters", {"unknown": unknown})
@@ -223,6 +225,23 @@ def _sequence(raw: str | None, name: str) -> int | None:
     return int(raw)
 
 
+# How any stream of trace events is resumed (see `resume_from`).
+RESUME_PARAMETERS = (
+    Parameter(
+        "Last-Event-ID",
+        "header",
+        "Resume after this trace sequence number (the id of the last event seen).",
+        {"type": "string", "pattern": SEQ_PATTERN},
+    ),
+    Parameter(
+        "after_seq",
+        "query",
+        "The same as Last-Event-ID, for clients that cannot set headers.",
+        {"type": "string", "pattern": SEQ_PATTERN},
+    ),
+)
+
+
 @endpoint(
     "GET",
     "/api/agents/tasks/{task_id:uuid}/events",
@@ -234,58 +253,53 @@ def _sequence(raw: str | None, name: str) -> int | None:
     statuses=(200, 400, 401, 403, 404),
     raw_media_type="text/event-stream",
     raw_schema=EVENT_SCHEMA,
-    reads=(
-        Parameter(
-            "Last-Event-ID",
-            "header",
-            "Resume after this trace sequence number (the id of the last event seen).",
-            {"type": "string", "pattern": SEQ_PATTERN},
-        ),
-        Parameter(
-            "after_seq",
-            "query",
-            "The same as Last-Event-ID, for clients that cannot set headers.",
-            {"type": "string", "pattern": SEQ_PATTERN},
-        ),
-    ),
+    reads=RESUME_PARAMETERS,
 )
 async def stream_events(call: Call) -> StreamingResponse:
     task_id = call.request.path_params["task_id"]
-    tenant = call.actor.tenant_id
-    await call.ledger.get_task(tenant, task_id)  # 404 before the stream starts
-    after = _resume_from(call)
-    feed = call.request.app.state.trace_feed
+    await call.ledger.get_task(call.actor.tenant_id, task_id)  # 404 before the stream starts
+    return trace_stream(call, task_id, resume_from(call))
 
-    async def events() -> AsyncIterator[str]:
-        seq = after
-        await feed.listener.ensure()
-        with feed.subscribe(str(task_id)) as grew:
-            idle = 0.0
-            while True:
-                grew.clear()
-                batch = await call.ledger.list_traces(tenant, task_id, after_seq=seq, limit=500)
-                for event in batch:
-                    yield sse_event(event)
-                    seq = event.seq
-                if batch:
-                    idle = 0.0
-                    continue
-                task = await call.ledger.get_task(tenant, task_id)
-                if task.status in STREAM_ENDS:
-                    done = {"type": "done", "content": task.status, "seq": seq}
-                    yield f"event: done\ndata: {json.dumps(done)}\n\n"
-                    return
-                await wait_any(grew, seconds=POLL_SECONDS)
-                idle += POLL_SECONDS
-                if idle >= KEEPALIVE_SECONDS:  # keeps proxies from closing a quiet stream
-                    idle = 0.0
-                    yield ": keep-alive\n\n"
 
+def trace_stream(call: Call, task_id: UUID, after: int, *, first: str = "") -> StreamingResponse:
+    """Task `task_id`'s trace after sequence number `after` as a live stream that ends
+    with `done` once the task stops (`first`, already formatted, goes before it all).
+    Every stream of a run's events is this one: task events, thread runs, sessions."""
     return StreamingResponse(
-        events(),
+        _follow(call, task_id, after, first),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _follow(call: Call, task_id: UUID, after: int, first: str) -> AsyncIterator[str]:
+    tenant = call.actor.tenant_id
+    feed = call.request.app.state.trace_feed
+    if first:
+        yield first
+    seq = after
+    await feed.listener.ensure()
+    with feed.subscribe(str(task_id)) as grew:
+        idle = 0.0
+        while True:
+            grew.clear()
+            batch = await call.ledger.list_traces(tenant, task_id, after_seq=seq, limit=500)
+            for event in batch:
+                yield sse_event(event)
+                seq = event.seq
+            if batch:
+                idle = 0.0
+                continue
+            task = await call.ledger.get_task(tenant, task_id)
+            if task.status in STREAM_ENDS:
+                done = {"type": "done", "content": task.status, "seq": seq}
+                yield f"event: done\ndata: {json.dumps(done)}\n\n"
+                return
+            await wait_any(grew, seconds=POLL_SECONDS)
+            idle += POLL_SECONDS
+            if idle >= KEEPALIVE_SECONDS:  # keeps proxies from closing a quiet stream
+                idle = 0.0
+                yield ": keep-alive\n\n"
 
 
 ENDPOINTS: list[Endpoint] = [stream_events]

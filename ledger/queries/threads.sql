@@ -60,3 +60,13 @@ SELECT * FROM threads
 WHERE tenant_id = $1 AND ($2::text IS NULL OR agent_type = $2)
 ORDER BY updated_at DESC, id DESC
 LIMIT $3;
+
+-- name: get_approval_request
+-- One approval request, scoped to its tenant: another tenant's does not exist.
+SELECT * FROM approval_requests WHERE tenant_id = $1 AND id = $2;
+
+-- name: task_approval_requests
+-- Task $2's approval requests in tenant $1, oldest first; only the pending ones when $3.
+SELECT * FROM approval_requests
+WHERE tenant_id = $1 AND task_id = $2 AND (NOT $3 OR status = 'pending')
+ORDER BY created_at, id;
