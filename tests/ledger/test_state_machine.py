@@ -206,6 +206,8 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     # An approval request is decided once, from pending: its own small life, not a rule
     # of the task's state machine.
     "settle_approval_requests": {("approval_requests", "pending")},
+    # The same status, read: the requests still waiting, repeating the partial index.
+    "task_approval_requests": {("approval_requests", "pending")},
 }
 
 
