@@ -67,6 +67,16 @@ class RollbackRequest(_Request):
     remediation: Annotated[str, Field(min_length=1, max_length=20_000)]
 
 
+class AgentConfig(_Request):
+    """How a conversation turn is run. The provider must be one the agent allows and
+    the lane's policy accepts; the worker applies the rest to the agents it runs."""
+
+    provider: ProviderName = "offline"
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    tools_enabled: bool = True
+
+
 class ThreadCreateRequest(_Request):
     agent_type: AgentName
     title: Annotated[str, Field(max_length=500)] = ""

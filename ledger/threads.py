@@ -14,7 +14,7 @@ from ledger.actor import Actor
 from ledger.agent_registry import AgentRegistry, load_agents
 from ledger.creation import CreatedTask, TaskCreation, ThreadTurn
 from ledger.errors import BadRequest, Conflict, NotFound
-from ledger.models import TaskCreateRequest, Thread, ThreadMessage, thread_record
+from ledger.models import AgentConfig, TaskCreateRequest, Thread, ThreadMessage, thread_record
 from ledger.sql import query
 
 # The most threads a listing returns.
@@ -91,13 +91,14 @@ class Threads(TaskCreation):
         actor: Actor,
         thread_id: UUID,
         message: str,
-        *,
-        provider: str = "offline",
-        run_options: dict[str, Any] | None = None,
+        config: AgentConfig | None = None,
     ) -> CreatedTask:
         """The user's message and the run that answers it, as a governed task in the
         lane of the thread's agent. The provider must be one the agent allows; the
-        lane's profile decides the rest in the verdict."""
+        lane's profile decides the rest in the verdict. The rest of the config is the
+        run's options, applied by the worker."""
+        config = config or AgentConfig()
+        provider = config.provider
         thread = await self.get_thread(actor, thread_id)
         agent = self.agents[thread.agent_type]
         if provider not in agent.allowed_providers:
@@ -114,5 +115,7 @@ class Threads(TaskCreation):
             model_provider=provider,
         )
         return await self.create_task(
-            actor, request, turn=ThreadTurn(thread.id, agent.id, run_options)
+            actor,
+            request,
+            turn=ThreadTurn(thread.id, agent.id, config.model_dump(exclude={"provider"})),
         )

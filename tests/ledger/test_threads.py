@@ -8,6 +8,7 @@ from conftest import fast_policy
 
 from ledger.errors import BadRequest, Conflict, NotFound
 from ledger.leases import Leases
+from ledger.models import AgentConfig
 from ledger.repository import Actor, Ledger
 from ledger.run_writes import NewMessage
 
@@ -46,7 +47,7 @@ async def test_a_run_is_a_governed_task_with_the_users_message(pool) -> None:
     actor = _actor(f"th-{uuid4().hex[:8]}")
     thread = await ledger.create_thread(actor, "change-planner")
     created = await ledger.start_run(
-        actor, thread.id, "upgrade nginx\nwith api_key=sk-live-1234567890abcdef", provider="offline"
+        actor, thread.id, "upgrade nginx\nwith api_key=sk-live-1234567890abcdef"
     )
     task = created.task
     assert (task.thread_id, task.agent_type, task.lane) == (
@@ -91,7 +92,7 @@ async def test_a_provider_the_agent_does_not_use_is_refused(pool) -> None:
     actor = _actor("th2")
     thread = await ledger.create_thread(actor, "it-router")
     with pytest.raises(BadRequest) as refused:
-        await ledger.start_run(actor, thread.id, "hi", provider="acme")
+        await ledger.start_run(actor, thread.id, "hi", AgentConfig(provider="acme"))
     assert refused.value.details["field"] == "agent_config.provider"
 
 
