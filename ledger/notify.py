@@ -41,12 +41,13 @@ class Listener:
     def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         self.on_payload(payload)
 
-    async def ensure(self) -> None:
-        """(Re)connect if needed; cheap when already listening. Failures are logged and
+    async def ensure(self) -> bool:
+        """(Re)connect if needed; cheap when already listening. True when it connected
+        now: whatever was sent while nobody listened is missed. Failures are logged and
         left to the caller's polling."""
         async with self._lock:
             if is_open(self._connection):
-                return
+                return False
             await self.close()
             try:
                 # Bounded as a whole: ensure() runs under the lock every listening loop
@@ -57,6 +58,8 @@ class Listener:
             except DATABASE_TROUBLE as error:
                 log.warning("listen_failed", channel=self.channel, error=type(error).__name__)
                 await self.close()
+                return False
+            return True
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

@@ -19,7 +19,8 @@ from ledger.states import TERMINAL, TaskStatus
 
 # The stream closes once the task is here: nothing more happens without a new decision.
 STREAM_ENDS = TERMINAL | {TaskStatus.BLOCKED, TaskStatus.AWAITING_APPROVAL}
-POLL_SECONDS = 2.0  # catches up if a notification was missed
+POLL_SECONDS = 2.0  # how soon a lost LISTEN connection is noticed and made again
+STREAM_BATCH = 500  # trace events read at once
 KEEPALIVE_SECONDS = 15.0
 _ERRORS = {"failed", "blocked", "fence_refused", "lease_expired"}
 _MODEL_TURNS = {"span.generation", "span.response"}
@@ -273,33 +274,46 @@ def trace_stream(call: Call, task_id: UUID, after: int, *, first: str = "") -> S
 
 
 async def _follow(call: Call, task_id: UUID, after: int, first: str) -> AsyncIterator[str]:
+    """Every status change writes its trace event in the same transaction, so the
+    events alone say when the task stopped; the task row is read to confirm that, and
+    at each keep-alive in case. A woken stream costs one query, an idle one nothing
+    between keep-alives."""
     tenant = call.actor.tenant_id
     feed = call.request.app.state.trace_feed
     if first:
         yield first
     seq = after
-    await feed.listener.ensure()
+    await feed.ensure()
     with feed.subscribe(str(task_id)) as grew:
+        status = (await call.ledger.get_task(tenant, task_id)).status
         idle = 0.0
         while True:
             grew.clear()
-            batch = await call.ledger.list_traces(tenant, task_id, after_seq=seq, limit=500)
+            batch = await call.ledger.list_traces(
+                tenant, task_id, after_seq=seq, limit=STREAM_BATCH
+            )
             for event in batch:
                 yield sse_event(event)
                 seq = event.seq
+                status = event.to_status or status
             if batch:
                 idle = 0.0
+            if len(batch) == STREAM_BATCH:
                 continue
-            task = await call.ledger.get_task(tenant, task_id)
-            if task.status in STREAM_ENDS:
-                done = {"type": "done", "content": task.status, "seq": seq}
+            if status in STREAM_ENDS or idle >= KEEPALIVE_SECONDS:
+                status = (await call.ledger.get_task(tenant, task_id)).status
+            if status in STREAM_ENDS:
+                done = {"type": "done", "content": status, "seq": seq}
                 yield f"event: done\ndata: {json.dumps(done)}\n\n"
                 return
-            await wait_any(grew, seconds=POLL_SECONDS)
-            idle += POLL_SECONDS
             if idle >= KEEPALIVE_SECONDS:  # keeps proxies from closing a quiet stream
                 idle = 0.0
                 yield ": keep-alive\n\n"
+            while not grew.is_set() and idle < KEEPALIVE_SECONDS:
+                await wait_any(grew, seconds=POLL_SECONDS)
+                if not grew.is_set():
+                    idle += POLL_SECONDS
+                    await feed.ensure()  # a lost LISTEN connection is made again
 
 
 ENDPOINTS: list[Endpoint] = [stream_events]

@@ -39,3 +39,24 @@ async def test_one_dispatch_of_450_tasks_wakes_the_stream_of_each(fresh_pool) ->
     finally:
         await lanes.close()
         await feed.listener.close()
+
+
+async def test_a_listen_connection_made_again_wakes_every_stream(fresh_pool) -> None:
+    """What was notified while nobody listened is lost, so each stream must read again."""
+    feed = TraceFeed(fresh_pool)
+    await feed.ensure()
+    try:
+        with feed.subscribe("some-task") as woken:
+            listening = feed.listener._connection
+            assert listening is not None
+            await fresh_pool.execute("SELECT pg_terminate_backend($1)", listening.get_server_pid())
+
+            async def until_woken() -> None:
+                # The loss is noticed when the connection is next looked at.
+                while not woken.is_set():
+                    await feed.ensure()
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(until_woken(), 10)
+    finally:
+        await feed.listener.close()
