@@ -106,8 +106,13 @@ class ToolCallStep(_Step):
     agent: str | None
     # As the trace holds them: redacted before they were stored.
     arguments: Any
-    # pending until its function span arrives (it may be waiting for an approval).
-    status: Literal["pending", "completed", "failed"] = "pending"
+    # pending until its function span arrives (it may be waiting for an approval);
+    # interrupted when the span ended with neither output nor error: the run stopped
+    # (cancelled, its worker gone) while the tool was under way; rejected or cancelled
+    # when the approval it waited on was, so it never ran.
+    status: Literal["pending", "completed", "failed", "interrupted", "rejected", "cancelled"] = (
+        "pending"
+    )
     output: Any = None
     error: dict[str, Any] | None = None
     started_at: datetime | None = None
@@ -257,6 +262,9 @@ def run_steps(events: Sequence[TraceEvent]) -> list[RunStep]:
             approval.by = data.get("by") or event.actor
             approval.reason = data.get("reason") or None
             approval.decided_at = event.created_at
+            waiting = calls.get(approval.call_id or "")
+            if approval.status != "approved" and waiting and waiting.status == "pending":
+                waiting.status = approval.status
             approval = None
     return steps
 
@@ -308,7 +316,7 @@ def _finish_call(step: ToolCallStep, data: dict[str, Any]) -> None:
     error = data.get("error")
     step.output = data.get("output")
     step.error = error if isinstance(error, dict) else None
-    step.status = "failed" if error else "completed"
+    step.status = "failed" if error else "interrupted" if step.output is None else "completed"
     step.started_at, step.ended_at = _time(data.get("started_at")), _time(data.get("ended_at"))
     step.duration_ms = _duration_ms(step.started_at, step.ended_at)
 

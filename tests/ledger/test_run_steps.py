@@ -171,11 +171,12 @@ def test_an_approval_is_a_step_settled_by_the_decision_and_the_call_runs_after()
 
 
 def test_a_rejected_or_cancelled_approval_says_so_and_by_whom() -> None:
-    rejected = run_steps(_paused_run("tool_call_rejected", by="bob", decision="rejected"))
-    assert (rejected[2].status, rejected[2].by) == ("rejected", "bob")
-    cancelled = _paused_run("cancelled", to_status="cancelled", reason="")
-    [*_, approval] = run_steps(cancelled)
+    _, call, approval = run_steps(_paused_run("tool_call_rejected", by="bob", decision="rejected"))
+    assert (approval.status, approval.by) == ("rejected", "bob")
+    assert call.status == "rejected"  # it never ran
+    _, call, approval = run_steps(_paused_run("cancelled", to_status="cancelled", reason=""))
     assert (approval.status, approval.by, approval.reason) == ("cancelled", "test-worker", None)
+    assert call.status == "cancelled"
 
 
 def test_a_failed_tool_call_keeps_its_error() -> None:
@@ -186,6 +187,16 @@ def test_a_failed_tool_call_keeps_its_error() -> None:
     ]
     [_, call] = run_steps(events)
     assert (call.status, call.error, call.agent) == ("failed", error, None)
+
+
+def test_a_tool_call_whose_span_ended_without_a_result_was_interrupted() -> None:
+    # What a cancelled run leaves: the SDK ends the function span of the call under way.
+    events = [
+        _turn(1, calls=[("call_x", "http_get", {"url": "http://x"})]),
+        _event(2, "span.function", name="http_get", call_id="call_x", output=None),
+    ]
+    [_, call] = run_steps(events)
+    assert (call.status, call.output, call.error) == ("interrupted", None, None)
 
 
 def test_a_handoff_seen_only_as_its_span_is_a_step_of_its_own() -> None:
