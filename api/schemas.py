@@ -6,9 +6,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.agent_registry import AgentType
-from ledger.models import Artifact, ITRequest, Task, Thread, ThreadMessage, TraceEvent
+from ledger.models import (
+    ApprovalRequest,
+    Artifact,
+    ITRequest,
+    Task,
+    Thread,
+    ThreadMessage,
+    TraceEvent,
+)
 from ledger.policy import Verdict
 from ledger.reads import CURSOR_PATTERN
+from ledger.run_steps import RunStep, ThreadRun
 from ledger.states import TaskStatus
 
 
@@ -223,3 +232,18 @@ class ThreadListResponse(_Response):
 class ThreadDetailResponse(_Response):
     thread: Thread
     messages: list[ThreadMessage]
+
+
+# --- Conversations: thread runs, their steps, their approval requests -----------------
+
+
+class RunDetailResponse(_Response):
+    run: ThreadRun
+    # Ordered by step_index (0, 1, ...), derived from the run's trace events.
+    steps: list[RunStep]
+    # The requests still waiting for an operator (resolve them at /api/v1/approvals).
+    approval_requests: list[ApprovalRequest]
+
+
+class ApprovalResolveResponse(_Response):
+    approval_request: ApprovalRequest

@@ -83,6 +83,18 @@ class ThreadCreateRequest(_Request):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class ThreadRunRequest(_Request):
+    """A user's message to a thread's agent, and how to run the turn."""
+
+    message: LongText
+    agent_config: AgentConfig | None = None
+
+
+class ApprovalResolveRequest(_Request):
+    status: Literal["approved", "rejected"]
+    reason: Reason = ""
+
+
 class ITRequestCreate(_Request):
     request_number: Name
     title: ShortText

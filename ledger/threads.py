@@ -14,11 +14,21 @@ from ledger.actor import Actor
 from ledger.agent_registry import AgentRegistry, load_agents
 from ledger.creation import CreatedTask, TaskCreation, ThreadTurn
 from ledger.errors import BadRequest, Conflict, NotFound
-from ledger.models import AgentConfig, TaskCreateRequest, Thread, ThreadMessage, thread_record
+from ledger.models import (
+    AgentConfig,
+    Task,
+    TaskCreateRequest,
+    Thread,
+    ThreadMessage,
+    TraceEvent,
+    thread_record,
+)
 from ledger.sql import query
 
 # The most threads a listing returns.
 THREAD_LIST_LIMIT = 50
+# Trace events read per query when a run's whole trace is read.
+TRACE_PAGE = 5000
 
 
 class Threads(TaskCreation):
@@ -119,3 +129,27 @@ class Threads(TaskCreation):
             request,
             turn=ThreadTurn(thread.id, agent.id, config.model_dump(exclude={"provider"})),
         )
+
+    async def get_thread_run(self, actor: Actor, run_id: UUID) -> Task:
+        """A thread's run: its task. A task that answers no thread is not a run, like
+        another tenant's."""
+        try:
+            task = await self.get_task(actor.tenant_id, run_id)
+        except NotFound:
+            task = None
+        if task is None or task.thread_id is None:
+            raise NotFound("run not found", run_id=str(run_id))
+        return task
+
+    async def run_trace(self, run: Task) -> list[TraceEvent]:
+        """Every trace event of a thread run (as `get_thread_run` read it), in order, a
+        page at a time: its steps are read from them."""
+        events: list[TraceEvent] = []
+        while True:
+            after = events[-1].seq if events else 0
+            rows = await self.pool.fetch(
+                query("list_traces"), run.tenant_id, run.id, after, TRACE_PAGE
+            )
+            events += [TraceEvent.model_validate(dict(row)) for row in rows]
+            if len(rows) < TRACE_PAGE:
+                return events

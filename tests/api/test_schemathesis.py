@@ -24,11 +24,12 @@ The session `app` fixture's pool belongs to pytest's loop, so this module builds
 app on the session database.
 """
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import hypothesis
 import jsonschema
@@ -47,7 +48,9 @@ from starlette.applications import Starlette
 from api.app import ENDPOINTS, create_app
 from api.auth import mint_token
 from api.openapi import build_openapi
+from ledger.database import close_pool, create_pool
 from ledger.policy import load_policy
+from ledger.repository import Actor, Ledger
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "15"))
 SEED = int(os.environ["SCHEMATHESIS_SEED"]) if os.environ.get("SCHEMATHESIS_SEED") else None
@@ -135,9 +138,18 @@ class Seeded:
     request_numbers: list[str] = field(default_factory=list)
     artifacts: list[dict[str, str]] = field(default_factory=list)  # task_id, artifact_id
     claims: list[tuple[str, str]] = field(default_factory=list)  # run_id, claim token
+    thread_ids: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)  # settled thread runs
+    approval_ids: list[str] = field(default_factory=list)
 
     def path_parameters(self, path: str) -> list[dict[str, Any]]:
         """Fixed path parameters addressing seeded resources, one dict per choice."""
+        if "{approval_id}" in path:
+            return [{"approval_id": approval_id} for approval_id in self.approval_ids]
+        if "{run_id}" in path:
+            return [{"run_id": run_id} for run_id in self.run_ids]
+        if "{thread_id}" in path:
+            return [{"thread_id": thread_id} for thread_id in self.thread_ids]
         if "{artifact_id}" in path:
             return list(self.artifacts)
         if "{task_id}" in path:
@@ -199,6 +211,52 @@ def _seed(client: Any, tenant: str, *, run: bool, settle: bool = False) -> Seede
     return seeded
 
 
+def _seed_thread_runs(client: Any, seeded: Seeded, database_url: str) -> None:
+    """A thread whose run waits for a tool call's approval (so every new run of it is a
+    409 and its approval request can be resolved), and a cancelled run of another thread
+    (so its stream ends). The runs are started through the ledger: starting one over
+    HTTP answers with its stream, which would not end here, where no worker runs."""
+    owner = _bearer("owner", seeded.tenant)
+
+    def post(url: str, body: dict[str, Any], expected: int) -> dict[str, Any]:
+        response = client.post(url, json=body, headers=owner, timeout=REQUEST_TIMEOUT)
+        assert response.status_code == expected, (url, response.text)
+        return response.json()
+
+    threads = [
+        post("/api/v1/threads", {"agent_type": agent}, 201)["thread"]["id"]
+        for agent in ("change-planner", "runbook-agent")
+    ]
+    propose = '#call propose_change {"summary": "resize", "change": "size=2"}'
+    paused, cancelled = asyncio.run(
+        _start_runs(
+            database_url, seeded.tenant, zip(threads, (propose, "Which runbook?"), strict=True)
+        )
+    )
+    post(f"/api/agents/tasks/{paused}/run", {}, 200)  # stops at the approval
+    post(f"/api/v1/runs/{cancelled}/cancel", {}, 200)
+    detail = client.get(f"/api/v1/runs/{paused}", headers=owner, timeout=REQUEST_TIMEOUT)
+    [request] = detail.json()["approval_requests"]
+    seeded.thread_ids.append(threads[0])
+    seeded.run_ids.append(cancelled)
+    seeded.approval_ids.append(request["id"])
+
+
+async def _start_runs(
+    database_url: str, tenant: str, messages: Iterable[tuple[str, str]]
+) -> list[str]:
+    pool = await create_pool(database_url)
+    try:
+        ledger = Ledger(pool, _POLICY)
+        actor = Actor("schemathesis-owner", tenant, "owner")
+        return [
+            str((await ledger.start_run(actor, UUID(thread_id), message)).task.id)
+            for thread_id, message in messages
+        ]
+    finally:
+        await close_pool(pool)
+
+
 def _claim_runs(client: Any, seeded: Seeded, count: int) -> None:
     worker = _bearer("worker", seeded.tenant)
     for _ in range(count):
@@ -251,6 +309,8 @@ def workbench(database_url: str, artifact_dir) -> Iterator[Workbench]:
                     role: _seed(client, f"schemathesis-{role}-{suffix}", run=True)
                     for role in HUMAN_ROLES
                 }
+                for role in HUMAN_ROLES:
+                    _seed_thread_runs(client, tenants[role], database_url)
                 # Event streams end only once their task stops moving; nothing else acts here.
                 tenants["events"] = _seed(
                     client, f"schemathesis-events-{suffix}", run=True, settle=True

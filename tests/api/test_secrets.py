@@ -2,6 +2,7 @@
 artifacts, ledger rows or log lines, whichever field carried it and whichever form it
 was written in (tests/planted_secrets.py lists the forms)."""
 
+import asyncio
 import json
 
 import structlog
@@ -12,7 +13,16 @@ from ledger.policy import load_policy
 from ledger.redaction import Redactor
 
 TASKS = "/api/agents/tasks"
-LEDGER_TABLES = ("tasks", "runs", "trace_events", "artifacts", "it_requests", "threads")
+LEDGER_TABLES = (
+    "tasks",
+    "runs",
+    "trace_events",
+    "artifacts",
+    "it_requests",
+    "threads",
+    "thread_messages",
+    "approval_requests",
+)
 
 
 def _chunks(size: int) -> list[str]:
@@ -93,6 +103,7 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
     )
     assert thread.status_code == 201, thread.text
     thread_url = f"/api/v1/threads/{thread.json()['thread']['id']}"
+    runs = await _thread_runs(http, auth, every_form, reasons)
 
     texts = {
         "create": json.dumps(analysis),
@@ -105,6 +116,7 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
         "threads": (await http.get("/api/v1/threads", headers=auth())).text,
     }
     texts |= {f"transition {n}": response.text for n, response in enumerate(transitions)}
+    texts |= runs
     for each in (task_id, approved, rejected):
         url = f"{TASKS}/{each}"
         texts[f"task {each}"] = (await http.get(url, headers=auth())).text
@@ -131,6 +143,54 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
             assert rows, table
             for row in rows:
                 assert leaked(row["row"]) == [], f"stored in {table}"
+
+
+async def _thread_runs(http, auth, every_form: str, reasons: list[str]) -> dict[str, str]:
+    """The thread-run routes' responses, for runs whose messages and tool calls carry
+    the forms: one answered, one paused at a tool call, resolved, then cancelled.
+    There is no worker here: each run is executed by the in-process `run` route while
+    its stream is open, and the stream ends with it."""
+    call = json.dumps({"summary": "rotate", "change": forms_text(WRITTEN_FORMS[:-1])})
+    messages = {
+        "runbook-agent": f"Which runbook?\n{every_form}",
+        "change-planner": f"Plan the rotation\n#call propose_change {call}\n{every_form}",
+    }
+    texts: dict[str, str] = {}
+    for agent, message in messages.items():
+        created = await http.post("/api/v1/threads", json={"agent_type": agent}, headers=auth())
+        thread_url = f"/api/v1/threads/{created.json()['thread']['id']}"
+        stream = asyncio.create_task(
+            http.post(f"{thread_url}/runs", json={"message": message}, headers=auth())
+        )
+        while (run_id := await _last_run(http, auth, thread_url)) is None:
+            await asyncio.sleep(0.05)
+        ran = await http.post(f"{TASKS}/{run_id}/run", headers=auth())
+        assert ran.status_code == 200, ran.text
+        texts[f"{agent} run stream"] = (await asyncio.wait_for(stream, 20)).text
+        texts[f"{agent} run"] = (await http.get(f"/api/v1/runs/{run_id}", headers=auth())).text
+        texts[f"{agent} thread"] = (await http.get(thread_url, headers=auth())).text
+        if agent == "change-planner":
+            [request] = json.loads(texts[f"{agent} run"])["approval_requests"]
+            assert "[redacted]" in json.dumps(request["arguments"])
+            resolved = await http.post(
+                f"/api/v1/approvals/{request['id']}/resolve",
+                json={"status": "rejected", "reason": reasons[0]},
+                headers=auth(),
+            )
+            assert resolved.status_code == 200, resolved.text
+            texts["resolve"] = resolved.text
+            cancelled = await http.post(
+                f"/api/v1/runs/{run_id}/cancel", json={"reason": reasons[1]}, headers=auth()
+            )
+            assert cancelled.status_code == 200, cancelled.text
+            texts["cancel"] = cancelled.text
+        url = f"/api/v1/runs/{run_id}/stream"
+        texts[f"{agent} run stream again"] = (await http.get(url, headers=auth())).text
+    return texts
+
+
+async def _last_run(http, auth, thread_url: str) -> str | None:
+    return (await http.get(thread_url, headers=auth())).json()["thread"]["last_run_id"]
 
 
 def test_log_lines_are_redacted(capsys) -> None:
