@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from bench.common import RESULTS
 
-BENCHMARKS = ["queue_core", "pipeline", "ledger_size", "memory", "streams"]
+BENCHMARKS = ["queue_core", "pipeline", "ledger_size", "memory", "streams", "conversations"]
 # Each finishes in a few minutes; past this something is stuck.
 TIMEOUT_SECONDS = 420
 

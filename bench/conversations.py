@@ -1,0 +1,153 @@
+"""Benchmark: 50 concurrent conversations with the offline model.
+
+One real `workbench up` process (API, dispatcher and an `sdk` worker with a slot per
+conversation) on a fresh migrated database. CONVERSATIONS clients each open a thread
+with the router agent and then, for SECONDS, send a message, read the run's event
+stream (`POST /api/v1/threads/{id}/runs`) to its `done` event, pause THINK_SECONDS as a
+person would, and send the next. The pause keeps the offered load (CONVERSATIONS /
+THINK_SECONDS runs a second) under what 2 cores can run, so the latency measured is the
+pipeline's and not a queue's: with 0.5 s the runs queue behind each other. Each run
+goes the whole governed way: verdict, lane, claim, the router's handoff to a
+specialist, the specialist's answer, the history.
+
+Measured per run: from sending the message to the first `text` event, and to `done`;
+and thread runs per second. Target: first text p99 <= 100 ms.
+Run alone: `python -m bench.conversations` (about a minute).
+"""
+
+import asyncio
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.auth import mint_token
+from bench._services import Service, free_port, running, wait_until_ready
+from bench.common import fresh_database, machine, migrated_pool, percentiles, write_result
+
+NAME = "conversations"
+DATABASE = "bench_conversations"
+TENANT = "bench-conversations"
+CONVERSATIONS = 50
+SECONDS = 20.0
+WARMUP_SECONDS = 3.0  # runs that start before this are left out (imports, pools)
+THINK_SECONDS = 2.0
+TARGET_FIRST_TEXT_P99_MS = 100.0
+# Routed by their keywords to two different specialists, turn by turn.
+MESSAGES = (
+    "checkout is down with 5xx errors since the last deploy, what is the incident?",
+    "which runbook explains how to restart the payment service?",
+)
+
+
+async def converse(
+    client: httpx.AsyncClient, stop_at: float, samples: list[tuple[float, float, float]]
+) -> int:
+    """One conversation until `stop_at`; each run's (start, first text, done) times."""
+    thread = (await client.post("/api/v1/threads", json={"agent_type": "it-router"})).json()
+    thread_id = thread["thread"]["id"]
+    turns = 0
+    while time.monotonic() < stop_at:
+        message = MESSAGES[turns % len(MESSAGES)]
+        started = time.monotonic()
+        first_text = 0.0
+        async with client.stream(
+            "POST", f"/api/v1/threads/{thread_id}/runs", json={"message": message}
+        ) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"run refused: {response.status_code} {await response.aread()}")
+            async for line in response.aiter_lines():
+                if line == "event: text" and not first_text:
+                    first_text = time.monotonic()
+                elif line == "event: done":
+                    break
+        samples.append((started, first_text, time.monotonic()))
+        turns += 1
+        await asyncio.sleep(THINK_SECONDS)
+    return turns
+
+
+async def measure(base_url: str, token: str) -> dict[str, Any]:
+    samples: list[tuple[float, float, float]] = []
+    limits = httpx.Limits(max_connections=CONVERSATIONS + 10)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=60.0
+    ) as client:
+        began = time.monotonic()
+        stop_at = began + WARMUP_SECONDS + SECONDS
+        await asyncio.gather(*(converse(client, stop_at, samples) for _ in range(CONVERSATIONS)))
+    counted = [sample for sample in samples if sample[0] >= began + WARMUP_SECONDS]
+    window = max(end for _, _, end in counted) - (began + WARMUP_SECONDS)
+    with_text = [sample for sample in counted if sample[1]]
+    return {
+        "conversations": CONVERSATIONS,
+        "think_seconds": THINK_SECONDS,
+        "runs": len(counted),
+        "runs_without_text": len(counted) - len(with_text),
+        "thread_runs_per_second": round(len(counted) / window, 1),
+        "first_text_ms": percentiles([text - start for start, text, _ in with_text]),
+        "done_ms": percentiles([end - start for start, _, end in counted]),
+    }
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    first, done = result["first_text_ms"], result["done_ms"]
+    met = "met" if first.get("p99", float("inf")) <= TARGET_FIRST_TEXT_P99_MS else "NOT met"
+    return [
+        f"1 `workbench up` process (--executor sdk, offline model); {result['conversations']} "
+        f"concurrent conversations with the router, {result['think_seconds']} s between turns",
+        f"thread runs: {result['thread_runs_per_second']}/s ({result['runs']} runs, each a "
+        f"handoff to a specialist and its answer)",
+        f"message sent -> first text event p50/p95/p99 {first.get('p50')}/{first.get('p95')}/"
+        f"{first.get('p99')} ms (target p99 <= {TARGET_FIRST_TEXT_P99_MS:.0f}: {met}); "
+        f"-> done p50/p99 {done.get('p50')}/{done.get('p99')} ms",
+    ]
+
+
+async def main() -> dict[str, Any]:
+    url = fresh_database(DATABASE)
+    await (await migrated_pool(url, max_size=1)).close()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-conversations-"))
+    secret = secrets.token_urlsafe(32)
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("WORKBENCH_", "AZURE_", "SERVICEBUS_", "DATABASE_URL"))
+    }
+    env.update(
+        DATABASE_URL=url,
+        WORKBENCH_JWT_SECRET=secret,
+        WORKBENCH_HOST="127.0.0.1",
+        WORKBENCH_PORT=str(port),
+        WORKBENCH_DATA_DIR=str(workdir),
+        WORKBENCH_DRAIN_SECONDS="2",
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    token = mint_token(secret, subject="bench", roles=["operator"], tenant_id=TENANT)
+    command = ["up", "--executor", "sdk", "--concurrency", str(CONVERSATIONS)]
+    try:
+        with running(Service("up", command, env, workdir)) as system:
+            await asyncio.to_thread(wait_until_ready, system, base_url)
+            await asyncio.to_thread(system.wait_for_log, '"worker_started"')
+            result = {"machine": await machine(url), **await measure(base_url, token)}
+    except BaseException:
+        print(f"bench.conversations: server logs kept in {workdir}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result["summary"] = summary_lines(result)
+    return result
+
+
+if __name__ == "__main__":
+    outcome = asyncio.run(main())
+    write_result(NAME, outcome)
+    print("\n".join(outcome["summary"]))
