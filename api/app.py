@@ -15,7 +15,16 @@ from api.body_limit import BodyLimitMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.metrics import RequestMetricsMiddleware, metrics_endpoint
 from api.openapi import build_openapi
-from api.routes import agent_runtime, events, health, it_requests, tasks, threads, workspaces
+from api.routes import (
+    agent_runtime,
+    agent_sessions,
+    events,
+    health,
+    it_requests,
+    tasks,
+    threads,
+    workspaces,
+)
 from api.settings import MAX_BODY_BYTES, ApiSettings
 from api.trace_feed import TraceFeed
 from dispatcher.outbox import Outbox
@@ -34,6 +43,7 @@ ENDPOINTS = [
     *agent_runtime.ENDPOINTS,
     *events.ENDPOINTS,
     *threads.ENDPOINTS,
+    *agent_sessions.ENDPOINTS,
 ]
 
 
@@ -89,5 +99,6 @@ def create_app(
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
     )
+    app.state.settings = settings
     app.state.openapi = build_openapi(ENDPOINTS, config)
     return app
