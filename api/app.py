@@ -17,6 +17,7 @@ from api.metrics import RequestMetricsMiddleware, metrics_endpoint
 from api.openapi import build_openapi
 from api.routes import (
     agent_runtime,
+    agent_sessions,
     events,
     health,
     it_requests,
@@ -44,6 +45,7 @@ ENDPOINTS = [
     *events.ENDPOINTS,
     *threads.ENDPOINTS,
     *runs.ENDPOINTS,
+    *agent_sessions.ENDPOINTS,
 ]
 
 
@@ -99,5 +101,6 @@ def create_app(
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
     )
+    app.state.settings = settings
     app.state.openapi = build_openapi(ENDPOINTS, config)
     return app

@@ -78,6 +78,8 @@ class Endpoint:
     # (for an event stream: of each event's data).
     raw_media_type: str = "application/octet-stream"
     raw_schema: dict[str, Any] | None = None
+    # Success statuses whose body is not `response` (a 202 that says where to follow).
+    other_responses: tuple[tuple[int, type[BaseModel]], ...] = ()
 
     def route(self) -> Route:
         return Route(self.path, self._asgi, methods=[self.method], name=self.handler.__name__)
@@ -122,6 +124,7 @@ def endpoint(
     reads: tuple["Parameter", ...] = (),
     raw_media_type: str = "application/octet-stream",
     raw_schema: dict[str, Any] | None = None,
+    other_responses: tuple[tuple[int, type[BaseModel]], ...] = (),
 ) -> Callable[[Handler], Endpoint]:
     def declare(handler: Handler) -> Endpoint:
         return Endpoint(
@@ -138,6 +141,7 @@ def endpoint(
             reads,
             raw_media_type,
             raw_schema,
+            other_responses,
         )
 
     return declare

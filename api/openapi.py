@@ -16,12 +16,14 @@ from ledger.policy import PolicyConfig
 _DESCRIPTIONS = {
     200: "OK",
     201: "Created",
+    202: "Accepted: still running; follow the stream named in the body",
     400: "Invalid request",
     401: "Missing or invalid token",
     403: "The caller's role does not allow this",
     404: "Not found (or another tenant's)",
     409: "Conflict: illegal transition for the current status, or an idempotency clash",
     413: "Body larger than 1 MiB",
+    502: "The agent run stopped without an answer (failed, blocked or cancelled)",
     503: "Not ready",
 }
 # The server refuses U+0000 in every request string (Postgres text cannot hold it).
@@ -106,6 +108,7 @@ def build_openapi(endpoints: list[Endpoint], policy: PolicyConfig) -> dict[str, 
             models.add(item.response)
         if item.body:
             models.add(item.body)
+        models.update(model for _, model in item.other_responses)
     keyed = [(model, "validation") for model in sorted(models, key=lambda m: m.__name__)]
     refs, schema = models_json_schema(keyed, ref_template=_REF_TEMPLATE)
     components: dict[str, Any] = schema.get("$defs", {})
@@ -150,9 +153,10 @@ def build_openapi(endpoints: list[Endpoint], policy: PolicyConfig) -> dict[str, 
         implied = ({400, 413} if item.body else set()) | ({400} if item.query else set())
         for status in sorted(set(item.statuses) | implied):
             if status < 300:
+                model = dict(item.other_responses).get(status, item.response)
                 content = (
-                    {"application/json": {"schema": ref(item.response)}}
-                    if item.response
+                    {"application/json": {"schema": ref(model)}}
+                    if model
                     else {item.raw_media_type: {"schema": item.raw_schema or {"type": "string"}}}
                 )
                 responses[str(status)] = {"description": _DESCRIPTIONS[status], "content": content}

@@ -1,15 +1,22 @@
 """Response bodies and query parameters, as the API returns and accepts them and as
 `/openapi.json` describes them."""
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.agent_registry import AgentType
 from ledger.models import (
+    AgentConfig,
+    AgentName,
     ApprovalRequest,
     Artifact,
     ITRequest,
+    LongText,
+    Name,
+    Reason,
     Task,
     Thread,
     ThreadMessage,
@@ -247,3 +254,85 @@ class RunDetailResponse(_Response):
 
 class ApprovalResolveResponse(_Response):
     approval_request: ApprovalRequest
+
+
+# --- Agent sessions (`api/routes/agent_sessions.py`) --------------------------------
+# A session is a thread the client names by its session_id; each message it sends is a
+# thread run (a task), executed by a worker.
+
+# Who the caller says it is, checked against its token.
+_Identity = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ProcessRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    session_id: Name
+    message: LongText
+    tenant_id: _Identity  # must be the token's tenant (tid)
+    user_id: _Identity  # must be the token's subject (sub)
+    agent_config: AgentConfig | None = None
+    # The agent a new session talks to (default: the agents file's first router); an
+    # existing session keeps the agent it was opened for.
+    agent_type: AgentName | None = None
+
+
+class ToolCallInfo(_Response):
+    call_id: str
+    tool: str
+    arguments: Any
+    # Set on the call that waits for an operator: the id to send to /api/v1/agents/approve.
+    approval_id: UUID | None = None
+
+
+class ToolResultInfo(_Response):
+    call_id: str
+    tool: str
+    output: str
+
+
+class ProcessResponse(_Response):
+    id: UUID  # the run (a task id)
+    content: str  # the final answer; empty while a tool call waits for approval
+    tool_calls: list[ToolCallInfo]
+    tool_results: list[ToolResultInfo]
+    reasoning: str  # the router's stated reason for its handoff ("" without one)
+    requires_approval: bool
+    execution_time_ms: int
+    tokens_used: int
+
+
+class ProcessAcceptedResponse(_Response):
+    """The run had not stopped within the wait: follow it on `stream`."""
+
+    run_id: UUID
+    session_id: str
+    status: TaskStatus
+    stream: str
+
+
+SessionState = Literal["idle", "thinking", "executing", "awaiting_approval"]
+
+
+class SessionStatusResponse(_Response):
+    session_id: str
+    status: SessionState
+    active_agents: list[str]
+    message_count: int
+    last_activity: datetime
+
+
+class SessionApproveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    approval_id: Annotated[UUID, Field(strict=False)]  # JSON has no UUID type: from text
+    session_id: Name
+    decision: Literal["approved", "rejected"]
+    comment: Reason = ""
+
+
+class SessionApproveResponse(_Response):
+    success: bool
+    approval_id: UUID
+    status: Literal["approved", "rejected"]
+    resumed: bool

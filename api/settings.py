@@ -8,6 +8,10 @@ from pathlib import Path
 from ledger.database import data_dir
 
 MAX_BODY_BYTES = 1024 * 1024
+# How long `POST /api/v1/agents/process` waits for its run to stop before it answers 202
+# with the stream to follow instead: a worker's offline run takes well under a second,
+# a real model's a few seconds; past this a client is better served by the stream.
+PROCESS_WAIT_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class ApiSettings:
     # True when the secret was made for local use (no DATABASE_URL, none configured):
     # the CLI then prints a ready operator token.
     local_secret: bool
+    # WORKBENCH_PROCESS_WAIT_SECONDS; see PROCESS_WAIT_SECONDS.
+    process_wait_seconds: float = PROCESS_WAIT_SECONDS
 
     @classmethod
     def from_env(cls) -> "ApiSettings":
@@ -42,6 +48,9 @@ class ApiSettings:
             jwt_audience=os.environ.get("WORKBENCH_JWT_AUDIENCE") or None,
             jwt_issuer=os.environ.get("WORKBENCH_JWT_ISSUER") or None,
             local_secret=local_secret,
+            process_wait_seconds=float(
+                os.environ.get("WORKBENCH_PROCESS_WAIT_SECONDS", PROCESS_WAIT_SECONDS)
+            ),
         )
 
 

@@ -206,9 +206,10 @@ def _bodies(event: TraceEvent) -> list[dict[str, Any]]:
     ]
 
 
-def resume_from(call: Call) -> int:
-    """Where a reconnecting client left off: Last-Event-ID, else after_seq, else 0."""
-    unknown = sorted(set(call.request.query_params) - {"after_seq"})
+def resume_from(call: Call, *, also: frozenset[str] = frozenset()) -> int:
+    """Where a reconnecting client left off: Last-Event-ID, else after_seq, else 0.
+    `also`: the route's own query parameters, read by it."""
+    unknown = sorted(set(call.request.query_params) - {"after_seq", *also})
     if unknown:
         raise ApiError(400, "invalid_request", "unknown query parameters", {"unknown": unknown})
     # Both are checked, though the header wins: a malformed after_seq is a mistake to

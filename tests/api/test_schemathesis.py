@@ -25,6 +25,7 @@ app on the session database.
 """
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -141,6 +142,7 @@ class Seeded:
     thread_ids: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)  # settled thread runs
     approval_ids: list[str] = field(default_factory=list)
+    session_ids: list[str] = field(default_factory=list)
 
     def path_parameters(self, path: str) -> list[dict[str, Any]]:
         """Fixed path parameters addressing seeded resources, one dict per choice."""
@@ -156,6 +158,8 @@ class Seeded:
             return [{"task_id": task_id} for task_id in self.task_ids]
         if "{request_number}" in path:
             return [{"request_number": number} for number in self.request_numbers]
+        if "{session_id}" in path:
+            return [{"session_id": session_id} for session_id in self.session_ids]
         return []
 
 
@@ -166,9 +170,9 @@ class Workbench:
 
 
 def _seed(client: Any, tenant: str, *, run: bool, settle: bool = False) -> Seeded:
-    """Tasks in every lane, one from an IT request, and with `run` one run in process
-    (artifacts, a finished task). With `settle`, queued tasks are cancelled, so every
-    task's event stream ends."""
+    """Tasks in every lane, one from an IT request, an agent session (its run cancelled,
+    so that its stream ends), and with `run` one run in process (artifacts, a finished
+    task). With `settle`, queued tasks are cancelled, so every task's event stream ends."""
     seeded = Seeded(tenant)
     owner = _bearer("owner", tenant)
 
@@ -195,6 +199,17 @@ def _seed(client: Any, tenant: str, *, run: bool, settle: bool = False) -> Seede
         seeded.task_ids.append(post("/api/agents/tasks", body)["task"]["id"])
     created = post(f"/api/agents/tasks/from-it-request/{number}", {"lane": "analysis"})
     seeded.task_ids.append(created["task"]["id"])
+    session_id = f"sess-{uuid4().hex[:8]}"
+    message = {
+        "session_id": session_id,
+        "message": "Which runbook covers failover?",
+        "tenant_id": tenant,
+        "user_id": "schemathesis-owner",
+    }
+    # No worker runs here: the run is still queued after the wait, then cancelled.
+    session_run = post("/api/v1/agents/process", message, expected=202)["run_id"]
+    post(f"/api/agents/tasks/{session_run}/cancel", {}, expected=200)
+    seeded.session_ids.append(session_id)
     if run:
         task_id = seeded.task_ids[0]
         artifacts = post(f"/api/agents/tasks/{task_id}/run", {}, expected=200)["artifacts"]
@@ -300,7 +315,10 @@ def workbench(database_url: str, artifact_dir) -> Iterator[Workbench]:
     # request starts it again, so the environment it reads must hold for the whole module.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WORKBENCH_ARTIFACT_DIR", str(artifact_dir))
-        application: Starlette = create_app(settings_for_tests(), database_url=database_url)
+        # No worker runs here: a message's run is still queued after the wait, which
+        # must be well within a request's timeout.
+        settings = dataclasses.replace(settings_for_tests(), process_wait_seconds=0.2)
+        application: Starlette = create_app(settings, database_url=database_url)
         try:
             schema = schemathesis.openapi.from_asgi("/openapi.json", _as_served(application))
             suffix = uuid4().hex[:8]
@@ -345,8 +363,12 @@ def _strategies(operation: Any, role: str, seeded: Seeded | None) -> list[Any]:
     ]
 
 
-def _use_policy_names(body: dict[str, Any], data: st.DataObject) -> None:
-    """Swaps generated names for the policy's real ones, some of the time."""
+def _use_policy_names(body: dict[str, Any], data: st.DataObject, caller: dict[str, str]) -> None:
+    """Swaps generated names for the policy's real ones, and the identity a body claims
+    for the caller's own, some of the time."""
+    for name, value in caller.items():
+        if name in body and data.draw(st.booleans()):
+            body[name] = value
     for name, values in _NAMES.items():
         if name in body and data.draw(st.booleans()):
             body[name] = data.draw(st.sampled_from(values))
@@ -375,7 +397,10 @@ def test_operation_conforms_to_its_schema(
     def check(tagged: tuple[GenerationMode, Any], data: st.DataObject) -> None:
         mode, case = tagged
         if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
-            _use_policy_names(case.body, data)
+            caller = (
+                {"tenant_id": seeded.tenant, "user_id": f"schemathesis-{role}"} if seeded else {}
+            )
+            _use_policy_names(case.body, data, caller)
         _call_and_validate(case, auth)
 
     (check if SEED is None else hypothesis.seed(SEED)(check))()

@@ -5,6 +5,7 @@ was written in (tests/planted_secrets.py lists the forms)."""
 import asyncio
 import json
 
+import httpx
 import structlog
 from planted_secrets import SECRETS, WRITTEN_FORMS, forms_text, leaked
 
@@ -23,6 +24,7 @@ LEDGER_TABLES = (
     "thread_messages",
     "approval_requests",
 )
+AGENTS = "/api/v1/agents"
 
 
 def _chunks(size: int) -> list[str]:
@@ -104,8 +106,10 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
     assert thread.status_code == 201, thread.text
     thread_url = f"/api/v1/threads/{thread.json()['thread']['id']}"
     runs = await _thread_runs(http, auth, every_form, reasons)
+    session = await _session_texts(http, auth, tenant, every_form)
 
     texts = {
+        **session,
         "create": json.dumps(analysis),
         "run": ran.text,
         "itr": itr.text,
@@ -191,6 +195,45 @@ async def _thread_runs(http, auth, every_form: str, reasons: list[str]) -> dict[
 
 async def _last_run(http, auth, thread_url: str) -> str | None:
     return (await http.get(thread_url, headers=auth())).json()["thread"]["last_run_id"]
+
+
+async def _session_texts(http: httpx.AsyncClient, auth, tenant: str, every_form: str) -> dict:
+    """A session's message carrying every form, answered by a run executed in process
+    (the `run` route: no worker runs here), and what the session routes then return."""
+    session_id = f"sess-{tenant}"
+    body = {
+        "session_id": session_id,
+        "message": f"Rotate the database password\n{every_form}",
+        "tenant_id": tenant,
+        "user_id": "alice",
+    }
+    processing = asyncio.create_task(http.post(f"{AGENTS}/process", json=body, headers=auth()))
+
+    async def started() -> str:
+        while True:
+            threads = (await http.get("/api/v1/threads", headers=auth())).json()["threads"]
+            runs = [t["last_run_id"] for t in threads if t["session_id"] == session_id]
+            if runs and runs[0]:
+                return runs[0]
+            await asyncio.sleep(0.05)
+
+    run_id = await asyncio.wait_for(started(), 10)
+    ran = await http.post(f"{TASKS}/{run_id}/run", headers=auth())
+    assert ran.json()["status"] == "succeeded", ran.text
+    processed = await processing
+    assert processed.status_code == 200, processed.text
+    approve = {
+        "approval_id": run_id,
+        "session_id": session_id,
+        "decision": "approved",
+        "comment": every_form[:2000],
+    }
+    return {
+        "process": processed.text,
+        "session status": (await http.get(f"{AGENTS}/status/{session_id}", headers=auth())).text,
+        "session stream": (await http.get(f"{AGENTS}/stream/{session_id}", headers=auth())).text,
+        "approve": (await http.post(f"{AGENTS}/approve", json=approve, headers=auth())).text,
+    }
 
 
 def test_log_lines_are_redacted(capsys) -> None:
