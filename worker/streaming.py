@@ -53,12 +53,13 @@ class RunStream:
         trace_id: str,
         redactor: Redactor,
         flush: Callable[[], Awaitable[object]],
-        interval: float = TEXT_INTERVAL_SECONDS,
+        interval: float | None = None,
     ) -> None:
         self._trace_id = trace_id
         self._redactor = redactor
         self._flush = flush
-        self._interval = interval
+        # Read per run, so a deployment (or a test) can set it before runs start.
+        self._interval = TEXT_INTERVAL_SECONDS if interval is None else interval
         self._agent = ""
         self._status: tuple[State, str] | None = None
         self._turn = ""  # the model turn's text so far, as written
