@@ -90,9 +90,20 @@ async def test_stream_speaks_text_and_pairs_tool_calls(http, auth, new_task) -> 
         jsonschema.validate(event, decoded_schema(schema))
     kinds = [event["event"] for event in events]
     assert kinds[0] == "status" and kinds[-1] == "done"
-    # The assistant's words, as it said them: not the repr of the SDK's output list.
-    [text] = [event["data"]["content"] for event in events if event["event"] == "text"]
+    # The assistant's words, as it said them: not the repr of the SDK's output list. They
+    # are streamed (a run this short sends them in one chunk, the turn's last), and the
+    # turn that wrote them does not repeat them.
+    texts = [event["data"] for event in events if event["event"] == "text"]
+    assert [(t["is_final"], t["data"]) for t in texts] == [(True, {"agent": "workbench-analysis"})]
+    text = texts[0]["content"]
     assert text.startswith("offline model: completed 1 tool call(s)\n- write_artifact: stored")
+    statuses = [event["data"]["content"] for event in events if event["event"] == "status"]
+    assert [s for s in statuses if s in ("thinking", "executing", "complete")] == [
+        "thinking",
+        "executing",
+        "thinking",
+        "complete",
+    ]
     assert_tool_calls_pair_with_results(events)
     [call] = [event["data"] for event in events if event["event"] == "tool_call"]
     assert call["tool"] == "write_artifact"
@@ -112,7 +123,7 @@ async def test_stream_speaks_text_and_pairs_tool_calls(http, auth, new_task) -> 
     generations = [t["data"] for t in traces if t["kind"] == "span.generation"]
     assert [item["role"] for item in generations[0]["input"]] == ["system", "user"]
     assert generations[0]["tool_calls"][0]["call_id"] == call["call_id"]
-    assert generations[-1]["text"] == text
+    assert generations[-1]["text"] == text and generations[-1]["streamed"] is True
 
     # Reconnecting after the 3rd event replays from the 4th, once each.
     ids = [int(event["id"]) for event in events if "id" in event]
