@@ -5,6 +5,8 @@ stream ends with `done`, and Last-Event-ID resumes without repeats."""
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from uuid import uuid4
 
 import httpx
 import jsonschema
@@ -13,7 +15,8 @@ import uvicorn
 from event_stream import assert_tool_calls_pair_with_results, decoded_schema, parse_events
 from starlette.applications import Starlette
 
-from api.routes.events import EVENT_SCHEMA
+from api.routes.events import EVENT_SCHEMA, sse_event
+from ledger.models import TraceEvent
 
 TASKS = "/api/agents/tasks"
 SECRET = "hunter2-in-the-arguments"
@@ -159,3 +162,39 @@ async def test_stream_of_waiting_task_ends_at_once_and_errors_are_json(http, aut
     assert "after_seq" in both.json()["error"]["message"]
     other = await http.get(f"{TASKS}/{task['id']}/events", headers=auth(tenant_id="else"))
     assert other.status_code == 404
+
+
+def test_streamed_text_and_status_events_are_what_the_schema_says() -> None:
+    def traced(seq: int, kind: str, message: str, data: dict) -> TraceEvent:
+        return TraceEvent(
+            seq=seq,
+            task_id=uuid4(),
+            run_id=uuid4(),
+            kind=kind,
+            from_status=None,
+            to_status=None,
+            actor="w1",
+            message=message,
+            data=data,
+            created_at=datetime.now(UTC),
+        )
+
+    written = [
+        traced(1, "agent.status", "a thinking", {"state": "thinking", "agent": "a"}),
+        traced(2, "text.delta", "a text", {"text": "Hello ", "is_final": False, "agent": "a"}),
+        traced(3, "text.delta", "a text", {"text": "there", "is_final": True, "agent": "a"}),
+        # The turn whose text was streamed adds nothing of its own (it made no call).
+        traced(
+            4, "span.generation", "generation offline", {"text": "Hello there", "streamed": True}
+        ),
+    ]
+    events = parse_events("".join(sse_event(event) for event in written))
+    schema = decoded_schema(EVENT_SCHEMA)
+    for event in events:
+        jsonschema.validate(event, schema)
+    assert [(e["event"], e["data"]["content"]) for e in events] == [
+        ("status", "thinking"),
+        ("text", "Hello "),
+        ("text", "there"),
+    ]
+    assert [e["data"]["is_final"] for e in events if e["event"] == "text"] == [False, True]
