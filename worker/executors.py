@@ -11,12 +11,15 @@ import hashlib
 import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from ledger.run_writes import NewMessage
 from worker.context import RunContext
+
+if TYPE_CHECKING:  # the SDK is imported only by the runs that use it
+    from worker.streaming import RunStream
 
 _log = structlog.get_logger(__name__)
 
@@ -108,7 +111,7 @@ class AgentRun:
     agent: Any
     hooks: Any
     run_config: Any
-    stream: Any  # worker.streaming.RunStream
+    stream: "RunStream"
 
 
 def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[object]]) -> AgentRun:
@@ -207,7 +210,8 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
         raise ExecutionBlocked(missing)
     from agents import MaxTurnsExceeded, RunState
 
-    from worker.execution import flush_spans  # (that module imports this one)
+    # Here, not at the top: worker.execution imports this module.
+    from worker.execution import flush_spans
 
     task, lane = run.task, run.lane
     prepared = agent_run(run, trace_id_for(run), lambda: flush_spans(run, _log))

@@ -24,6 +24,7 @@ seen with it.
 """
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
@@ -43,6 +44,8 @@ log = structlog.get_logger(__name__)
 TEXT_INTERVAL_SECONDS = 0.25
 
 State = Literal["thinking", "executing", "complete"]
+# The last word and the whitespace after it (an empty match when there is neither).
+_LAST_WORD = re.compile(r"\S*\s*\Z")
 
 
 class RunStream:
@@ -119,8 +122,8 @@ class RunStream:
         chunk = redacted[self._sent :]
         if not chunk and not final:
             return
-        if final and not chunk and self._sent == 0:
-            return
+        # An empty final chunk still ends the turn for a reader (possible when redacting
+        # the whole text shortened what was already sent).
         self._sent = max(self._sent, len(redacted))
         data = {"text": chunk, "is_final": final, "agent": self._agent}
         self._add("text.delta", f"{self._agent} text", data)
@@ -128,9 +131,7 @@ class RunStream:
     @staticmethod
     def _whole_words(text: str) -> str:
         """The text up to its last word: that word may still be growing."""
-        stripped = text.rstrip()
-        cut = max(stripped.rfind(" "), stripped.rfind("\n"), stripped.rfind("\t"))
-        return text[: cut + 1] if cut >= 0 else ""
+        return _LAST_WORD.sub("", text, count=1)
 
     def _add(self, kind: str, message: str, data: dict[str, Any]) -> None:
         # A fresh id per event: a run resumed after an approval has the same trace id, and
@@ -157,7 +158,7 @@ class RunStream:
         try:
             await self._flush()
         except Exception as error:  # the spans went back; the next write takes them
-            log.warning("stream_write_failed", trace_id=self._trace_id, error=repr(error))
+            log.warning("stream_write_failed", trace_id=self._trace_id, error=type(error).__name__)
 
 
 class StreamingModelProvider(ModelProvider):
