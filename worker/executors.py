@@ -197,9 +197,15 @@ async def run_agent(prepared: AgentRun, start: Any, run: RunContext) -> Any:
     try:
         async for _ in result.stream_events():
             pass
+    except asyncio.CancelledError:
+        # A timeout or a stop. The reader's cancellation cancels the run but does not wait
+        # for it: wait, so the spans it ends as it stops (a tool call cut short) are
+        # buffered before the caller writes the run's last spans.
+        if result.run_loop_task is not None:
+            await asyncio.wait([result.run_loop_task])
+        raise
     finally:
-        # Also when cancelled (a timeout, a stop) or failed: the reader's cancellation
-        # cancels the run itself, and no write of this run's events may outlive it.
+        # No write of this run's events may outlive it (or race with its outcome).
         await prepared.stream.close()
     return result
 

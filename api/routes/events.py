@@ -177,7 +177,8 @@ def _bodies(event: TraceEvent) -> list[dict[str, Any]]:
     if event.kind in _MODEL_TURNS:
         bodies: list[dict[str, Any]] = []
         # A streamed turn's text went out as `text.delta` events already: the turn then
-        # adds only its tool calls (or nothing), so a client does not show the text twice.
+        # adds only its tool calls (or, with none, a status, so that its id is on the
+        # stream as every trace event's is), and a client does not show the text twice.
         if data.get("text") and not data.get("streamed"):
             details = {"model": data.get("model"), "usage": data.get("usage")}
             bodies.append(
@@ -193,7 +194,7 @@ def _bodies(event: TraceEvent) -> list[dict[str, Any]]:
             for call in data.get("tool_calls") or []
             if call.get("call_id") and call.get("tool")
         )
-        if bodies or data.get("streamed"):
+        if bodies:
             return bodies
     elif event.kind == "span.function":
         if not data.get("call_id"):

@@ -183,7 +183,7 @@ def test_streamed_text_and_status_events_are_what_the_schema_says() -> None:
         traced(1, "agent.status", "a thinking", {"state": "thinking", "agent": "a"}),
         traced(2, "text.delta", "a text", {"text": "Hello ", "is_final": False, "agent": "a"}),
         traced(3, "text.delta", "a text", {"text": "there", "is_final": True, "agent": "a"}),
-        # The turn whose text was streamed adds nothing of its own (it made no call).
+        # The turn whose text was streamed repeats none of it (it made no call either).
         traced(
             4, "span.generation", "generation offline", {"text": "Hello there", "streamed": True}
         ),
@@ -196,5 +196,6 @@ def test_streamed_text_and_status_events_are_what_the_schema_says() -> None:
         ("status", "thinking"),
         ("text", "Hello "),
         ("text", "there"),
+        ("status", "span.generation"),
     ]
     assert [e["data"]["is_final"] for e in events if e["event"] == "text"] == [False, True]
