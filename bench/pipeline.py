@@ -9,7 +9,7 @@ completion, each step traced in the ledger. Latencies come from the ledger after
    back only while NOOP_BACKLOG tasks are unfinished, so what is measured is the rate
    the whole pipeline sustains, not how fast a queue can be filled). Target 1,000/s.
 2. `noop` executor, open loop at half that rate: create->start p99. Target <= 50 ms.
-3. The SDK ceiling: `Runner.run` of the agent `sdk_executor` builds (offline model,
+3. The SDK ceiling: `Runner.run_streamed` of the agent `sdk_executor` builds (offline model,
    the ledger trace processor) in a loop with no queue, in 2 processes.
 4. `sdk` executor, closed loop: our throughput as a fraction of that ceiling (target
    >= 0.8) and the CPU our whole system spends per task (API, dispatcher, worker and
@@ -550,8 +550,6 @@ async def _ceiling_child(url: str, seconds: float) -> dict[str, Any]:
     worker picks it up later, and nothing in the loop touches the database (the task's
     instructions name no tool). Prints "ready" once warm, then waits for the start time
     on stdin so that the processes measure the same window."""
-    from agents import Runner
-
     from ledger.artifact_store import LocalArtifactStore
     from ledger.database import close_pool, create_pool
     from ledger.leases import Leases
@@ -560,7 +558,10 @@ async def _ceiling_child(url: str, seconds: float) -> dict[str, Any]:
     from ledger.repository import Actor, Ledger
     from worker import spans
     from worker.context import RunContext
-    from worker.executors import agent_run
+    from worker.executors import agent_run, run_agent
+
+    async def _nothing_written() -> None:
+        """The live stream's writes: none, as the worker's for a run this short."""
 
     policy = load_policy()
     pool = await create_pool(url, max_size=1)
@@ -590,17 +591,9 @@ async def _ceiling_child(url: str, seconds: float) -> dict[str, Any]:
     async def one_run() -> None:
         # sdk_executor after its saved-state read: the same agent, hooks and config.
         trace_id = f"trace_{uuid4().hex}"
-        prepared = agent_run(run, trace_id)
+        prepared = agent_run(run, trace_id, _nothing_written)
         result = await asyncio.wait_for(
-            Runner.run(
-                prepared.agent,
-                run.task.instructions,
-                context=run,
-                max_turns=run.lane.max_turns,
-                hooks=prepared.hooks,
-                run_config=prepared.run_config,
-            ),
-            run.lane.timeout_seconds,
+            run_agent(prepared, run.task.instructions, run), run.lane.timeout_seconds
         )
         # What the worker then takes from the run: the spans, the output, the usage.
         spans.drain(trace_id)
@@ -880,7 +873,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"{ms(half['create_to_start_ms'], 'p50', 'p95', 'p99')} (target <= "
         f"{TARGET_START_P99_MS:.0f}: {mark('half_load_create_to_start_p99_ms')}); "
         f"create->done p50/p95/p99 {ms(half['create_to_done_ms'], 'p50', 'p95', 'p99')}",
-        f"SDK ceiling (Runner.run in a loop, no queue, {ceiling['processes']} processes): "
+        f"SDK ceiling (Runner.run_streamed in a loop, no queue, {ceiling['processes']} processes): "
         f"{ceiling['runs_per_second']} runs/s, {ceiling['cpu_ms_per_run']} CPU ms/run",
         f"sdk pipeline: {sdk['tasks_per_second']} tasks/s = "
         f"{targets['sdk_fraction_of_ceiling']['measured']:.0%} of the ceiling (target >= "

@@ -1,6 +1,7 @@
 """What an executor gets for one claimed run."""
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from ledger.artifact_store import ArtifactStore
 from ledger.leases import Claim, Leases
@@ -15,6 +16,9 @@ class RunContext:
     store: ArtifactStore
     worker: str
     policy: PolicyConfig
+    # Held while the run's buffered trace events are drained and written (the heartbeat
+    # and the live stream both write them), so they reach the ledger in the order made.
+    writing: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
 
     @property
     def task(self) -> Task:

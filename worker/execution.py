@@ -197,22 +197,24 @@ async def _fenced(run: RunContext, logger: Any, write: Callable[[], Awaitable[T]
 
 
 async def flush_spans(run: RunContext, logger: Any) -> bool:
-    """Write the SDK spans finished so far; False when the run is no longer ours."""
+    """Write the SDK spans finished so far (and the run's progress events, see
+    `worker/streaming.py`); False when the run is no longer ours."""
     trace_id = trace_id_for(run)
-    finished = spans.drain(trace_id)
-    if not finished:
-        return True
-    try:
-        written = await _fenced(
-            run,
-            logger,
-            lambda: run.leases.append_spans(run.claim.fence, worker=run.worker, spans=finished),
-        )
-    except BaseException:
-        # The next flush tries again; also when the heartbeat's flush is cancelled because
-        # the run ended (a span already stored is skipped).
-        spans.put_back(trace_id, finished)
-        raise
+    async with run.writing:
+        finished = spans.drain(trace_id)
+        if not finished:
+            return True
+        try:
+            written = await _fenced(
+                run,
+                logger,
+                lambda: run.leases.append_spans(run.claim.fence, worker=run.worker, spans=finished),
+            )
+        except BaseException:
+            # The next flush tries again; also when the heartbeat's flush is cancelled
+            # because the run ended (a span already stored is skipped).
+            spans.put_back(trace_id, finished)
+            raise
     return written is not None
 
 

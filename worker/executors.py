@@ -11,10 +11,17 @@ import hashlib
 import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from ledger.run_writes import NewMessage
 from worker.context import RunContext
+
+if TYPE_CHECKING:  # the SDK is imported only by the runs that use it
+    from worker.streaming import RunStream
+
+_log = structlog.get_logger(__name__)
 
 
 class ExecutionBlocked(Exception):
@@ -95,26 +102,31 @@ def _model_provider(name: str) -> tuple[object, str | None]:
 
 @dataclass(frozen=True)
 class AgentRun:
-    """What `Runner.run` is given for a run besides its input: the agent with the lane's
-    tools, the hooks (the token budget; each tool call's id for its trace), and the run
-    config (model, provider, trace id). bench.pipeline measures the SDK's own ceiling with
+    """What `Runner.run_streamed` is given for a run besides its input: the agent with the
+    lane's tools, the hooks (the token budget; each tool call's id for its trace; the
+    run's status), the run config (model, provider, trace id), and the run's live
+    progress (`worker/streaming.py`). bench.pipeline measures the SDK's own ceiling with
     the same."""
 
     agent: Any
     hooks: Any
     run_config: Any
+    stream: "RunStream"
 
 
-def agent_run(run: RunContext, trace_id: str) -> AgentRun:
+def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[object]]) -> AgentRun:
+    """`flush` writes the run's buffered trace events (its spans and progress)."""
     from agents import Agent, RunConfig, RunHooks
     from agents.tool_context import ToolContext
 
+    from worker.streaming import RunStream, StreamingModelProvider
     from worker.tools import tools_for
     from worker.tracing import trace_processor
 
     task, lane = run.task, run.lane
     provider, model = _model_provider(task.model_provider)
     processor = trace_processor(run.leases.redactor)
+    stream = RunStream(trace_id, run.leases.redactor, flush)
     if task.thread_id is not None:
         from worker.conversation import conversation_agent
 
@@ -135,6 +147,12 @@ def agent_run(run: RunContext, trace_id: str) -> AgentRun:
             # paired with the call by this id.
             if isinstance(context, ToolContext):
                 processor.tool_started(context.tool_call_id)
+            stream.tool_started(agent.name)
+
+        async def on_llm_start(
+            self, context: Any, agent: Any, system_prompt: Any, input_items: Any
+        ) -> None:
+            stream.turn_started(agent.name)
 
         async def on_llm_end(self, context: Any, agent: Any, response: Any) -> None:
             spent = context.usage.input_tokens + context.usage.output_tokens
@@ -149,23 +167,60 @@ def agent_run(run: RunContext, trace_id: str) -> AgentRun:
         # The model too, not only the provider: otherwise the SDK applies the settings
         # of its own default model, which other servers may reject.
         model=model,
-        model_provider=provider,  # type: ignore[arg-type]
+        model_provider=StreamingModelProvider(
+            provider,  # type: ignore[arg-type]
+            stream,
+            processor.text_streamed,
+        ),
         group_id=str(task.id),
         workflow_name=f"workbench:{task.lane}",
         trace_id=trace_id,
         trace_metadata={"task_id": str(task.id), "lane": task.lane},
     )
-    return AgentRun(agent, Hooks(), config)
+    return AgentRun(agent, Hooks(), config, stream)
+
+
+async def run_agent(prepared: AgentRun, start: Any, run: RunContext) -> Any:
+    """One streamed SDK run to its end (its result: output, items, interruptions, usage).
+    The events are only read to drive the run: its progress is taken from the model's
+    stream and the hooks (see `worker/streaming.py`)."""
+    from agents import Runner
+
+    result = Runner.run_streamed(
+        prepared.agent,
+        start,
+        context=run,
+        max_turns=run.lane.max_turns,
+        hooks=prepared.hooks,
+        run_config=prepared.run_config,
+    )
+    try:
+        async for _ in result.stream_events():
+            pass
+    except asyncio.CancelledError:
+        # A timeout or a stop. The reader's cancellation cancels the run but does not wait
+        # for it: wait, so the spans it ends as it stops (a tool call cut short) are
+        # buffered before the caller writes the run's last spans.
+        if result.run_loop_task is not None:
+            await asyncio.wait([result.run_loop_task])
+        raise
+    finally:
+        # No write of this run's events may outlive it (or race with its outcome).
+        await prepared.stream.close()
+    return result
 
 
 async def sdk_executor(run: RunContext) -> ExecutionResult:
     missing = sdk_import_error()
     if missing:
         raise ExecutionBlocked(missing)
-    from agents import MaxTurnsExceeded, Runner, RunState
+    from agents import MaxTurnsExceeded, RunState
+
+    # Here, not at the top: worker.execution imports this module.
+    from worker.execution import flush_spans
 
     task, lane = run.task, run.lane
-    prepared = agent_run(run, trace_id_for(run))
+    prepared = agent_run(run, trace_id_for(run), lambda: flush_spans(run, _log))
     agent = prepared.agent
     # Only a run that stopped at a tool call for an operator has state to resume from,
     # and that left the call on the task: otherwise skip the read.
@@ -179,17 +234,7 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
         start = await RunState.from_string(agent, saved, context_deserializer=lambda _: run)
         _apply_decision(start, task.pending_approval or {})
     try:
-        result = await asyncio.wait_for(
-            Runner.run(
-                agent,
-                start,
-                context=run,
-                max_turns=lane.max_turns,
-                hooks=prepared.hooks,
-                run_config=prepared.run_config,
-            ),
-            lane.timeout_seconds,
-        )
+        result = await asyncio.wait_for(run_agent(prepared, start, run), lane.timeout_seconds)
     except TimeoutError as error:
         raise ExecutionFailed(
             "timeout", f"the agent ran past {lane.timeout_seconds} s", retryable=True
@@ -211,6 +256,7 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
             # The context is the live run (fence, store); the resuming worker supplies its own.
             paused=Pause(result.to_state().to_string(context_serializer=lambda _: {}), pending),
         )
+    prepared.stream.completed()  # written with the outcome
     messages = []
     if task.thread_id is not None:
         from worker.conversation import run_messages

@@ -45,6 +45,7 @@ One turn
 Usage is counted in whitespace-separated words: input is the system instructions plus the text of
 every input item, output is the message text or the tool name plus its arguments; every response
 is one request. Each response is traced in its own ``generation_span`` with model ``"offline"``.
+Streamed, a message comes one word per delta (see ``worker/offline_stream.py``).
 
 Final messages are plain text, so agents with a structured ``output_type`` are not supported.
 """
@@ -52,12 +53,11 @@ Final messages are plain text, so agents with a structured ``output_type`` are n
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from agents.agent_output import AgentOutputSchemaBase
 from agents.handoffs import Handoff
@@ -68,26 +68,13 @@ from agents.tool import FunctionTool, Tool
 from agents.tracing import GenerationSpanData, Span, generation_span
 from agents.usage import Usage, model_usage_to_span_usage
 from openai.types.responses import (
-    Response,
-    ResponseCompletedEvent,
-    ResponseContentPartAddedEvent,
-    ResponseContentPartDoneEvent,
-    ResponseCreatedEvent,
-    ResponseFunctionCallArgumentsDeltaEvent,
-    ResponseFunctionCallArgumentsDoneEvent,
     ResponseFunctionToolCall,
-    ResponseInProgressEvent,
-    ResponseOutputItemAddedEvent,
-    ResponseOutputItemDoneEvent,
     ResponseOutputMessage,
     ResponseOutputText,
-    ResponseTextDeltaEvent,
-    ResponseTextDoneEvent,
-    ResponseUsage,
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
-MODEL_NAME = "offline"
+from worker.offline_stream import MODEL_NAME, Turn, stream_events
 
 _DIRECTIVE = re.compile(r"^\s*#call\s+(?P<name>\S+)(?:\s+(?P<arguments>.*?))?\s*$")
 
@@ -101,16 +88,6 @@ class _Directive:
     """Canonical JSON of the arguments, or the raw text when ``error`` is set."""
     error: str | None
     call_id: str
-
-
-@dataclass(frozen=True)
-class _Turn:
-    item: ResponseOutputMessage | ResponseFunctionToolCall
-    item_id: str
-    text: str
-    """The message text, or the tool name plus arguments; what output usage is counted on."""
-    usage: Usage
-    response_id: str
 
 
 class OfflineModel(Model):
@@ -155,7 +132,7 @@ class OfflineModel(Model):
             turn = _respond(system_instructions, items, tools, handoffs)
             # Recorded before streaming so the span is complete even if the consumer stops early.
             _record(span, turn, tracing)
-            for event in _stream_events(turn):
+            for event in stream_events(turn):
                 yield event
 
 
@@ -290,7 +267,7 @@ def _respond(
     items: Sequence[_Item],
     tools: list[Tool],
     handoffs: Sequence[Handoff] = (),
-) -> _Turn:
+) -> Turn:
     task_text = _latest_user_text(items)
     directives = _parse_directives(f"{system_instructions or ''}\n{task_text}")
     done = {item.get("call_id") for item in items if item.get("type") == "function_call_output"}
@@ -350,7 +327,7 @@ def _respond(
         output_tokens=output_tokens,
         total_tokens=input_tokens + output_tokens,
     )
-    return _Turn(item=item, item_id=item_id, text=text, usage=usage, response_id=f"resp_{digest}")
+    return Turn(item=item, item_id=item_id, text=text, usage=usage, response_id=f"resp_{digest}")
 
 
 def _open_span(
@@ -370,127 +347,7 @@ def _open_span(
     )
 
 
-def _record(span: Span[GenerationSpanData], turn: _Turn, tracing: ModelTracing) -> None:
+def _record(span: Span[GenerationSpanData], turn: Turn, tracing: ModelTracing) -> None:
     if tracing.include_data():
         span.span_data.output = [turn.item.model_dump()]
     span.span_data.usage = model_usage_to_span_usage(turn.usage)
-
-
-def _response(
-    turn: _Turn,
-    status: Literal["in_progress", "completed"],
-) -> Response:
-    completed = status == "completed"
-    usage = turn.usage
-    return Response(
-        id=turn.response_id,
-        # A fixed timestamp keeps replayed streams byte-identical.
-        created_at=0,
-        model=MODEL_NAME,
-        object="response",
-        output=[turn.item] if completed else [],
-        parallel_tool_calls=False,
-        tool_choice="auto",
-        tools=[],
-        status=status,
-        usage=ResponseUsage(
-            input_tokens=usage.input_tokens,
-            input_tokens_details=usage.input_tokens_details,
-            output_tokens=usage.output_tokens,
-            output_tokens_details=usage.output_tokens_details,
-            total_tokens=usage.total_tokens,
-        )
-        if completed
-        else None,
-    )
-
-
-def _stream_events(turn: _Turn) -> Iterator[TResponseStreamEvent]:
-    """The Responses API event sequence that a hosted model would emit for ``turn``."""
-    sequence = itertools.count()
-    started = _response(turn, "in_progress")
-    yield ResponseCreatedEvent(
-        type="response.created", response=started, sequence_number=next(sequence)
-    )
-    yield ResponseInProgressEvent(
-        type="response.in_progress", response=started, sequence_number=next(sequence)
-    )
-
-    item = turn.item
-    if isinstance(item, ResponseFunctionToolCall):
-        yield ResponseOutputItemAddedEvent(
-            type="response.output_item.added",
-            item=item.model_copy(update={"arguments": "", "status": "in_progress"}),
-            output_index=0,
-            sequence_number=next(sequence),
-        )
-        yield ResponseFunctionCallArgumentsDeltaEvent(
-            type="response.function_call_arguments.delta",
-            item_id=turn.item_id,
-            output_index=0,
-            delta=item.arguments,
-            sequence_number=next(sequence),
-        )
-        yield ResponseFunctionCallArgumentsDoneEvent(
-            type="response.function_call_arguments.done",
-            item_id=turn.item_id,
-            output_index=0,
-            name=item.name,
-            arguments=item.arguments,
-            sequence_number=next(sequence),
-        )
-    else:
-        yield ResponseOutputItemAddedEvent(
-            type="response.output_item.added",
-            item=item.model_copy(update={"content": [], "status": "in_progress"}),
-            output_index=0,
-            sequence_number=next(sequence),
-        )
-        yield ResponseContentPartAddedEvent(
-            type="response.content_part.added",
-            item_id=turn.item_id,
-            output_index=0,
-            content_index=0,
-            part=ResponseOutputText(type="output_text", text="", annotations=[]),
-            sequence_number=next(sequence),
-        )
-        # One delta per line, so consumers see real incremental text rather than one blob.
-        for chunk in turn.text.splitlines(keepends=True):
-            yield ResponseTextDeltaEvent(
-                type="response.output_text.delta",
-                item_id=turn.item_id,
-                output_index=0,
-                content_index=0,
-                delta=chunk,
-                logprobs=[],
-                sequence_number=next(sequence),
-            )
-        yield ResponseTextDoneEvent(
-            type="response.output_text.done",
-            item_id=turn.item_id,
-            output_index=0,
-            content_index=0,
-            text=turn.text,
-            logprobs=[],
-            sequence_number=next(sequence),
-        )
-        yield ResponseContentPartDoneEvent(
-            type="response.content_part.done",
-            item_id=turn.item_id,
-            output_index=0,
-            content_index=0,
-            part=ResponseOutputText(type="output_text", text=turn.text, annotations=[]),
-            sequence_number=next(sequence),
-        )
-
-    yield ResponseOutputItemDoneEvent(
-        type="response.output_item.done",
-        item=item,
-        output_index=0,
-        sequence_number=next(sequence),
-    )
-    yield ResponseCompletedEvent(
-        type="response.completed",
-        response=_response(turn, "completed"),
-        sequence_number=next(sequence),
-    )

@@ -11,7 +11,8 @@ A span's data is stored as JSON: the SDK's objects (pydantic models, lists, dict
 the JSON they are, anything else as its text. The assistant's text and its function calls
 are read out of a model turn (a generation or response span) into `text` and
 `tool_calls`, and a function span names the call it ran (`call_id`), so a reader pairs a
-call with its result. Everything is redacted before any string is clipped: a secret cut
+call with its result; a model turn whose text was streamed (`worker/streaming.py`) says
+`streamed: true`. Everything is redacted before any string is clipped: a secret cut
 at the clip limit would no longer be recognised.
 """
 
@@ -46,6 +47,8 @@ class LedgerTraceProcessor(TracingProcessor):
         # Function span id -> the SDK's id of the tool call it runs, from the call's start
         # until the span ends (as many entries as tool calls in flight).
         self._call_ids: dict[str, str] = {}
+        # Model turn span ids whose text went out as `text.delta` events, until they end.
+        self._streamed: set[str] = set()
         self._lock = threading.Lock()  # the SDK may end spans from worker threads
 
     def tool_started(self, call_id: str) -> None:
@@ -54,6 +57,14 @@ class LedgerTraceProcessor(TracingProcessor):
         if span is not None:
             with self._lock:
                 self._call_ids[span.span_id] = call_id
+
+    def text_streamed(self) -> None:
+        """Called as a model turn's text has been streamed, inside the turn's span: the
+        span's event says so, and the live stream does not show that text twice."""
+        span = get_current_span()
+        if span is not None:
+            with self._lock:
+                self._streamed.add(span.span_id)
 
     def on_trace_start(self, trace: Trace) -> None:
         pass
@@ -67,7 +78,9 @@ class LedgerTraceProcessor(TracingProcessor):
     def on_span_end(self, span: Span[Any]) -> None:
         with self._lock:
             call_id = self._call_ids.pop(span.span_id, None)
-        spans.add(span.trace_id, span_event(span, self.redactor, call_id))
+            streamed = span.span_id in self._streamed
+            self._streamed.discard(span.span_id)
+        spans.add(span.trace_id, span_event(span, self.redactor, call_id, streamed=streamed))
 
     def shutdown(self) -> None:
         pass
@@ -92,7 +105,9 @@ def trace_processor(redactor: Redactor) -> LedgerTraceProcessor:
     return _processor
 
 
-def span_event(span: Span[Any], redactor: Redactor, call_id: str | None = None) -> SpanEvent:
+def span_event(
+    span: Span[Any], redactor: Redactor, call_id: str | None = None, *, streamed: bool = False
+) -> SpanEvent:
     exported = span.export() or {}
     data: dict[str, Any] = dict(exported.get("span_data") or {})
     kind = str(data.pop("type", "span"))
@@ -104,6 +119,8 @@ def span_event(span: Span[Any], redactor: Redactor, call_id: str | None = None) 
         data["input"] = tool_arguments(data.get("input"))
     if call_id is not None:
         data["call_id"] = call_id
+    if streamed:
+        data["streamed"] = True
     data["trace_id"] = span.trace_id
     data["parent_id"] = span.parent_id
     data["started_at"] = span.started_at
@@ -136,11 +153,17 @@ def _unexported(span_data: Any) -> dict[str, Any]:
 
 def _model_output(items: Any) -> dict[str, Any]:
     """The assistant's text and function calls in a model turn's output: Responses API
-    items (`message`, `function_call`) or a Chat Completions message (`content`,
-    `tool_calls`)."""
+    items (`message`, `function_call`), a Chat Completions message (`content`,
+    `tool_calls`), or a whole Responses API response holding such items (what the SDK
+    records for a streamed Chat Completions turn)."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for item in items if isinstance(items, list) else []:
+    listed = items if isinstance(items, list) else []
+    responses = [item for item in listed if isinstance(item, dict) and "output" in item]
+    for response in responses:
+        if response.get("object") == "response" and isinstance(response["output"], list):
+            listed = [*listed, *response["output"]]
+    for item in listed:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "function_call":

@@ -72,13 +72,18 @@ _EVENT_SHAPES: tuple[tuple[str, list[str], dict[str, Any]], ...] = (
         },
     ),
     (
+        # The agent's text: streamed in chunks as the model writes it (`is_final` on the
+        # last chunk of a model turn, which may be empty when all was sent before), or a
+        # whole turn's text at once (`is_final` true) when it was not streamed.
         "text",
-        ["content", "data"],
+        ["content", "is_final", "data"],
         {
-            "content": {"type": "string", "minLength": 1},
+            "content": _TEXT,
+            "is_final": {"type": "boolean"},
             "data": {
                 "type": "object",
                 "properties": {
+                    "agent": _TEXT,
                     "model": {"type": ["string", "null"]},
                     "usage": {"type": ["object", "null"]},
                 },
@@ -153,11 +158,33 @@ def sse_event(event: TraceEvent) -> str:
 
 def _bodies(event: TraceEvent) -> list[dict[str, Any]]:
     data = event.data
+    if event.kind == "text.delta" and isinstance(data.get("text"), str):
+        return [
+            {
+                "type": "text",
+                "content": data["text"],
+                "is_final": data.get("is_final") is True,
+                "data": {"agent": str(data.get("agent") or "")},
+            }
+        ]
+    if event.kind == "agent.status" and isinstance(data.get("state"), str):
+        return [
+            {
+                "type": "status",
+                "content": data["state"],
+                "data": {"kind": event.kind, "message": event.message},
+            }
+        ]
     if event.kind in _MODEL_TURNS:
         bodies: list[dict[str, Any]] = []
-        if data.get("text"):
+        # A streamed turn's text went out as `text.delta` events already: the turn then
+        # adds only its tool calls (or, with none, a status, so that its id is on the
+        # stream as every trace event's is), and a client does not show the text twice.
+        if data.get("text") and not data.get("streamed"):
             details = {"model": data.get("model"), "usage": data.get("usage")}
-            bodies.append({"type": "text", "content": data["text"], "data": details})
+            bodies.append(
+                {"type": "text", "content": data["text"], "is_final": True, "data": details}
+            )
         bodies.extend(
             {
                 "type": "tool_call",

@@ -5,6 +5,8 @@ stream ends with `done`, and Last-Event-ID resumes without repeats."""
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from uuid import uuid4
 
 import httpx
 import jsonschema
@@ -13,7 +15,8 @@ import uvicorn
 from event_stream import assert_tool_calls_pair_with_results, decoded_schema, parse_events
 from starlette.applications import Starlette
 
-from api.routes.events import EVENT_SCHEMA
+from api.routes.events import EVENT_SCHEMA, sse_event
+from ledger.models import TraceEvent
 
 TASKS = "/api/agents/tasks"
 SECRET = "hunter2-in-the-arguments"
@@ -90,9 +93,20 @@ async def test_stream_speaks_text_and_pairs_tool_calls(http, auth, new_task) -> 
         jsonschema.validate(event, decoded_schema(schema))
     kinds = [event["event"] for event in events]
     assert kinds[0] == "status" and kinds[-1] == "done"
-    # The assistant's words, as it said them: not the repr of the SDK's output list.
-    [text] = [event["data"]["content"] for event in events if event["event"] == "text"]
+    # The assistant's words, as it said them: not the repr of the SDK's output list. They
+    # are streamed (a run this short sends them in one chunk, the turn's last), and the
+    # turn that wrote them does not repeat them.
+    texts = [event["data"] for event in events if event["event"] == "text"]
+    assert [(t["is_final"], t["data"]) for t in texts] == [(True, {"agent": "workbench-analysis"})]
+    text = texts[0]["content"]
     assert text.startswith("offline model: completed 1 tool call(s)\n- write_artifact: stored")
+    statuses = [event["data"]["content"] for event in events if event["event"] == "status"]
+    assert [s for s in statuses if s in ("thinking", "executing", "complete")] == [
+        "thinking",
+        "executing",
+        "thinking",
+        "complete",
+    ]
     assert_tool_calls_pair_with_results(events)
     [call] = [event["data"] for event in events if event["event"] == "tool_call"]
     assert call["tool"] == "write_artifact"
@@ -112,7 +126,7 @@ async def test_stream_speaks_text_and_pairs_tool_calls(http, auth, new_task) -> 
     generations = [t["data"] for t in traces if t["kind"] == "span.generation"]
     assert [item["role"] for item in generations[0]["input"]] == ["system", "user"]
     assert generations[0]["tool_calls"][0]["call_id"] == call["call_id"]
-    assert generations[-1]["text"] == text
+    assert generations[-1]["text"] == text and generations[-1]["streamed"] is True
 
     # Reconnecting after the 3rd event replays from the 4th, once each.
     ids = [int(event["id"]) for event in events if "id" in event]
@@ -148,3 +162,40 @@ async def test_stream_of_waiting_task_ends_at_once_and_errors_are_json(http, aut
     assert "after_seq" in both.json()["error"]["message"]
     other = await http.get(f"{TASKS}/{task['id']}/events", headers=auth(tenant_id="else"))
     assert other.status_code == 404
+
+
+def test_streamed_text_and_status_events_are_what_the_schema_says() -> None:
+    def traced(seq: int, kind: str, message: str, data: dict) -> TraceEvent:
+        return TraceEvent(
+            seq=seq,
+            task_id=uuid4(),
+            run_id=uuid4(),
+            kind=kind,
+            from_status=None,
+            to_status=None,
+            actor="w1",
+            message=message,
+            data=data,
+            created_at=datetime.now(UTC),
+        )
+
+    written = [
+        traced(1, "agent.status", "a thinking", {"state": "thinking", "agent": "a"}),
+        traced(2, "text.delta", "a text", {"text": "Hello ", "is_final": False, "agent": "a"}),
+        traced(3, "text.delta", "a text", {"text": "there", "is_final": True, "agent": "a"}),
+        # The turn whose text was streamed repeats none of it (it made no call either).
+        traced(
+            4, "span.generation", "generation offline", {"text": "Hello there", "streamed": True}
+        ),
+    ]
+    events = parse_events("".join(sse_event(event) for event in written))
+    schema = decoded_schema(EVENT_SCHEMA)
+    for event in events:
+        jsonschema.validate(event, schema)
+    assert [(e["event"], e["data"]["content"]) for e in events] == [
+        ("status", "thinking"),
+        ("text", "Hello "),
+        ("text", "there"),
+        ("status", "span.generation"),
+    ]
+    assert [e["data"]["is_final"] for e in events if e["event"] == "text"] == [False, True]

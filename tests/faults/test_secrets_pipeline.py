@@ -6,8 +6,9 @@ artifacts are produced by the worker process, not by the API's in-process /run).
 tests/e2e/test_running_system.py::test_secrets_never_leave_the_backend covers the API
 alone. Here a secret in a task's title, instructions, scope, a tool call's arguments
 (one of them held for approval) and the approval's reason must not appear in any
-response, trace, live event stream, artifact listing or content, ledger row, stored
-file, or line logged by any of the three processes.
+response, trace (the answer's streamed text included), live event stream, artifact
+listing or content, ledger row, stored file, or line logged by any of the three
+processes. tests/worker/test_streaming.py cuts each form at every character.
 """
 
 import json
@@ -181,9 +182,12 @@ def test_secrets_never_leave_the_backend_through_the_pipeline(
             texts[f"{name} task"] = json.dumps(done)
             traces = client.get(f"{url}/traces", headers=headers)
             texts[f"{name} traces"] = traces.text
-            # The worker really ran the agent: its model turns and tool call are spans.
+            # The worker really ran the agent: its model turns and tool call are spans, and
+            # its answer was streamed (the answer quotes the instructions' first line).
             trace_kinds = kinds(traces.json()["traces"])
-            assert {"span.generation", "span.function"} <= set(trace_kinds), trace_kinds
+            assert {"span.generation", "span.function", "text.delta"} <= set(trace_kinds), (
+                trace_kinds
+            )
             listing = client.get(f"{url}/artifacts", headers=headers)
             texts[f"{name} artifacts"] = listing.text
             written = "notes.txt" if name == "analysis" else "plan.txt"
@@ -197,6 +201,7 @@ def test_secrets_never_leave_the_backend_through_the_pipeline(
         texts["event stream"] = stream.wait()
         assert "event: done" in texts["event stream"]
         assert "event: tool_result" in texts["event stream"]
+        assert "event: text" in texts["event stream"]
 
     # The redacted forms did arrive: what was stored is the placeholder, not nothing.
     assert "[redacted]" in texts["analysis notes.txt"]

@@ -10,9 +10,10 @@ Routes
     with ``"stream": true`` server-sent events, one ``chat.completion.chunk`` per ``data:`` line
     with ``choices[0].delta``, a usage chunk when ``stream_options.include_usage`` is set, then
     ``data: [DONE]``.
-    ``POST /v1/responses`` (the Responses API, as the ``openai`` provider speaks it; not
-    streamed): a ``response`` whose output is one ``message`` or one ``function_call`` item,
-    answered by the same rules, its input items read as the equivalent chat messages.
+    ``POST /v1/responses`` (the Responses API, as the ``openai`` provider speaks it): a
+    ``response`` whose output is one ``message`` or one ``function_call`` item, answered by
+    the same rules, its input items read as the equivalent chat messages; with ``"stream":
+    true`` the events a hosted model sends (``responses_stream.py``).
     ``GET /v1/models``: the configured model ids.
 
 Answers
@@ -49,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from responses_stream import response_events, sse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -306,8 +308,6 @@ class OpenAICompatibleServer:
         body = recorded.body
         if not isinstance(body, dict) or not isinstance(body.get("input"), str | list):
             return _error(400, "The request body must be JSON with an input.", None)
-        if recorded.stream:
-            return _error(400, "This server does not stream the Responses API.", None)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return _error(400, "you must provide a model parameter", None)
@@ -338,26 +338,28 @@ class OpenAICompatibleServer:
             output_text = f"{call.name} {call.arguments}"
         input_tokens = sum(_words(_content_text(m.get("content"))) for m in messages)
         output_tokens = _words(output_text)
-        return JSONResponse(
-            {
-                "id": f"resp_{digest}",
-                "object": "response",
-                "created_at": CREATED,
-                "model": model,
-                "status": "completed",
-                "output": [item],
-                "parallel_tool_calls": True,
-                "tool_choice": "auto",
-                "tools": [],
-                "usage": {
-                    "input_tokens": input_tokens,
-                    "input_tokens_details": {"cached_tokens": 0},
-                    "output_tokens": output_tokens,
-                    "output_tokens_details": {"reasoning_tokens": 0},
-                    "total_tokens": input_tokens + output_tokens,
-                },
-            }
-        )
+        response = {
+            "id": f"resp_{digest}",
+            "object": "response",
+            "created_at": CREATED,
+            "model": model,
+            "status": "completed",
+            "output": [item],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": input_tokens + output_tokens,
+            },
+        }
+        if recorded.stream:
+            events = response_events(response)
+            return StreamingResponse(sse(events), media_type="text/event-stream")
+        return JSONResponse(response)
 
 
 def _chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -75,3 +75,33 @@ async def test_the_conversation_so_far_is_the_next_runs_input(app, http, auth, t
     ]
     assert [role for role, _ in seen] == ["user", "assistant", "user"]
     assert (seen[0][1], seen[-1][1]) == ("first question", "second question")
+
+
+async def test_a_run_resumed_after_an_approval_records_the_call_made_before_it(
+    app, http, auth, tenant
+):
+    # The streamed run that resumes from the saved SDK state still reports the call its
+    # model made before the pause: the history gets the call, its result and the answer.
+    call = '#call write_artifact {"name": "plan.txt", "content": "scale to 3"}'
+    created = await http.post(THREADS, json={"agent_type": "change-planner"}, headers=auth())
+    thread_id = created.json()["thread"]["id"]
+    actor = Actor("alice", tenant, "operator")
+    task = (await app.state.ledger.start_run(actor, thread_id, f"Plan it\n{call}")).task
+    paused = await http.post(f"/api/agents/tasks/{task.id}/run", headers=auth())
+    assert paused.json()["status"] == "awaiting_approval", paused.json()
+    await app.state.ledger.approve(
+        Actor("bob", tenant, "operator"), task.id, reason="ok", break_glass_acknowledged=False
+    )
+    ran = await http.post(f"/api/agents/tasks/{task.id}/run", headers=auth())
+    assert ran.json()["status"] == "succeeded", ran.json()
+
+    history = await http.get(f"{THREADS}/{thread_id}", headers=auth())
+    messages = history.json()["messages"]
+    assert [(m["role"], m["agent"]) for m in messages] == [
+        ("user", None),
+        ("tool_call", "change-planner"),
+        ("tool_result", "change-planner"),
+        ("assistant", "change-planner"),
+    ]
+    assert messages[1]["data"]["call_id"] == messages[2]["data"]["call_id"]
+    assert messages[2]["content"].startswith("stored plan.txt (")

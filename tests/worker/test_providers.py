@@ -392,12 +392,16 @@ async def test_a_task_on_a_served_model_streams_its_text_and_tool_calls(
     assert run.json()["status"] == "succeeded", run.json()["task"]["terminal_reason"]
     assert [request.path for request in server.requests] == [path, path]
     events = parse_events((await http.get(f"{tasks}/events", headers=auth())).text)
-    [text] = [event["data"]["content"] for event in events if event["event"] == "text"]
+    # The answer is streamed: its chunks make up the turn's text, the last one final.
+    texts = [event["data"] for event in events if event["event"] == "text"]
+    text = "".join(chunk["content"] for chunk in texts)
+    assert [chunk["is_final"] for chunk in texts][-1:] == [True]
     assert text.startswith("compatible: write_artifact -> stored n.txt (1 bytes")
     assert_tool_calls_pair_with_results(events)
     traces = (await http.get(f"{tasks}/traces", headers=auth())).json()["traces"]
     turns = [t["data"] for t in traces if t["kind"] == span_kind]
     assert [turn.get("text") for turn in turns] == [None, text]
+    assert [turn.get("streamed") for turn in turns] == [None, True]
     assert turns[0]["input"][-1]["content"] == instructions
 
 

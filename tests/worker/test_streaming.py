@@ -1,0 +1,161 @@
+"""A run's live progress in its trace: the agent's text as `text.delta` events (coalesced,
+the last of a turn final, redacted as the whole text so far) and its status as
+`agent.status` events (thinking, executing, complete), through the real worker and the
+real SDK Runner on the offline model."""
+
+import asyncio
+import re
+
+import pytest
+from conftest import fast_policy
+from pipeline_helpers import pipeline, wait_status
+from planted_secrets import WRITTEN_FORMS, leaked
+
+from ledger.models import TaskCreateRequest
+from ledger.redaction import Redactor
+from ledger.repository import Actor, Ledger
+from worker import spans, streaming
+from worker.executors import sdk_executor
+from worker.streaming import RunStream
+
+OPERATOR = Actor("olga", "t1", "operator")
+WRITE = '#call write_artifact {"name": "notes.txt", "content": "checked"}'
+WORDS = re.compile(r"\s+|\S+\s*")  # how the offline model splits its text into deltas
+
+
+async def _run(fresh_pool, *instructions: str) -> list[list]:
+    """Each task's trace, its task run by the worker to success."""
+    policy = fast_policy()
+    ledger = Ledger(fresh_pool, policy)
+    ids = []
+    for text in instructions:
+        request = TaskCreateRequest(lane="analysis", title="Check", instructions=text)
+        ids.append((await ledger.create_task(OPERATOR, request)).task.id)
+    async with pipeline(fresh_pool, policy, sdk_executor):
+        await wait_status(ledger, ids, "succeeded")
+    return [await ledger.list_traces("t1", task_id) for task_id in ids]
+
+
+async def test_a_run_streams_its_text_and_status(fresh_pool, monkeypatch) -> None:
+    # An interval no run reaches: each turn's text is then exactly one event, its last.
+    monkeypatch.setattr(streaming, "TEXT_INTERVAL_SECONDS", 3600.0)
+    [traces] = await _run(fresh_pool, f"Check the disk usage of the build hosts\n{WRITE}")
+
+    [turn, final_turn] = [t.data for t in traces if t.kind == "span.generation"]
+    answer = final_turn["text"]
+    assert answer.startswith("offline model: completed 1 tool call(s)")
+    texts = [t.data for t in traces if t.kind == "text.delta"]
+    agent = "workbench-analysis"
+    # Far fewer events than the model's deltas (one per word), and together its answer.
+    assert len(WORDS.findall(answer)) > 10
+    assert texts == [{"text": answer, "is_final": True, "agent": agent}]
+    # The turn says its text was streamed; the turn with only a call streamed none.
+    assert final_turn["streamed"] is True and "streamed" not in turn
+
+    states = [(t.data["state"], t.data["agent"]) for t in traces if t.kind == "agent.status"]
+    assert states == [
+        ("thinking", agent),
+        ("executing", agent),
+        ("thinking", agent),
+        ("complete", agent),
+    ]
+    kinds = [t.kind for t in traces]
+    # In the order it happened: the call's turn, the tool, the answer's turn, the outcome.
+    order = [
+        kind
+        for kind in kinds
+        if kind in ("agent.status", "span.generation", "span.function", "text.delta")
+        or kind == "succeeded"
+    ]
+    assert order == [
+        "agent.status",  # thinking
+        "span.generation",  # the call
+        "agent.status",  # executing
+        "span.function",
+        "agent.status",  # thinking
+        "text.delta",
+        "span.generation",  # the answer
+        "agent.status",  # complete
+        "succeeded",
+    ]
+
+
+async def test_text_is_coalesced_and_held_back_to_whole_words() -> None:
+    trace_id = "trace_coalesce"
+    flushed = asyncio.Event()
+
+    async def flush() -> None:
+        flushed.set()
+
+    stream = RunStream(trace_id, Redactor([]), flush, interval=0.0)
+    stream.turn_started("writer")
+    # Deltas faster than the interval: one event for all of them.
+    for word in WORDS.findall("one two three four five six seven eight "):
+        stream.text(word)
+    await asyncio.wait_for(flushed.wait(), 10)
+    flushed.clear()
+    # Then one word per write: each event holds the words before the last, which may grow.
+    for word in ("nine ", "ten ", "eleven"):
+        stream.text(word)
+        await asyncio.wait_for(flushed.wait(), 10)
+        flushed.clear()
+    stream.turn_ended()
+    await stream.close()
+
+    events = spans.drain(trace_id)
+    texts = [(e.data["text"], e.data["is_final"]) for e in events if e.kind == "text.delta"]
+    assert texts == [
+        ("one two three four five six seven ", False),
+        ("eight ", False),
+        ("nine ", False),
+        ("ten ", False),
+        ("eleven", True),
+    ]
+    assert [e.data["state"] for e in events if e.kind == "agent.status"] == ["thinking"]
+
+
+@pytest.mark.parametrize(
+    ("form", "text", "secret"), WRITTEN_FORMS, ids=[f[0] for f in WRITTEN_FORMS]
+)
+async def test_a_secret_streamed_a_character_at_a_time_is_never_written(
+    form: str, text: str, secret: str
+) -> None:
+    trace_id = f"trace_secret_{abs(hash(form))}"
+    flushed = asyncio.Event()
+
+    async def flush() -> None:
+        flushed.set()
+
+    stream = RunStream(trace_id, Redactor([]), flush, interval=0.0)
+    stream.turn_started("writer")
+    # A write after every character: every cut a model's deltas could make.
+    for character in f"Found this: {text} in the logs":
+        stream.text(character)
+        await asyncio.wait_for(flushed.wait(), 10)
+        flushed.clear()
+    stream.turn_ended()
+    await stream.close()
+
+    chunks = [e.data["text"] for e in spans.drain(trace_id) if e.kind == "text.delta"]
+    assert len(chunks) > 1
+    for chunk in (*chunks, "".join(chunks)):
+        assert secret not in chunk and leaked(chunk) == [], (form, chunks)
+
+
+async def test_a_secret_in_a_runs_text_never_reaches_the_ledger(fresh_pool) -> None:
+    # The offline model's answer quotes the task's first line: one task per form that
+    # fits on one line (and is not itself a directive to the model).
+    one_line = [
+        (text, secret)
+        for _, text, secret in WRITTEN_FORMS
+        if "\n" not in text and not text.startswith("#call")
+    ]
+    traces = await _run(fresh_pool, *(text for text, _ in one_line))
+
+    for (text, secret), trace in zip(one_line, traces, strict=True):
+        streamed = "".join(t.data["text"] for t in trace if t.kind == "text.delta")
+        assert streamed.startswith("offline model: completed 0 tool call(s)\ntask: "), text
+        assert "[redacted]" in streamed and secret not in streamed, streamed
+    rows = await fresh_pool.fetch("SELECT t::text AS row FROM trace_events t")
+    for row in rows:
+        assert leaked(row["row"]) == [], row["row"]
