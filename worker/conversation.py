@@ -51,10 +51,12 @@ def _specialist(
     run: RunContext, registry: AgentRegistry, definition: AgentDefinition
 ) -> Agent[RunContext]:
     lane = registry.lane_of(definition.id)
+    # The client may turn tools off for its turn (agent_config.tools_enabled).
+    enabled = (run.task.run_options or {}).get("tools_enabled", True)
     return Agent(
         name=definition.id,
         instructions=definition.instructions,
-        tools=tools_for(run, lane=lane, names=registry.tools_of(definition.id)),
+        tools=tools_for(run, lane=lane, names=registry.tools_of(definition.id)) if enabled else [],
     )
 
 

@@ -116,7 +116,7 @@ class AgentRun:
 
 def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[object]]) -> AgentRun:
     """`flush` writes the run's buffered trace events (its spans and progress)."""
-    from agents import Agent, RunConfig, RunHooks
+    from agents import Agent, ModelSettings, RunConfig, RunHooks
     from agents.tool_context import ToolContext
 
     from worker.streaming import RunStream, StreamingModelProvider
@@ -124,7 +124,9 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
     from worker.tracing import trace_processor
 
     task, lane = run.task, run.lane
+    options = task.run_options or {}
     provider, model = _model_provider(task.model_provider)
+    model = options.get("model") or model
     processor = trace_processor(run.leases.redactor)
     stream = RunStream(trace_id, run.leases.redactor, flush)
     if task.thread_id is not None:
@@ -167,6 +169,7 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
         # The model too, not only the provider: otherwise the SDK applies the settings
         # of its own default model, which other servers may reject.
         model=model,
+        model_settings=ModelSettings(temperature=options.get("temperature")),
         model_provider=StreamingModelProvider(
             provider,  # type: ignore[arg-type]
             stream,

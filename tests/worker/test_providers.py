@@ -24,6 +24,8 @@ from openai.types.responses import ResponseTextDeltaEvent
 from openai_compatible_server import OpenAICompatibleServer
 from structlog.testing import capture_logs
 
+from ledger.models import AgentConfig
+from ledger.repository import Actor
 from worker import providers
 from worker.offline_model import OfflineModelProvider
 from worker.providers import (
@@ -420,3 +422,34 @@ async def test_server_reports_a_tool_it_was_not_offered(
     agent = Agent(name="toolless", instructions="")
     result = await Runner.run(agent, ADD_TASK, run_config=run_config("compatible"))
     assert result.final_output == "compatible: tool 'add' is not offered (offered: none)"
+
+
+async def test_a_thread_runs_agent_config_reaches_the_model(
+    server: OpenAICompatibleServer,
+    compatible_env: None,
+    app: Any,
+    http: Any,
+    auth: Any,
+    tenant: str,
+) -> None:
+    """The client's model, temperature and tools_enabled are applied to the turn."""
+    created = await http.post(
+        "/api/v1/threads", json={"agent_type": "runbook-agent"}, headers=auth()
+    )
+    thread_id = created.json()["thread"]["id"]
+    config = AgentConfig(
+        provider="compatible", model="runbooks-small", temperature=0.2, tools_enabled=False
+    )
+    message = 'Which runbook covers failover?\n#call read_artifact {"name": "failover.md"}'
+    actor = Actor("alice", tenant, "operator")
+    task = (await app.state.ledger.start_run(actor, thread_id, message, config)).task
+
+    run = await http.post(f"/api/agents/tasks/{task.id}/run", headers=auth())
+
+    assert run.json()["status"] == "succeeded", run.json()["task"]["terminal_reason"]
+    [request] = server.chat_requests
+    assert (request.model, request.body["temperature"], request.tool_names) == (
+        "runbooks-small",
+        0.2,
+        [],
+    )
