@@ -4,9 +4,10 @@ One real `workbench up` process (API, dispatcher and an `sdk` worker with a slot
 conversation) on a fresh migrated database. CONVERSATIONS clients each open a thread
 with the router agent and then, for SECONDS, send a message, read the run's event
 stream (`POST /api/v1/threads/{id}/runs`) to its `done` event, pause THINK_SECONDS as a
-person would, and send the next. The pause keeps the offered load (CONVERSATIONS /
-THINK_SECONDS runs a second) under what 2 cores can run, so the latency measured is the
-pipeline's and not a queue's: with 0.5 s the runs queue behind each other. Each run
+person would (0.5 to 1.5 times THINK_SECONDS, the first pause before the first turn),
+and send the next. The pause keeps the offered load (about CONVERSATIONS /
+THINK_SECONDS runs a second) under what the process can run, so the latency measured is
+the pipeline's and not a queue's: with 0.5 s the runs queue behind each other. Each run
 goes the whole governed way: verdict, lane, claim, the router's handoff to a
 specialist, the specialist's answer, the history.
 
@@ -17,6 +18,7 @@ Run alone: `python -m bench.conversations` (about a minute).
 
 import asyncio
 import os
+import random
 import secrets
 import shutil
 import sys
@@ -53,6 +55,9 @@ async def converse(
     thread = (await client.post("/api/v1/threads", json={"agent_type": "it-router"})).json()
     thread_id = thread["thread"]["id"]
     turns = 0
+    # People do not type in step: conversations start apart and pause for a while
+    # around THINK_SECONDS, so runs arrive spread out, not in waves of fifty.
+    await asyncio.sleep(random.uniform(0, THINK_SECONDS))
     while time.monotonic() < stop_at:
         message = MESSAGES[turns % len(MESSAGES)]
         started = time.monotonic()
@@ -69,7 +74,7 @@ async def converse(
                     break
         samples.append((started, first_text, time.monotonic()))
         turns += 1
-        await asyncio.sleep(THINK_SECONDS)
+        await asyncio.sleep(random.uniform(0.5, 1.5) * THINK_SECONDS)
     return turns
 
 
