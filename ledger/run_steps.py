@@ -35,7 +35,7 @@ from ledger.states import TERMINAL, TaskStatus
 _MODEL_TURNS = ("span.generation", "span.response")
 # The SDK names a handoff's tool `transfer_to_<agent>` (`Handoff.default_tool_name`);
 # no agent here overrides it, and no built-in tool starts so.
-_HANDOFF_TOOL = "transfer_to_"
+HANDOFF_TOOL_PREFIX = "transfer_to_"
 # The events that settle the pending approval request: an operator's decision on the
 # call, or the task's cancellation (`ledger/decisions.py`).
 _SETTLED_AS: dict[str, ApprovalStatus] = {
@@ -217,7 +217,7 @@ def run_steps(events: Sequence[TraceEvent]) -> list[RunStep]:
                 call_id, tool = call.get("call_id"), call.get("tool")
                 if not (isinstance(call_id, str) and isinstance(tool, str)):
                     continue
-                if tool.startswith(_HANDOFF_TOOL):
+                if tool.startswith(HANDOFF_TOOL_PREFIX):
                     handoff = HandoffStep(
                         kind="handoff",
                         step_index=len(steps),
@@ -329,7 +329,7 @@ def _finish_handoff(
     data = event.data
     source = data.get("from_agent") if isinstance(data.get("from_agent"), str) else None
     target = data.get("to_agent") if isinstance(data.get("to_agent"), str) else None
-    tool = _HANDOFF_TOOL + _function_style(target) if target else None
+    tool = HANDOFF_TOOL_PREFIX + _function_style(target) if target else None
     for called, handoff in handoffs:
         if handoff.to_agent is None and called == tool:
             handoff.from_agent = source or handoff.from_agent

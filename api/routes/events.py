@@ -15,6 +15,7 @@ from api.errors import ApiError
 from api.schemas import MAX_SEQ, SEQ_PATTERN
 from ledger.models import TraceEvent
 from ledger.notify import wait_any
+from ledger.run_steps import HANDOFF_TOOL_PREFIX
 from ledger.states import TERMINAL, TaskStatus
 
 # The stream closes once the task is here: nothing more happens without a new decision.
@@ -193,10 +194,18 @@ def _bodies(event: TraceEvent) -> list[dict[str, Any]]:
                 "data": {"arguments": call.get("arguments")},
             }
             for call in data.get("tool_calls") or []
-            if call.get("call_id") and call.get("tool")
+            if call.get("call_id")
+            and call.get("tool")
+            # A handoff is no call whose result to wait for: it is shown as a status.
+            and not str(call["tool"]).startswith(HANDOFF_TOOL_PREFIX)
         )
         if bodies:
             return bodies
+    elif event.kind == "span.handoff":
+        route = f"{data.get('from_agent') or '?'} -> {data.get('to_agent') or '?'}"
+        return [
+            {"type": "status", "content": "handoff", "data": {"kind": event.kind, "message": route}}
+        ]
     elif event.kind == "span.function":
         if not data.get("call_id"):
             # No tool call started in this span: it waits for an operator (the stream says

@@ -2,6 +2,8 @@
 hands the conversation to a specialist with its reason, the specialist answers with its
 own tools, and the thread's history gets each message once."""
 
+from event_stream import assert_tool_calls_pair_with_results, parse_events
+
 from ledger.repository import Actor
 
 THREADS = "/api/v1/threads"
@@ -105,3 +107,26 @@ async def test_a_run_resumed_after_an_approval_records_the_call_made_before_it(
     ]
     assert messages[1]["data"]["call_id"] == messages[2]["data"]["call_id"]
     assert messages[2]["content"].startswith("stored plan.txt (")
+
+
+async def test_the_stream_shows_a_handoff_as_a_status_and_only_real_tool_calls(
+    app, http, auth, tenant
+):
+    ran, _ = await _thread_run(
+        app,
+        http,
+        auth,
+        tenant,
+        "it-router",
+        'Which runbook covers failover?\n#call read_artifact {"name": "failover.md"}',
+    )
+    events = parse_events(
+        (await http.get(f"/api/agents/tasks/{ran['task']['id']}/events", headers=auth())).text
+    )
+    handoffs = [
+        e["data"] for e in events if e["event"] == "status" and e["data"]["content"] == "handoff"
+    ]
+    assert [h["data"]["message"] for h in handoffs] == ["it-router -> runbook-agent"]
+    # The router's call of its handoff tool is not a call waiting for a result.
+    assert [e["data"]["tool"] for e in events if e["event"] == "tool_call"] == ["read_artifact"]
+    assert_tool_calls_pair_with_results(events)
