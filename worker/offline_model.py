@@ -39,7 +39,8 @@ One turn
     When every directive is done the answer is the final message::
 
         offline model: completed <N> tool call(s)
-        - <tool name>: <output>    (one entry per tool result in the input, in input order)
+        - <tool name>: <output>    (one entry per tool result in the input, in input order;
+                                    a handoff's ``transfer_to_*`` call is not one)
         task: <first non-blank line of the latest user message that is not a directive>
 
 Usage is counted in whitespace-separated words: input is the system instructions plus the text of
@@ -215,7 +216,14 @@ def _summary(items: Sequence[_Item], task_text: str) -> str:
         for item in items
         if item.get("type") == "function_call"
     }
-    results = [item for item in items if item.get("type") == "function_call_output"]
+    # A handoff's call (the SDK names it `transfer_to_<agent>`) is how the conversation
+    # reached this agent, not a tool it used.
+    results = [
+        item
+        for item in items
+        if item.get("type") == "function_call_output"
+        and not str(names.get(item.get("call_id")) or "").startswith("transfer_to_")
+    ]
     task_line = next(
         (
             line.strip()

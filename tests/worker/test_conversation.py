@@ -32,6 +32,8 @@ async def test_the_router_hands_an_incident_to_the_incident_analyst(app, http, a
     ]
     handoff = messages[1]
     assert handoff["content"] == "incident-analyst"
+    # The handoff is how the message reached the analyst, not a tool it used.
+    assert messages[2]["content"].startswith("offline model: completed 0 tool call(s)\n")
     assert "down" in handoff["data"]["reason"] and "errors" in handoff["data"]["reason"]
     assert [m["seq"] for m in messages] == [1, 2, 3]
 
