@@ -37,6 +37,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def server_env(database_url: str, secret: str, port: int, data_dir: Path) -> dict[str, str]:
+    """The environment of the processes under test: this one's, without any setting of
+    ours (or Azure's) it may carry, then the bench's database, secret, address and data
+    directory."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("WORKBENCH_", "AZURE_", "SERVICEBUS_", "DATABASE_URL"))
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        WORKBENCH_JWT_SECRET=secret,
+        WORKBENCH_HOST="127.0.0.1",
+        WORKBENCH_PORT=str(port),
+        WORKBENCH_DATA_DIR=str(data_dir),
+    )
+    return env
+
+
 class Service:
     """One `workbench <args>` subprocess."""
 

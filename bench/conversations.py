@@ -17,7 +17,6 @@ Run alone: `python -m bench.conversations` (about a minute).
 """
 
 import asyncio
-import os
 import random
 import secrets
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 import httpx
 
 from api.auth import mint_token
-from bench._services import Service, free_port, running, wait_until_ready
+from bench._services import Service, free_port, running, server_env, wait_until_ready
 from bench.common import fresh_database, machine, migrated_pool, percentiles, write_result
 
 NAME = "conversations"
@@ -122,19 +121,7 @@ async def main() -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-conversations-"))
     secret = secrets.token_urlsafe(32)
     port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("WORKBENCH_", "AZURE_", "SERVICEBUS_", "DATABASE_URL"))
-    }
-    env.update(
-        DATABASE_URL=url,
-        WORKBENCH_JWT_SECRET=secret,
-        WORKBENCH_HOST="127.0.0.1",
-        WORKBENCH_PORT=str(port),
-        WORKBENCH_DATA_DIR=str(workdir),
-        WORKBENCH_DRAIN_SECONDS="2",
-    )
+    env = {**server_env(url, secret, port, workdir), "WORKBENCH_DRAIN_SECONDS": "2"}
     base_url = f"http://127.0.0.1:{port}"
     token = mint_token(secret, subject="bench", roles=["operator"], tenant_id=TENANT)
     command = ["up", "--executor", "sdk", "--concurrency", str(CONVERSATIONS)]

@@ -50,7 +50,7 @@ import httpx
 import psutil
 
 from api.auth import mint_token
-from bench._services import free_port
+from bench._services import free_port, server_env
 from bench.common import (
     BENCH_DATA,
     fresh_database,
@@ -714,19 +714,7 @@ async def run(noop_layout: str, sdk_layout: str) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     secret = secrets.token_urlsafe(32)
     port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("WORKBENCH_", "AZURE_", "SERVICEBUS_", "DATABASE_URL"))
-    }
-    env.update(
-        DATABASE_URL=url,
-        WORKBENCH_JWT_SECRET=secret,
-        WORKBENCH_HOST="127.0.0.1",
-        WORKBENCH_PORT=str(port),
-        WORKBENCH_DATA_DIR=str(workdir),
-        WORKBENCH_DRAIN_SECONDS="2",
-    )
+    env = {**server_env(url, secret, port, workdir), "WORKBENCH_DRAIN_SECONDS": "2"}
     base_url = f"http://127.0.0.1:{port}"
     token = mint_token(secret, subject="bench", roles=["operator"], tenant_id=TENANT)
     result: dict[str, Any] = {

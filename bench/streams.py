@@ -20,7 +20,6 @@ Run alone: `python -m bench.streams` (about a minute).
 
 import asyncio
 import contextlib
-import os
 import random
 import re
 import resource
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from api.auth import mint_token
-from bench._services import Service, free_port, quiet_logs, running, wait_until_ready
+from bench._services import Service, free_port, quiet_logs, running, server_env, wait_until_ready
 from bench.common import fresh_database, machine, migrated_pool, percentiles, write_result
 from bench.memory import tree_rss_mb
 from ledger.database import close_pool
@@ -207,18 +206,7 @@ async def main() -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     secret = secrets.token_urlsafe(32)
     port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("WORKBENCH_", "AZURE_", "SERVICEBUS_", "DATABASE_URL"))
-    }
-    env.update(
-        DATABASE_URL=url,
-        WORKBENCH_JWT_SECRET=secret,
-        WORKBENCH_HOST="127.0.0.1",
-        WORKBENCH_PORT=str(port),
-        WORKBENCH_DATA_DIR=str(workdir),
-    )
+    env = server_env(url, secret, port, workdir)
     token = mint_token(secret, subject="bench", roles=["viewer"], tenant_id=TENANT)
     try:
         leases = Leases(pool, policy)
