@@ -39,8 +39,9 @@ from api.schemas import (
     ToolResultInfo,
 )
 from ledger.errors import Conflict, NotFound
-from ledger.models import ApprovalRequest, Run, Task, Thread, ThreadMessage, TraceEvent
+from ledger.models import Run, Task, Thread, ThreadMessage, TraceEvent
 from ledger.notify import wait_any
+from ledger.run_steps import HandoffStep, RunStep, ToolCallStep, run_steps, thread_run
 from ledger.states import TaskStatus
 
 AGENTS = "/api/v1/agents"
@@ -56,9 +57,8 @@ _NO_ANSWER = {
     TaskStatus.FAILED: (502, "run_failed"),
     TaskStatus.BLOCKED: (502, "run_blocked"),
 }
-_MODEL_TURNS = {"span.generation", "span.response"}
-# Far more events than an agent run writes (max_turns bounds it).
-_TRACE_LIMIT = 5000
+# The tool calls of a paused run that have a result: their function span arrived.
+_RAN = {"completed", "failed", "interrupted"}
 RUN_PARAMETER = Parameter(
     "run_id",
     "query",
@@ -180,7 +180,8 @@ async def _answer(call: Call, thread: Thread, task: Task) -> ProcessResponse:
             {"run_id": str(task.id), "status": task.status},
         )
     tenant = call.actor.tenant_id
-    traces = await call.ledger.list_traces(tenant, task.id, limit=_TRACE_LIMIT)
+    traces = await call.ledger.run_trace(task)
+    steps = run_steps(traces)
     approvals = {
         request.call_id: request
         for request in await call.ledger.approval_requests(call.actor, task.id)
@@ -192,7 +193,7 @@ async def _answer(call: Call, thread: Thread, task: Task) -> ProcessResponse:
         )
     else:  # awaiting approval: the messages are written with the completion, not yet
         content = ""
-        calls, results, reasons = _from_traces(traces, approvals)
+        calls, results, reasons = _from_steps(steps)
     for each in calls:
         if each.call_id in approvals:
             each.approval_id = approvals[each.call_id].id
@@ -205,7 +206,7 @@ async def _answer(call: Call, thread: Thread, task: Task) -> ProcessResponse:
         reasoning="\n".join(reason for reason in reasons if reason),
         requires_approval=task.status == TaskStatus.AWAITING_APPROVAL,
         execution_time_ms=_elapsed_ms(run, task),
-        tokens_used=_tokens(traces),
+        tokens_used=thread_run(task, traces, steps).usage.total_tokens,
     )
 
 
@@ -239,36 +240,22 @@ def _from_messages(
     return content, calls, results, reasons
 
 
-def _from_traces(
-    traces: list[TraceEvent], approvals: dict[str, ApprovalRequest]
+def _from_steps(
+    steps: list[RunStep],
 ) -> tuple[list[ToolCallInfo], list[ToolResultInfo], list[str]]:
-    """The same from the trace of a run paused at a tool call. A model turn's call is a
-    tool call when a tool ran for it (a function span names its call) or it waits for
-    approval; any other call of a turn is a handoff, its argument the router's reason."""
-    results = [
-        ToolResultInfo(
-            call_id=event.data["call_id"],
-            tool=str(event.data.get("name") or ""),
-            output=_text(event.data.get("output")),
-        )
-        for event in traces
-        if event.kind == "span.function" and event.data.get("call_id")
-    ]
-    ran = {result.call_id for result in results}
-    calls: list[ToolCallInfo] = []
-    reasons: list[str] = []
-    for event in traces:
-        if event.kind not in _MODEL_TURNS:
-            continue
-        for made in event.data.get("tool_calls") or []:
-            call_id, arguments = str(made.get("call_id") or ""), made.get("arguments")
-            if call_id in ran or call_id in approvals:
-                calls.append(
-                    ToolCallInfo(call_id=call_id, tool=str(made.get("tool")), arguments=arguments)
-                )
-            elif isinstance(arguments, dict) and "reason" in arguments:
-                reasons.append(str(arguments["reason"]))
-    return calls, results, reasons
+    """The same from the steps of a run paused at a tool call (its messages are
+    written with its completion): its tool calls, the results of those that ran, and
+    each handoff's reason."""
+    calls = [step for step in steps if isinstance(step, ToolCallStep)]
+    return (
+        [ToolCallInfo(call_id=c.call_id, tool=c.tool, arguments=c.arguments) for c in calls],
+        [
+            ToolResultInfo(call_id=c.call_id, tool=c.tool, output=_text(c.output))
+            for c in calls
+            if c.status in _RAN
+        ],
+        [step.reason or "" for step in steps if isinstance(step, HandoffStep)],
+    )
 
 
 def _text(output: Any) -> str:
@@ -282,19 +269,6 @@ def _elapsed_ms(run: Run | None, task: Task) -> int:
         return 0
     ended = run.finished_at or task.updated_at
     return max(0, round((ended - run.started_at).total_seconds() * 1000))
-
-
-def _tokens(traces: list[TraceEvent]) -> int:
-    """The tokens the run's model turns used, as their spans recorded them."""
-    total = 0
-    for event in traces:
-        usage = event.data.get("usage") if event.kind in _MODEL_TURNS else None
-        if isinstance(usage, dict):
-            total += int(
-                usage.get("total_tokens")
-                or (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
-            )
-    return total
 
 
 @endpoint(
@@ -365,7 +339,7 @@ async def session_status(call: Call) -> tuple[int, SessionStatusResponse]:
         task = await call.ledger.get_task(tenant, thread.last_run_id)
         last_activity = max(last_activity, task.updated_at)
         if task.status in _ACTIVE or task.status == TaskStatus.AWAITING_APPROVAL:
-            traces = await call.ledger.list_traces(tenant, task.id, limit=_TRACE_LIMIT)
+            traces = await call.ledger.run_trace(task)
             agents = _agents(thread, traces)
             state = (
                 "awaiting_approval"
