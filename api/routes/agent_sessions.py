@@ -120,7 +120,7 @@ async def _stopped(call: Call, task_id: UUID, seconds: float) -> Task:
     """The task once it stops (a status that ends its stream), or as it is after
     `seconds`. Subscribed before each status read: a change between the two wakes it."""
     feed = call.request.app.state.trace_feed
-    await feed.listener.ensure()
+    await feed.ensure()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     with feed.subscribe(str(task_id)) as grew:
