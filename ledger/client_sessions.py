@@ -144,7 +144,9 @@ class ClientSessions(Threads):
         response the turn follows the session's latest answered one."""
         row = await self._owned(actor, session_id)
         if model != row["model"]:
-            raise BadRequest(
+            # A 409, not a 400: the request is well formed, the session's model (fixed at
+            # creation) is another.
+            raise Conflict(
                 f"the session runs model {row['model']!r}, not {model!r}",
                 field="model",
                 expected=row["model"],
