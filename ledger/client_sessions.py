@@ -94,7 +94,9 @@ class ClientSessions(Threads):
             raise PolicyError("the policy denies this session", reasons=verdict.reasons)
         resolved = model or default_model(provider)
         if resolved is None:
-            raise BadRequest(
+            # A 409, not a 400: the request is well formed; what it needs (the provider's
+            # default model) is not configured where the API runs.
+            raise Conflict(
                 f"the default model of provider {provider} is not configured where the API "
                 "runs: name the model",
                 field="model",

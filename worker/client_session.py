@@ -20,6 +20,7 @@ import asyncio
 import json
 from typing import Any
 
+import structlog
 from agents import ModelSettings
 from agents.models.interface import ModelTracing
 from agents.tool_context import ToolContext
@@ -43,6 +44,8 @@ from worker.providers import ProviderNotConfigured, model_provider_for
 from worker.session_context import CONTEXTS, Chain, Entry, answers, chain, entry, items
 from worker.tools import TOOLS, tools_for
 from worker.tracing import tool_arguments, trace_processor
+
+log = structlog.get_logger(__name__)
 
 # The agents file of the policy the worker runs under, read once (as for conversations).
 _loaded: tuple[PolicyConfig, AgentRegistry] | None = None
@@ -108,6 +111,13 @@ async def _context(run: RunContext, previous: str | None) -> tuple[list[Entry], 
         base = rebuilt
     own = next(m for m in messages if m.task_id == task.id and m.role == "user")
     results = answers(messages, base.calls, base.after_seq, own.seq)
+    log.info(
+        "client_session_context",
+        task_id=str(task.id),
+        previous_response_id=previous,
+        source="ledger" if cached is None else "cache",
+        messages_read=len(messages),
+    )
     return [*base.entries, *results, entry(own)], own.seq
 
 

@@ -105,10 +105,12 @@ def _elapsed_ms(step: InferenceStep | ToolCallStep) -> int:
     "server resolves the model, selects the agent's lane, reads its system prompt and "
     "builds its tool gateway (the tools the agent lists that the lane allows). The "
     "provider must be one the agent allows (400) and the lane's verdict for it not a deny "
-    "(403). The session is a thread: its history is at /api/v1/threads/{id}.",
+    "(403). Without a model, the provider's configured default is used; where the API "
+    "has none configured for the provider (azure, compatible), name the model (409). "
+    "The session is a thread: its history is at /api/v1/threads/{id}.",
     role="operator",
     response=ClientSession,
-    statuses=(201, 400, 401, 403),
+    statuses=(201, 400, 401, 403, 409),
     body=ClientSessionCreateRequest,
     tag=TAG,
 )
