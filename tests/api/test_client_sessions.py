@@ -77,8 +77,11 @@ async def unworked(database_url: str, artifact_dir) -> AsyncIterator[httpx.Async
             yield client
 
 
-async def _create(http: httpx.AsyncClient, headers: dict, agent_type: str, **fields: Any) -> dict:
-    response = await http.post(SESSIONS, json={"agent_type": agent_type, **fields}, headers=headers)
+async def _create(
+    http: httpx.AsyncClient, headers: dict, agent_type: str | None = None, **fields: Any
+) -> dict:
+    body = {"agent_type": agent_type, **fields} if agent_type else fields
+    response = await http.post(SESSIONS, json=body, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -435,6 +438,24 @@ async def test_bad_input_is_refused_naming_the_field(unworked, auth) -> None:
         f"/api/v1/threads/{session['id']}/runs", json={"message": "hi"}, headers=auth()
     )
     assert run.status_code == 409, run.text
+
+
+async def test_the_model_is_the_asked_for_or_the_configured_default(
+    unworked, auth, monkeypatch
+) -> None:
+    monkeypatch.delenv("WORKBENCH_COMPATIBLE_MODEL", raising=False)
+    monkeypatch.delenv("WORKBENCH_OPENAI_MODEL", raising=False)
+    body = {"agent_type": "runbook-agent", "provider": "compatible"}
+    unknown = await unworked.post(SESSIONS, json=body, headers=auth())
+    assert unknown.status_code == 409, unknown.text
+    assert unknown.json()["error"]["details"]["field"] == "model"
+    monkeypatch.setenv("WORKBENCH_COMPATIBLE_MODEL", "llama-3.1-8b")
+    assert (await _create(unworked, auth(), **body))["model"] == "llama-3.1-8b"
+    named = await _create(unworked, auth(), **body, model="qwen-2.5")
+    assert named["model"] == "qwen-2.5"
+    # The API holds no key: OpenAI's default model is known without one.
+    openai = await _create(unworked, auth(), "runbook-agent", provider="openai")
+    assert openai["model"] == "gpt-4.1-mini"
 
 
 async def test_the_intent_gate(unworked, auth) -> None:
