@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from conftest import settings_for_tests
 from pipeline_helpers import pipeline
@@ -86,9 +87,22 @@ async def _create(
     return response.json()
 
 
+_DOCUMENTED = {
+    "/inference": "/api/v1/client-sessions/{session_id}/inference",
+    "/tool-calls": "/api/v1/client-sessions/{session_id}/tool-calls",
+    "/complete": "/api/v1/client-sessions/{session_id}/complete",
+}
+
+
 async def _post(http: httpx.AsyncClient, headers: dict, url: str, body: dict, status: int = 200):
     response = await http.post(url, json=body, headers=headers)
     assert response.status_code == status, response.text
+    template = next((t for end, t in _DOCUMENTED.items() if url.endswith(end)), None)
+    if template is not None:  # the body is what /openapi.json says it is
+        document = (await http.get("/openapi.json")).json()
+        responses = document["paths"][template]["post"]["responses"]
+        schema = responses[str(status)]["content"]["application/json"]["schema"]
+        jsonschema.validate(response.json(), {**schema, "components": document["components"]})
     return response.json()
 
 
