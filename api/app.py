@@ -18,6 +18,7 @@ from api.openapi import build_openapi
 from api.routes import (
     agent_runtime,
     agent_sessions,
+    client_sessions,
     events,
     health,
     it_requests,
@@ -46,6 +47,7 @@ ENDPOINTS = [
     *threads.ENDPOINTS,
     *runs.ENDPOINTS,
     *agent_sessions.ENDPOINTS,
+    *client_sessions.ENDPOINTS,
 ]
 
 
