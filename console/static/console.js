@@ -21,10 +21,15 @@
     return !!source && source.readyState === EventSource.OPEN;
   }
 
+  // A stream just (re)opened: what changed before it did is read once, so nothing
+  // between the page's rendering (or the last stream) and this one is missed.
   document.addEventListener("htmx:sseOpen", function (evt) {
     var elt = evt.detail.elt || evt.target;
     elt._wbSource = evt.detail.source;
     elt.setAttribute("data-stream", "open");
+    if (elt.hasAttribute("data-poll") && !elt.hasAttribute("data-resume")) {
+      htmx.trigger(elt, "wb:poll");
+    }
   });
   document.addEventListener("htmx:sseError", function (evt) {
     var elt = evt.detail.elt || evt.target;
@@ -66,15 +71,14 @@
       elt.setAttribute("sse-connect", url);
       htmx.process(elt);
     });
-    refresh(true);
   }
 
-  // Refresh the regions that follow the streams: all of them after the tab was hidden
-  // (what changed meanwhile), else those whose stream is down, and the always-polled.
-  function refresh(all) {
+  // The polling fallback: refresh the regions that follow the streams while one is down,
+  // and those that show what no notification announces (heartbeats) always.
+  function refresh() {
     var streamsUp = live().every(streamUp);
     document.querySelectorAll("[data-poll]").forEach(function (elt) {
-      if (all || !streamsUp || elt.getAttribute("data-poll") === "always") {
+      if (!streamsUp || elt.getAttribute("data-poll") === "always") {
         htmx.trigger(elt, "wb:poll");
       }
     });
@@ -86,7 +90,7 @@
   });
 
   setInterval(function () {
-    if (document.visibilityState === "visible") refresh(false);
+    if (document.visibilityState === "visible") refresh();
   }, POLL_MS);
 
   // Selected rows of the task list survive the live refresh of the rows.
@@ -102,12 +106,15 @@
     });
   });
 
-  // Sign out when the token expires: the next request finds it expired.
+  // Sign out when the token expires (the cookie expires with it): to the sign-in page,
+  // which says why and comes back here afterwards.
   var expires = Number(document.body.getAttribute("data-expires-at") || 0);
   var wait = expires * 1000 - Date.now() + 500;
   if (expires && wait < 2147483647) {
     setTimeout(function () {
-      location.reload();
+      var here = location.pathname + location.search;
+      location.assign(document.body.getAttribute("data-sign-in") + "?expired=1&next=" +
+        encodeURIComponent(here));
     }, Math.max(wait, 0));
   }
 })();
