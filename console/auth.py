@@ -27,7 +27,6 @@ from api.errors import ApiError
 from console.render import PREFIX, View, is_fragment, page, view
 
 COOKIE = "workbench_console"
-_RANKS = {"viewer": 0, "operator": 1, "owner": 2}
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -46,23 +45,29 @@ class Me:
     def tenant(self) -> str:
         return self.principal.tenant_id
 
-    @property
-    def rank(self) -> int:
-        return max((_RANKS[r] for r in self.principal.roles if r in _RANKS), default=-1)
+    def _may(self, role: str) -> bool:
+        try:
+            self.principal.actor_for(role)  # type: ignore[arg-type]
+        except ApiError:
+            return False
+        return True
 
     @property
     def role(self) -> str:
-        return next((role for role, rank in _RANKS.items() if rank == self.rank), "none")
+        """The strongest of the person's roles, as the API acts with it."""
+        if not self._may("viewer"):
+            return "none"
+        return self.principal.actor_for("viewer").role
 
     @property
     def can_act(self) -> bool:
-        """Whether the pages show actions: the operator role or more. The server checks
-        again on every action (`actor_for`)."""
-        return self.rank >= _RANKS["operator"]
+        """Whether the pages show actions: the API's own check for the operator role,
+        which every action makes again on the server."""
+        return self._may("operator")
 
     @property
     def is_owner(self) -> bool:
-        return self.rank >= _RANKS["owner"]
+        return self._may("owner")
 
 
 class SignInRequired(Exception):

@@ -261,6 +261,18 @@ def test_live_updates_pause_while_the_tab_is_hidden(
     expect(region).to_have_attribute("data-stream", "open")
 
 
+def test_the_list_polls_while_its_stream_is_down(
+    sign_in: Callable[..., Page], api: httpx.Client
+) -> None:
+    page = sign_in("operator")
+    region = page.locator("#task-list")
+    expect(region).to_have_attribute("data-stream", "open")
+    page.evaluate("document.querySelector('#task-list')._wbSource.close()")
+    task = create(api, title="Seen by polling")
+    # No notification reaches the page now: the 10 s poll brings the row.
+    expect(page.locator(f"#task-{task['id']}")).to_have_count(1, timeout=20_000)
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", ["desktop", "phone"])
 def test_every_screen_is_accessible_at_both_widths_and_schemes(

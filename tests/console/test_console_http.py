@@ -284,3 +284,54 @@ async def test_the_console_is_not_in_the_api_description(http: httpx.AsyncClient
     assert not [path for path in paths if path.startswith("/console")]
     static = await http.get("/console/static/htmx.min.js")
     assert static.status_code == 200 and "javascript" in static.headers["content-type"]
+
+
+async def test_break_glass_is_an_owners_with_the_acknowledgement(
+    browser: httpx.AsyncClient, tenant: str, new_task: Callable, http: httpx.AsyncClient, auth
+) -> None:
+    # Past the lane's ceiling: denied, unless an owner asks for break glass.
+    created = await new_task(
+        role="owner", mutation_level="write_prod", break_glass_acknowledged=True
+    )
+    task = created["task"]
+    assert (task["status"], task["policy_verdict"]["decision"]) == ("awaiting_approval", "deny")
+    path = f"/console/tasks/{task['id']}"
+
+    await sign_in(browser, token(tenant, "operator"))
+    page = await browser.get(path)
+    assert "Break glass" not in page.text and "/approve" not in page.text and "/reject" in page.text
+    refused = await browser.post(path + "/approve", data={"reason": "x"}, headers=SAME_ORIGIN)
+    assert refused.status_code == 403 and error_code(refused) == "policy_forbidden"
+
+    await sign_in(browser, token(tenant, "owner"))
+    page = await browser.get(path)
+    assert "Break glass and approve" in page.text and 'name="break_glass"' in page.text
+    unacknowledged = await browser.post(
+        path + "/approve", data={"reason": "outage"}, headers=SAME_ORIGIN
+    )
+    assert unacknowledged.status_code == 403 and error_code(unacknowledged) == "policy_forbidden"
+    approved = await browser.post(
+        path + "/approve",
+        data={"reason": "outage", "break_glass": "yes"},
+        headers=SAME_ORIGIN,
+    )
+    assert approved.status_code == 303
+    after = (await http.get(f"{TASKS}/{task['id']}", headers=auth("viewer"))).json()["task"]
+    assert after["status"] == "queued" and after["approval"]["break_glass"] is True
+
+
+async def test_rollback_needs_its_remediation(browser: httpx.AsyncClient, tenant: str) -> None:
+    task_id = await _operator_task(browser, tenant, "To roll back")
+    path = f"/console/tasks/{task_id}"
+    await browser.post(path + "/cancel", data={}, headers=SAME_ORIGIN)
+    assert "Request rollback" in (await browser.get(path)).text
+    missing = await browser.post(path + "/rollback", data={"reason": "bad"}, headers=SAME_ORIGIN)
+    assert missing.status_code == 400 and error_code(missing) == "invalid_request"
+    done = await browser.post(
+        path + "/rollback",
+        data={"reason": "bad change", "remediation": "restore the backup"},
+        headers=SAME_ORIGIN,
+    )
+    assert done.status_code == 303
+    page = await browser.get(path)
+    assert 'data-status="rollback_requested"' in page.text and "restore the backup" in page.text
