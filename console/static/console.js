@@ -1,6 +1,7 @@
 // The console's own behaviour, beside htmx and its SSE extension:
 // - live regions ([data-live], each with sse-connect) close their stream while the tab
-//   is hidden and open it again, from where they stopped, when it is shown;
+//   is hidden and open it again, from where they stopped, when it is shown; each time a
+//   list's stream opens, the list is read once (what changed before it opened);
 // - while a stream is down, [data-poll] regions are refreshed every POLL_MS instead
 //   (and [data-poll="always"] ones regardless: data no notification announces);
 // - a timeline's stream URL follows the last event it received, so any reconnect

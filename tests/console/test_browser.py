@@ -273,17 +273,9 @@ def test_the_list_polls_while_its_stream_is_down(
     expect(page.locator(f"#task-{task['id']}")).to_have_count(1, timeout=20_000)
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("width", ["desktop", "phone"])
-def test_every_screen_is_accessible_at_both_widths_and_schemes(
-    new_context,
-    tokens: Callable[..., str],
-    api: httpx.Client,
-    conversation: dict[str, str],
-    screenshots,
-    width: str,
-    scheme: str,
-) -> None:
+@pytest.fixture(scope="module")
+def showcase(api: httpx.Client, conversation: dict[str, str]) -> dict[str, str]:
+    """Every screen, with something on it: its name and path."""
     finished = create(api, title="Summarise the checkout incident", instructions="Summarise.")
     wait_for_status(api, finished["id"], "succeeded")
     create(  # something waiting on the approvals screen
@@ -294,7 +286,15 @@ def test_every_screen_is_accessible_at_both_widths_and_schemes(
         mutation_level="write_prod",
         scope={"rollback": "restore the previous secret version"},
     )
-    screens = {
+    paused = create(  # and a tool call
+        api,
+        lane="change-nonprod",
+        title="Scale staging to three replicas",
+        instructions=f"Scale staging to 3 replicas\n{WRITE_CHANGE}",
+        mutation_level="write_nonprod",
+    )
+    wait_for_status(api, paused["id"], "awaiting_approval")
+    return {
         "tasks": "/console/tasks",
         "task": f"/console/tasks/{finished['id']}",
         "approvals": "/console/approvals",
@@ -303,6 +303,19 @@ def test_every_screen_is_accessible_at_both_widths_and_schemes(
         "run": f"/console/runs/{conversation['run_id']}",
         "lanes": "/console/lanes",
     }
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_every_screen_is_accessible_at_both_widths_and_schemes(
+    new_context,
+    tokens: Callable[..., str],
+    showcase: dict[str, str],
+    screenshots,
+    width: str,
+    scheme: str,
+) -> None:
+    screens = showcase
     context = new_context(viewport=DESKTOP if width == "desktop" else PHONE, color_scheme=scheme)
     page = context.new_page()
     page.goto("/console/sign-in")
