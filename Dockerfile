@@ -11,6 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY api ./api
 COPY cli ./cli
+COPY console ./console
 COPY dispatcher ./dispatcher
 COPY lanes ./lanes
 COPY ledger ./ledger

@@ -29,6 +29,7 @@ from api.routes import (
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
 from api.trace_feed import TraceFeed
+from console.app import routes as console_routes
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import artifact_store_from_env
@@ -86,8 +87,10 @@ def create_app(
         *health.ROUTES,
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *(item.route() for item in ENDPOINTS),
+        # The operator console (HTML, not in /openapi.json).
+        *console_routes(),
     ]
-    templates = {route.endpoint: route.path for route in routes}
+    templates = {route.endpoint: route.path for route in routes if isinstance(route, Route)}
     app = Starlette(
         routes=routes,
         middleware=[

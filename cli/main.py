@@ -247,7 +247,10 @@ async def _announce(server: uvicorn.Server, settings: ApiSettings) -> None:
     while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
         await asyncio.sleep(0.05)
     base = f"http://{settings.host}:{settings.port}"
-    lines = [f"Agent Workbench API on {base}  (OpenAPI: {base}/openapi.json)"]
+    lines = [
+        f"Agent Workbench API on {base}  (OpenAPI: {base}/openapi.json)",
+        f"Console: {base}/console  (sign in with a token)",
+    ]
     if settings.local_secret and settings.jwt_secret:
         operator = mint_token(
             settings.jwt_secret, subject="local-operator", roles=["operator"], tenant_id="local"

@@ -9,7 +9,9 @@
   rollback, each a guarded statement plus its trace event in one transaction;
 - approval requests (`ledger/approvals.py`): a paused tool call's request, resolved
   by the same guarded decision as the task's tool-call approval;
-- IT requests (`ledger/it_requests.py`).
+- IT requests (`ledger/it_requests.py`);
+- the operator console's own reads (`ledger/overview.py`): a text filter, counts per
+  status, a task's runs, what waits for a decision, lanes and workers.
 
 The worker's side is `ledger/leases.py`. Every module of `ledger/` that talks to
 Postgres runs the named queries of `queries/*.sql`; none assembles SQL. The types the
@@ -23,6 +25,7 @@ from ledger.creation import CreatedTask
 from ledger.decisions import Transition
 from ledger.errors import BadRequest
 from ledger.it_requests import ITRequests
+from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
 
 __all__ = [
@@ -37,5 +40,5 @@ __all__ = [
 ]
 
 
-class Ledger(ClientSessions, Approvals, ITRequests):
+class Ledger(ClientSessions, Approvals, ITRequests, Overview):
     """Everything the API does to the ledger."""

@@ -210,6 +210,14 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     "settle_approval_requests": {("approval_requests", "pending")},
     # The same status, read: the requests still waiting, repeating the partial index.
     "task_approval_requests": {("approval_requests", "pending")},
+    # The console's reads (ledger/overview.py), repeating the partial indexes'
+    # predicates as the gauges do: the tenant's unfinished runs per lane, the workers
+    # holding its running runs, its tasks and tool calls waiting for a decision.
+    "tenant_lane_backlog": _rule("claim", tasks=False)
+    | {("runs", str(RunStatus.RUNNING)), ("runs", str(RunStatus.PAUSED))},
+    "tenant_workers": _rule("hold", tasks=False),
+    "tasks_awaiting_approval": {("tasks", str(TaskStatus.AWAITING_APPROVAL))},
+    "pending_approval_requests": {("approval_requests", "pending")},
 }
 
 
