@@ -107,5 +107,9 @@ def create_app(
         issuer=settings.jwt_issuer,
     )
     app.state.settings = settings
+    # Set when the process is asked to stop (cli/main.py), before the server waits for
+    # open connections to close: streams that never end by themselves (the console's)
+    # end then, so a browser tab left open does not hold the shutdown.
+    app.state.stopping = asyncio.Event()
     app.state.openapi = build_openapi(ENDPOINTS, config)
     return app

@@ -218,9 +218,10 @@ class _Server(uvicorn.Server):
 
 async def _serve_api(stop: asyncio.Event) -> None:
     settings = ApiSettings.from_env()
+    app = create_app(settings)
     server = _Server(
         uvicorn.Config(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             log_level="warning",
@@ -231,6 +232,7 @@ async def _serve_api(stop: asyncio.Event) -> None:
 
     async def stop_when_asked() -> None:
         await stop.wait()
+        app.state.stopping.set()  # the console's live streams end
         server.should_exit = True
 
     watcher = asyncio.create_task(stop_when_asked())

@@ -14,6 +14,8 @@ poll (`POLL_SECONDS`) and every stream then catches up.
 
 The pages (`static/console.js`) close both while the tab is hidden and open them again,
 from where they stopped, when it is shown; they poll instead while a stream is down.
+Neither ends by itself: both end when the process is stopping (`app.state.stopping`),
+and the browser connects again to whichever replica serves it next.
 """
 
 import asyncio
@@ -47,6 +49,7 @@ def _stream(events: AsyncIterator[str]) -> StreamingResponse:
 def changes(request: Request, me: Me) -> StreamingResponse:
     feed = request.app.state.trace_feed
     ledger = request.app.state.ledger
+    stopping = request.app.state.stopping
 
     async def events() -> AsyncIterator[str]:
         pending: set[str] = set()
@@ -65,8 +68,10 @@ def changes(request: Request, me: Me) -> StreamingResponse:
         await feed.ensure()
         with feed.watch_all(on_change):
             idle = 0.0
-            while True:
-                await wait_any(wake, seconds=POLL_SECONDS)
+            while not stopping.is_set():
+                await wait_any(wake, stopping, seconds=POLL_SECONDS)
+                if stopping.is_set():
+                    return
                 if not wake.is_set():
                     idle += POLL_SECONDS
                     await feed.ensure()  # a lost LISTEN connection is made again
@@ -83,7 +88,7 @@ def changes(request: Request, me: Me) -> StreamingResponse:
                     idle = 0.0
                     yield frame("changed", "")
                     # The throttle: whatever changes meanwhile is sent once, after it.
-                    await asyncio.sleep(THROTTLE_SECONDS)
+                    await wait_any(stopping, seconds=THROTTLE_SECONDS)
 
     return _stream(events())
 
@@ -102,6 +107,7 @@ def trace(request: Request, me: Me, task_id: UUID, after: int) -> StreamingRespo
     """Task `task_id`'s trace after `after`, live. The caller has read the task (404)."""
     feed = request.app.state.trace_feed
     ledger = request.app.state.ledger
+    stopping = request.app.state.stopping
 
     async def events() -> AsyncIterator[str]:
         seq = after
@@ -109,7 +115,7 @@ def trace(request: Request, me: Me, task_id: UUID, after: int) -> StreamingRespo
         await feed.ensure()
         with feed.subscribe(str(task_id)) as grew:
             idle = 0.0
-            while True:
+            while not stopping.is_set():
                 grew.clear()
                 batch = await ledger.list_traces(
                     me.tenant, task_id, after_seq=seq, limit=STREAM_BATCH
@@ -126,9 +132,9 @@ def trace(request: Request, me: Me, task_id: UUID, after: int) -> StreamingRespo
                     idle = 0.0
                 if len(batch) == STREAM_BATCH:
                     continue
-                while not grew.is_set():
-                    await wait_any(grew, seconds=POLL_SECONDS)
-                    if not grew.is_set():
+                while not grew.is_set() and not stopping.is_set():
+                    await wait_any(grew, stopping, seconds=POLL_SECONDS)
+                    if not grew.is_set() and not stopping.is_set():
                         idle += POLL_SECONDS
                         await feed.ensure()
                         if idle >= KEEPALIVE_SECONDS:

@@ -58,6 +58,8 @@ def test_create_a_task_and_watch_it_run_and_finish_without_reloading(
 ) -> None:
     listing = sign_in("operator")
     mark(listing)
+    lanes = listing.context.new_page()
+    lanes.goto("/console/lanes")
     page = listing.context.new_page()
     page.goto("/console/tasks")
     page.get_by_text("New task").click()
@@ -73,15 +75,14 @@ def test_create_a_task_and_watch_it_run_and_finish_without_reloading(
     task_id = task_id_from(page)
     mark(page)
 
-    # Under way: the tool call is held by the test's server.
+    # Under way: the tool call is held by the test's server (for HOLD_SECONDS at most,
+    # the tool's own timeout: what is checked meanwhile is only looked at).
     status = page.locator("#task-status")
     expect(status).to_have_attribute("data-status", "running")
     expect(page.locator('#timeline li[data-kind="tool_verdict"]')).to_have_count(1)
     row = listing.locator(f"#task-{task_id}")
     expect(row).to_have_attribute("data-status", "running")
 
-    lanes = listing.context.new_page()
-    lanes.goto("/console/lanes")
     expect(lanes.locator('tr[data-lane="analysis"] td[data-running]')).not_to_have_text("0")
     expect(lanes.locator("tr[data-worker]")).not_to_have_count(0)
 

@@ -3,6 +3,7 @@ check, the role check on actions, and bad input rendered as a page with the API'
 status and error code, everything escaped. The browser tests (test_browser.py) drive
 the same pages in Chromium against a real `workbench up`."""
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from uuid import uuid4
@@ -335,3 +336,28 @@ async def test_rollback_needs_its_remediation(browser: httpx.AsyncClient, tenant
     assert done.status_code == 303
     page = await browser.get(path)
     assert 'data-status="rollback_requested"' in page.text and "restore the backup" in page.text
+
+
+async def test_the_live_streams_end_when_the_process_stops(
+    browser: httpx.AsyncClient, tenant: str, app: Starlette
+) -> None:
+    """They never end by themselves: left open in a tab, they would hold the shutdown."""
+    task_id = await _operator_task(browser, tenant, "Followed")
+    stopping = app.state.stopping
+
+    async def stop_soon() -> None:
+        await asyncio.sleep(0.5)
+        stopping.set()
+
+    stopper = asyncio.create_task(stop_soon())
+    try:
+        async with asyncio.timeout(10):
+            changes, trace = await asyncio.gather(
+                browser.get("/console/live/changes"),
+                browser.get(f"/console/tasks/{task_id}/live"),
+            )
+    finally:
+        await stopper
+        app.state.stopping = asyncio.Event()  # the session's app goes on serving
+    assert changes.status_code == 200 and changes.text.startswith("retry: 3000")
+    assert trace.status_code == 200 and 'data-kind="created"' in trace.text
