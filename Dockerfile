@@ -14,6 +14,7 @@ COPY cli ./cli
 COPY console ./console
 COPY dispatcher ./dispatcher
 COPY lanes ./lanes
+COPY metrics ./metrics
 COPY ledger ./ledger
 COPY worker ./worker
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
