@@ -30,6 +30,7 @@ from api.settings import MAX_BODY_BYTES, ApiSettings
 from api.trace_feed import TraceFeed
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
+from ledger.agent_runtime import AgentRuntime
 from ledger.artifact_store import artifact_store_from_env
 from ledger.database import close_pool, create_pool, resolve_database_url
 from ledger.leases import Leases
@@ -69,6 +70,7 @@ def create_app(
                 await apply_migrations(connection)
             app.state.ledger = Ledger(pool, config)
             app.state.leases = Leases(pool, config)
+            app.state.runtime = AgentRuntime(pool, config)
             app.state.lanes = LaneRegistry(pool, config)
             app.state.outbox = Outbox(pool, app.state.lanes, actor=f"api:{socket.gethostname()}")
             app.state.artifacts = artifact_store_from_env()

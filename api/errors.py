@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import ExceptionHandler
 
+from ledger.agent_sessions import CredentialRefused, LeaseEnded
 from ledger.database import CONNECTION_LOST_ERRORS, connection_lost
 from ledger.errors import (
     ConfigError,
@@ -82,6 +83,7 @@ def error_body(
 
 _SUGGESTIONS = {
     "fence_rejected": "stop work on this run; claim-next for new work",
+    "session_lease_ended": "stop work on this run; the next claim returns a new credential",
     "unauthenticated": "send Authorization: Bearer <worker token>",
     "database_unavailable": "retry with backoff",
 }
@@ -108,6 +110,8 @@ _LEDGER_STATUS: dict[type[LedgerError], int] = {
     Conflict: 409,
     PolicyError: 403,
     FenceRejected: 409,
+    CredentialRefused: 401,
+    LeaseEnded: 401,
     BadRequest: 400,
     ConfigError: 500,
 }

@@ -25,6 +25,7 @@ from ledger.models import (
 from ledger.policy import Verdict
 from ledger.reads import CURSOR_PATTERN
 from ledger.run_steps import RunStep, ThreadRun
+from ledger.runtime_config import ChannelDeclaration
 from ledger.states import TaskStatus
 
 
@@ -161,6 +162,8 @@ class LaneInfo(_Response):
     timeout_seconds: float
     max_turns: int
     token_budget: int | None
+    # Named coordination channels its agent sessions see (GET /api/agent/channels).
+    channels: list[ChannelDeclaration]
 
 
 class NamedInfo(_Response):

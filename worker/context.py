@@ -11,6 +11,10 @@ from ledger.policy import Lane, PolicyConfig
 
 @dataclass(frozen=True)
 class RunContext:
+    """The claim holds both of the run's secrets: the fence's claim token, for the
+    worker's own writes, and the agent session's credential (`claim.grant`), the only
+    one the agent's SDK tools present when it acts about itself (channels, context)."""
+
     claim: Claim
     leases: Leases
     store: ArtifactStore
