@@ -16,6 +16,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.metrics import RequestMetricsMiddleware, metrics_endpoint
 from api.openapi import build_openapi
 from api.routes import (
+    agent_channels,
     agent_runtime,
     agent_sessions,
     events,
@@ -27,7 +28,7 @@ from api.routes import (
     workspaces,
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
-from api.trace_feed import TraceFeed
+from api.trace_feed import CHANNELS, TRACES, NotifyFeed
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.agent_runtime import AgentRuntime
@@ -43,6 +44,7 @@ ENDPOINTS = [
     *workspaces.ENDPOINTS,
     *it_requests.ENDPOINTS,
     *agent_runtime.ENDPOINTS,
+    *agent_channels.ENDPOINTS,
     *events.ENDPOINTS,
     *threads.ENDPOINTS,
     *runs.ENDPOINTS,
@@ -74,9 +76,11 @@ def create_app(
             app.state.lanes = LaneRegistry(pool, config)
             app.state.outbox = Outbox(pool, app.state.lanes, actor=f"api:{socket.gethostname()}")
             app.state.artifacts = artifact_store_from_env()
-            app.state.trace_feed = TraceFeed(pool)
+            app.state.trace_feed = NotifyFeed(pool, TRACES)
+            app.state.channel_feed = NotifyFeed(pool, CHANNELS)
             yield
             await app.state.trace_feed.listener.close()
+            await app.state.channel_feed.listener.close()
             await app.state.lanes.close()
             await asyncio.to_thread(app.state.artifacts.close)
         finally:

@@ -46,6 +46,13 @@ class Call(Generic[BodyT, QueryT]):
     def path_param(self, name: str) -> str:
         return str(self.request.path_params[name])
 
+    @property
+    def session(self) -> Caller:
+        """The calling session, on an `agent` route (its credential authenticated it)."""
+        if self.caller is None:
+            raise RuntimeError("only an agent route has a calling session")
+        return self.caller
+
 
 # A handler answers with a status and a model, or (for raw content) a ready Response.
 Handler = Callable[[Call[Any, Any]], Awaitable[tuple[int, BaseModel] | Response]]
@@ -223,6 +230,11 @@ def _validate(model: type[BodyT], data: Any, where: str) -> BodyT:
             }
             for problem in error.errors(include_url=False, include_input=False)
         ]
+        # The first field at fault, as a client names it ("limit", "metadata.run_id").
+        first = ".".join(problems[0]["location"][1:]) or where
         raise ApiError(
-            400, "invalid_request", f"the request {where} is not valid", {"problems": problems}
+            400,
+            "invalid_request",
+            f"the request {where} is not valid",
+            {"field": first, "problems": problems},
         ) from error

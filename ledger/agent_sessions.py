@@ -143,7 +143,7 @@ def channel_record(row: Mapping[str, Any]) -> Channel:
         workspace_id=row["workspace"],
         run_id=row["run_id"],
         task_id=row["task_id"],
-        workflow_id=str(row["task_id"]) if row["task_id"] else None,
+        workflow_id=None,
         last_activity_at=row["last_activity_at"],
     )
 

@@ -105,3 +105,16 @@ CREATE TABLE channel_reads (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (session_id, channel_id)
 );
+
+-- Long-polling `recv`: tell API replicas (and workers) that a channel has a new message.
+-- One notification per channel per transaction (Postgres folds identical ones), from
+-- whichever replica wrote it; receivers then read what is new from the table.
+CREATE FUNCTION notify_channel_message() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('workbench_channels', NEW.channel_id::text);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER channel_messages_notify
+    AFTER INSERT ON channel_messages
+    FOR EACH ROW EXECUTE FUNCTION notify_channel_message();

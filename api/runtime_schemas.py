@@ -1,0 +1,73 @@
+"""Request and response bodies of the agent runtime routes (`/api/agent/*` about the
+calling session), with the seed's field names."""
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger.channels import MAX_RECEIVE, MAX_WAIT_SECONDS
+from ledger.runtime_config import MessageKind
+from ledger.runtime_models import ChannelMessage, ChannelView
+
+Correlation = Annotated[str, Field(min_length=1, max_length=200)]
+# JSON has no UUID type: from text.
+TextUUID = Annotated[UUID, Field(strict=False)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MessageMetadataRequest(_Request):
+    """What a message says about itself. Left out: the sender's own run and task, and
+    its run as the correlation; given, they must be the sender's (else 400)."""
+
+    message_kind: MessageKind
+    correlation_id: Correlation | None = None
+    coordination_channel_id: TextUUID | None = None
+    run_id: TextUUID | None = None
+    task_id: TextUUID | None = None
+    workflow_id: Correlation | None = None
+    ext: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReplyMetadataRequest(MessageMetadataRequest):
+    message_kind: MessageKind = "reply"
+
+
+class ChannelSendRequest(_Request):
+    body: Any  # any JSON value; stored with its secrets redacted
+    metadata: MessageMetadataRequest
+
+
+class ChannelReplyRequest(_Request):
+    reply_to_message_id: TextUUID
+    body: Any
+    metadata: ReplyMetadataRequest = Field(default_factory=ReplyMetadataRequest)
+
+
+class ChannelRecvQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # With wait=true and nothing unread, the answer waits for the next message, up to
+    # wait_seconds (at most MAX_WAIT_SECONDS).
+    wait: bool = False
+    wait_seconds: float = Field(default=MAX_WAIT_SECONDS, gt=0, le=MAX_WAIT_SECONDS)
+    limit: int = Field(default=20, ge=1, le=MAX_RECEIVE)
+
+
+class ChannelsResponse(_Response):
+    channels: list[ChannelView]
+
+
+class MessageResponse(_Response):
+    message: ChannelMessage
+
+
+class MessagesResponse(_Response):
+    messages: list[ChannelMessage]
