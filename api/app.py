@@ -18,6 +18,7 @@ from api.openapi import build_openapi
 from api.routes import (
     agent_channels,
     agent_runtime,
+    agent_self,
     agent_sessions,
     events,
     health,
@@ -45,6 +46,7 @@ ENDPOINTS = [
     *it_requests.ENDPOINTS,
     *agent_runtime.ENDPOINTS,
     *agent_channels.ENDPOINTS,
+    *agent_self.ENDPOINTS,
     *events.ENDPOINTS,
     *threads.ENDPOINTS,
     *runs.ENDPOINTS,

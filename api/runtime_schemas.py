@@ -7,7 +7,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.channels import MAX_RECEIVE, MAX_WAIT_SECONDS
-from ledger.runtime_config import MessageKind
+from ledger.context_models import ContextBundle, Me
+from ledger.runtime_config import Coordinator, MessageKind
 from ledger.runtime_models import ChannelMessage, ChannelView
 
 Correlation = Annotated[str, Field(min_length=1, max_length=200)]
@@ -71,3 +72,22 @@ class MessageResponse(_Response):
 
 class MessagesResponse(_Response):
     messages: list[ChannelMessage]
+
+
+class CoordinatorQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A workspace (lane) name; the calling session's own when left out.
+    workspace: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class MeResponse(_Response):
+    me: Me
+
+
+class CoordinatorResponse(_Response):
+    coordinator: Coordinator
+
+
+class ContextResponse(_Response):
+    context: ContextBundle

@@ -2,7 +2,9 @@
 `AgentRuntime`, the ledger's side of what a running agent does about itself.
 
 - sessions (`ledger/agent_sessions.py`): authenticating a session's credential;
-- coordination channels (`ledger/channels.py`): list, send, reply, receive (waiting).
+- coordination channels (`ledger/channels.py`): list, send, reply, receive (waiting);
+- its view of itself (`ledger/agent_context.py`): `me`, its workspace's coordinator
+  settings, the context bundle.
 
 The sessions themselves are opened by the claim (`ledger/claims.py`), in its
 transaction. Every method takes the `Caller` the credential authenticated, so what an
@@ -11,13 +13,13 @@ agent reads and writes is scoped to its tenant, its session and its lease.
 
 import asyncpg
 
+from ledger.agent_context import SelfViews
 from ledger.agent_sessions import Sessions
-from ledger.channels import Channels
 from ledger.policy import PolicyConfig
 from ledger.redaction import Redactor
 
 
-class AgentRuntime(Sessions, Channels):
+class AgentRuntime(Sessions, SelfViews):
     def __init__(self, pool: asyncpg.Pool, policy: PolicyConfig) -> None:
         self.pool = pool
         self.policy = policy

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ledger.models import Run, Task
 from ledger.runtime_config import MessageKind
 
 SessionState = Literal["starting", "active", "stopping", "stopped"]
@@ -107,3 +108,46 @@ class ChannelMessage(_Record):
     body: Any
     metadata: MessageMetadata
     timestamp: datetime
+
+
+class ClaimedBy(_Record):
+    kind: Literal["agent"]
+    ref: str
+
+
+class Lease(_Record):
+    """A run as its holder sees its claim."""
+
+    run_id: UUID
+    task_id: UUID
+    status: str
+    attempt: int
+    max_attempts: int
+    previous_run_id: UUID | None
+    claim_token_hash: str | None
+    claimed_by: ClaimedBy | None
+    heartbeat_at: datetime | None
+    lease_until: datetime | None
+    failure_kind: str | None
+    session_id: UUID | None
+    coordination_channel_id: UUID | None
+    coordination_channel: Channel | None
+
+
+def lease_record(task: Task, run: Run, session_id: UUID | None, channel: Channel | None) -> Lease:
+    return Lease(
+        run_id=run.id,
+        task_id=task.id,
+        status=run.status,
+        attempt=run.attempt,
+        max_attempts=task.max_attempts,
+        previous_run_id=run.previous_run_id,
+        claim_token_hash=run.claim_token_hash,
+        claimed_by=ClaimedBy(kind="agent", ref=run.claimed_by) if run.claimed_by else None,
+        heartbeat_at=run.heartbeat_at,
+        lease_until=run.lease_until,
+        failure_kind=run.failure_kind,
+        session_id=session_id,
+        coordination_channel_id=channel.id if channel else None,
+        coordination_channel=channel,
+    )

@@ -30,7 +30,7 @@ CREDENTIAL = (
 )
 
 
-def _runtime(call: Call) -> AgentRuntime:
+def runtime(call: Call) -> AgentRuntime:
     runtime: AgentRuntime = call.request.app.state.runtime
     return runtime
 
@@ -67,7 +67,7 @@ def _channel_id(call: Call) -> UUID:
     tag="agent-runtime",
 )
 async def list_channels(call: Call) -> tuple[int, ChannelsResponse]:
-    return 200, ChannelsResponse(channels=await _runtime(call).channels(call.session))
+    return 200, ChannelsResponse(channels=await runtime(call).channels(call.session))
 
 
 @endpoint(
@@ -85,7 +85,7 @@ async def list_channels(call: Call) -> tuple[int, ChannelsResponse]:
 )
 async def send_message(call: Call[ChannelSendRequest, None]) -> tuple[int, MessageResponse]:
     message = _outgoing(call.body.body, call.body.metadata)
-    sent = await _runtime(call).send(call.session, _channel_id(call), message)
+    sent = await runtime(call).send(call.session, _channel_id(call), message)
     return 200, MessageResponse(message=sent)
 
 
@@ -104,13 +104,13 @@ async def send_message(call: Call[ChannelSendRequest, None]) -> tuple[int, Messa
     tag="agent-runtime",
 )
 async def receive_messages(call: Call[None, ChannelRecvQuery]) -> tuple[int, MessagesResponse]:
-    runtime, channel, limit = _runtime(call), _channel_id(call), call.query.limit
+    agents, channel, limit = runtime(call), _channel_id(call), call.query.limit
     if call.query.wait:
         seconds = min(call.query.wait_seconds, call.request.app.state.settings.recv_wait_seconds)
         feed = call.request.app.state.channel_feed
-        messages = await runtime.receive_waiting(call.session, channel, limit, seconds, feed)
+        messages = await agents.receive_waiting(call.session, channel, limit, seconds, feed)
     else:
-        messages = await runtime.receive(call.session, channel, limit)
+        messages = await agents.receive(call.session, channel, limit)
     return 200, MessagesResponse(messages=messages)
 
 
@@ -126,7 +126,7 @@ async def receive_messages(call: Call[None, ChannelRecvQuery]) -> tuple[int, Mes
     tag="agent-runtime",
 )
 async def reply_message(call: Call[ChannelReplyRequest, None]) -> tuple[int, MessageResponse]:
-    sent = await _runtime(call).reply(
+    sent = await runtime(call).reply(
         call.session, call.body.reply_to_message_id, _outgoing(call.body.body, call.body.metadata)
     )
     return 200, MessageResponse(message=sent)

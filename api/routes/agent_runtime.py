@@ -7,10 +7,6 @@ The claim also returns the task's agent session, the run's coordination channel 
 the session's credential (once): the agent presents it as `Authorization: Bearer
 wbs_...` to the routes about itself (`/api/agent/me`, channels, context)."""
 
-from datetime import datetime
-from typing import Literal
-from uuid import UUID
-
 from pydantic import BaseModel, ConfigDict
 
 from api.endpoints import Call, Endpoint, Parameter, endpoint
@@ -25,7 +21,7 @@ from ledger.models import (
     Run,
     Task,
 )
-from ledger.runtime_models import AgentSession, Channel
+from ledger.runtime_models import AgentSession, Channel, Lease, lease_record
 
 RUNS = "/api/agent/tasks"
 ONE_RUN = RUNS + "/{run_id:uuid}"
@@ -41,28 +37,6 @@ CLAIM_TOKEN = Parameter(
 
 class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ClaimedBy(_Response):
-    kind: Literal["agent"]
-    ref: str
-
-
-class Lease(_Response):
-    run_id: UUID
-    task_id: UUID
-    status: str
-    attempt: int
-    max_attempts: int
-    previous_run_id: UUID | None
-    claim_token_hash: str | None
-    claimed_by: ClaimedBy | None
-    heartbeat_at: datetime | None
-    lease_until: datetime | None
-    failure_kind: str | None
-    session_id: UUID | None
-    coordination_channel_id: UUID | None
-    coordination_channel: Channel | None
 
 
 class ClaimBody(_Response):
@@ -84,25 +58,6 @@ class LeaseResponse(_Response):
     lease: Lease
 
 
-def _lease(task: Task, run: Run, session_id: UUID | None, channel: Channel | None) -> Lease:
-    return Lease(
-        run_id=run.id,
-        task_id=task.id,
-        status=run.status,
-        attempt=run.attempt,
-        max_attempts=task.max_attempts,
-        previous_run_id=run.previous_run_id,
-        claim_token_hash=run.claim_token_hash,
-        claimed_by=ClaimedBy(kind="agent", ref=run.claimed_by) if run.claimed_by else None,
-        heartbeat_at=run.heartbeat_at,
-        lease_until=run.lease_until,
-        failure_kind=run.failure_kind,
-        session_id=session_id,
-        coordination_channel_id=channel.id if channel else None,
-        coordination_channel=channel,
-    )
-
-
 async def _fence(call: Call) -> Fence:
     token = call.request.headers.get("x-claim-token")
     if not token:
@@ -120,7 +75,7 @@ async def _lease_response(call: Call, task: Task) -> tuple[int, LeaseResponse]:
     session_id, channel = await call.request.app.state.runtime.run_session_channel(
         call.actor.tenant_id, run.id
     )
-    return 200, LeaseResponse(lease=_lease(task, run, session_id, channel))
+    return 200, LeaseResponse(lease=lease_record(task, run, session_id, channel))
 
 
 @endpoint(
@@ -154,7 +109,7 @@ async def claim_next(call: Call[ClaimNextRequest, None]) -> tuple[int, ClaimNext
         session_credential=grant.credential,
         session=grant.session,
         coordination_channel=grant.channel,
-        lease=_lease(claim.task, claim.run, grant.session.id, grant.channel),
+        lease=lease_record(claim.task, claim.run, grant.session.id, grant.channel),
         run=claim.run,
         task=claim.task,
     )

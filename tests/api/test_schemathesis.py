@@ -52,6 +52,7 @@ from api.openapi import build_openapi
 from ledger.database import close_pool, create_pool
 from ledger.policy import load_policy
 from ledger.repository import Actor, Ledger
+from worker.executors import load_sdk
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "15"))
 SEED = int(os.environ["SCHEMATHESIS_SEED"]) if os.environ.get("SCHEMATHESIS_SEED") else None
@@ -375,6 +376,9 @@ def workbench(database_url: str, artifact_dir) -> Iterator[Workbench]:
         settings = dataclasses.replace(
             settings_for_tests(), process_wait_seconds=0.2, recv_wait_seconds=0.2
         )
+        # The seeding runs tasks in process; the first run's import of the agents SDK
+        # took longer than a request's timeout on a busy machine: import it first.
+        load_sdk()
         application: Starlette = create_app(settings, database_url=database_url)
         try:
             schema = schemathesis.openapi.from_asgi("/openapi.json", _as_served(application))

@@ -269,12 +269,18 @@ async def _channel_texts(http: httpx.AsyncClient, auth, every_form: str) -> dict
     }
     sent = await http.post(f"/api/agent/channels/{room}/send", json=message, headers=sender)
     assert sent.status_code == 200, sent.text
+    # Before the receive: the unread message's preview is in the inbox summary.
+    context = await http.get("/api/agent/context", headers=receiver)
+    assert context.json()["context"]["inbox_summary"]["unread_count"] == 1, context.text
     received = await http.get(f"/api/agent/channels/{room}/recv", headers=receiver)
     assert len(received.json()["messages"]) == 1, received.text
     texts = {
         "channel send": sent.text,
         "channel recv": received.text,
         "channels": (await http.get("/api/agent/channels", headers=receiver)).text,
+        "context": context.text,
+        "sender context": (await http.get("/api/agent/context", headers=sender)).text,
+        "me": (await http.get("/api/agent/me", headers=sender)).text,
     }
     for text in texts.values():
         assert claims[0]["claim_token"] not in text

@@ -197,6 +197,7 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
             "record_usage_if_owner",
             "insert_artifacts_if_owner",
             "session_by_credential",
+            "peer_sessions",
         )
     },
     # A new run is always queued.
