@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentdefs.soul import Diagnostic, Frontmatter, SoulLimits, ValidationStatus
 from ledger.channels import MAX_RECEIVE, MAX_WAIT_SECONDS
 from ledger.context_models import ContextBundle, Me
 from ledger.runtime_config import Coordinator, MessageKind
@@ -91,3 +92,40 @@ class CoordinatorResponse(_Response):
 
 class ContextResponse(_Response):
     context: ContextBundle
+
+
+class SoulValidateRequest(_Request):
+    # Markdown with YAML frontmatter; past the document limit it is a diagnostic.
+    content: Annotated[str, Field(max_length=64 * 1024)]
+    source_path: Annotated[str, Field(min_length=1, max_length=200)] = "SOUL.md"
+
+
+class SoulConfigProvenance(_Response):
+    enabled: bool
+    max_body_bytes: int
+    context_projection_bytes: int
+    source: str
+    digest: str  # of these settings
+
+
+class SoulResponse(_Response):
+    """A soul document as the agent runs with it (GET) or as it would (validate)."""
+
+    agent_name: str
+    enabled: bool
+    present: bool
+    valid: bool
+    # Present, valid and enabled: projected into the agent's instructions.
+    active: bool
+    validation_status: ValidationStatus
+    source_path: str
+    digest: str | None
+    snapshot_id: str | None  # the digest: a soul's content is its identity
+    revision_id: str | None  # its frontmatter's version
+    frontmatter: Frontmatter
+    body: str
+    # The projection into the instructions was cut to context_projection_bytes.
+    truncated: bool
+    diagnostics: list[Diagnostic]
+    limits: SoulLimits
+    config_provenance: SoulConfigProvenance

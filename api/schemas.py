@@ -219,6 +219,8 @@ class AgentInfo(_Response):
     allowed_providers: list[str]
     routes_to: list[str]
     keywords: list[str]
+    # The digest of its valid soul, which its instructions carry (None: none, or invalid).
+    soul_digest: str | None
 
 
 class AgentListResponse(_Response):

@@ -230,8 +230,17 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
     saved = await run.leases.saved_state(run.claim.fence) if task.pending_approval else None
     start: Any = task.instructions
     if task.thread_id is not None:
-        from worker.conversation import history_input
+        from worker.conversation import history_input, soul_digests
 
+        digests = soul_digests(run)
+        if digests:  # the trace says which persona each agent ran with
+            await run.leases.trace(
+                run.claim.fence,
+                worker=run.worker,
+                kind="soul",
+                message="souls: " + ", ".join(f"{a} {d[:19]}" for a, d in digests.items()),
+                data={"souls": digests},
+            )
         start = history_input(await run.leases.thread_history(task.thread_id))
     if saved is not None:
         start = await RunState.from_string(agent, saved, context_deserializer=lambda _: run)

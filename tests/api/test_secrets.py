@@ -110,7 +110,7 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
     thread_url = f"/api/v1/threads/{thread.json()['thread']['id']}"
     runs = await _thread_runs(http, auth, every_form, reasons)
     session = await _session_texts(http, auth, tenant, every_form)
-    session |= await _channel_texts(http, auth, every_form)
+    session |= await _agent_runtime_texts(http, auth, every_form)
 
     texts = {
         **session,
@@ -240,10 +240,10 @@ async def _session_texts(http: httpx.AsyncClient, auth, tenant: str, every_form:
     }
 
 
-async def _channel_texts(http: httpx.AsyncClient, auth, every_form: str) -> dict[str, str]:
+async def _agent_runtime_texts(http: httpx.AsyncClient, auth, every_form: str) -> dict[str, str]:
     """A message carrying every form (and a claim token and a session credential) sent
-    on a workspace channel by one claimed session, and what the channel routes return
-    to another."""
+    on a workspace channel by one claimed session, what the agent runtime routes then
+    return to either, and a soul document carrying the forms, validated."""
     claims = []
     for _ in range(2):
         body = {"lane": "analysis", "title": "Channel talk", "instructions": "Talk."}
@@ -281,7 +281,13 @@ async def _channel_texts(http: httpx.AsyncClient, auth, every_form: str) -> dict
         "context": context.text,
         "sender context": (await http.get("/api/agent/context", headers=sender)).text,
         "me": (await http.get("/api/agent/me", headers=sender)).text,
+        "soul": (await http.get("/api/agent/soul", headers=sender)).text,
+        "coordinator": (await http.get("/api/agent/coordinator/config", headers=sender)).text,
     }
+    soul = f"---\nrole: Rotator\n---\n{every_form}\n"
+    validated = await http.post("/api/agent/soul/validate", json={"content": soul}, headers=sender)
+    assert validated.status_code == 200, validated.text
+    texts["soul validate"] = validated.text
     for text in texts.values():
         assert claims[0]["claim_token"] not in text
         assert claims[1]["session_credential"] not in text
