@@ -30,6 +30,7 @@ from ledger.errors import (
 )
 from ledger.leases import FenceRejected
 from ledger.repository import BadRequest
+from ledger.spawns import SpawnRefused
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +85,8 @@ def error_body(
 _SUGGESTIONS = {
     "fence_rejected": "stop work on this run; claim-next for new work",
     "session_lease_ended": "stop work on this run; the next claim returns a new credential",
+    "spawn_permission_denied": "ask for a subset of GET /api/agent/me's permission_policy",
+    "spawn_limit_exceeded": "wait for a child to finish; see GET /api/agent/me's limits",
     "unauthenticated": "send Authorization: Bearer <worker token>",
     "database_unavailable": "retry with backoff",
 }
@@ -112,6 +115,7 @@ _LEDGER_STATUS: dict[type[LedgerError], int] = {
     FenceRejected: 409,
     CredentialRefused: 401,
     LeaseEnded: 401,
+    SpawnRefused: 403,
     BadRequest: 400,
     ConfigError: 500,
 }

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentdefs.soul import Diagnostic, Frontmatter, SoulLimits, ValidationStatus
 from ledger.channels import MAX_RECEIVE, MAX_WAIT_SECONDS
 from ledger.context_models import ContextBundle, Me
+from ledger.models import LongText, Name, ShortText
 from ledger.runtime_config import Coordinator, MessageKind
-from ledger.runtime_models import ChannelMessage, ChannelView
+from ledger.runtime_models import AgentSession, ChannelMessage, ChannelView, Lineage
 
 Correlation = Annotated[str, Field(min_length=1, max_length=200)]
 # JSON has no UUID type: from text.
@@ -129,3 +130,43 @@ class SoulResponse(_Response):
     diagnostics: list[Diagnostic]
     limits: SoulLimits
     config_provenance: SoulConfigProvenance
+
+
+Atom = Annotated[str, Field(min_length=1, max_length=200)]
+AtomList = Annotated[list[Atom], Field(max_length=100)]
+
+
+class PermissionsRequest(_Request):
+    """A child's permissions by kind; a kind left out is its parent's."""
+
+    tools: AtomList | None = None
+    skills: AtomList | None = None
+    mcp_servers: AtomList | None = None
+    network_channels: AtomList | None = None
+    sandbox_profiles: AtomList | None = None
+    workspace_paths: AtomList | None = None
+
+
+class SpawnRequest(_Request):
+    instructions: LongText
+    title: ShortText | None = None
+    # The lane's own agent or an agents-file agent of the lane; the coordinator's when
+    # left out.
+    agent_name: Name | None = None
+    spawn_role: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    # Left out: the workspace's default_ttl_seconds; over its max_ttl_seconds: 403.
+    ttl_seconds: Annotated[int, Field(ge=1, le=7 * 86_400)] | None = None
+    auto_stop_on_parent: bool = True
+    permissions: PermissionsRequest | None = None
+
+
+class SpawnBody(_Response):
+    session: AgentSession
+    lineage: Lineage
+    permissions: dict[str, list[str]]
+    task_id: UUID
+    task_status: str
+
+
+class SpawnResponse(_Response):
+    spawn: SpawnBody

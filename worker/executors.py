@@ -134,13 +134,17 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
 
         agent = conversation_agent(run)
     else:
+        # The session's agent and permissions: a lane's own for a task claimed from
+        # it, at most its parent's for a spawned helper.
+        session = run.claim.grant.session
+        allowed = set(session.lineage.permission_policy.tools)
         agent = Agent(
-            name=f"workbench-{task.lane}",
+            name=session.agent_name,
             instructions=(
                 f"You are an agent working in lane {task.lane} at mutation level "
                 f"{task.mutation_level}. Task: {task.title}"
             ),
-            tools=tools_for(run),
+            tools=tools_for(run, names=[tool for tool in lane.tools if tool in allowed]),
         )
 
     class Hooks(RunHooks[RunContext]):

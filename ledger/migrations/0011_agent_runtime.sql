@@ -118,3 +118,8 @@ END $$;
 CREATE TRIGGER channel_messages_notify
     AFTER INSERT ON channel_messages
     FOR EACH ROW EXECUTE FUNCTION notify_channel_message();
+
+-- The spawned sessions the session reaper looks at: the ones not stopped yet. Sessions
+-- claimed from a lane are stopped by their run, never written so, and are not here.
+CREATE INDEX agent_sessions_live_spawned ON agent_sessions (created_at)
+    WHERE type = 'spawned' AND state NOT IN ('stopping', 'stopped');

@@ -288,6 +288,13 @@ async def _agent_runtime_texts(http: httpx.AsyncClient, auth, every_form: str) -
     validated = await http.post("/api/agent/soul/validate", json={"content": soul}, headers=sender)
     assert validated.status_code == 200, validated.text
     texts["soul validate"] = validated.text
+    spawned = await http.post(
+        "/api/agent/spawn",
+        json={"instructions": every_form, "title": "password: hunter2-yaml"},
+        headers=sender,
+    )
+    assert spawned.status_code == 200, spawned.text
+    texts["spawn"] = spawned.text
     for text in texts.values():
         assert claims[0]["claim_token"] not in text
         assert claims[1]["session_credential"] not in text

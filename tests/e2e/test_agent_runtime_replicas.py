@@ -1,6 +1,7 @@
 """Two `workbench api` replicas on one database: a session long-polling `recv` on one
-replica is woken by a message another session sends through the other. The wake-up is
-Postgres' NOTIFY, so neither replica needs to know the other."""
+replica is woken by a message another session sends through the other (the wake-up is
+Postgres' NOTIFY, so neither replica needs to know the other); concurrent spawns through
+both cannot overshoot the parent's max_children."""
 
 import time
 from collections.abc import Iterator
@@ -35,9 +36,9 @@ def replicas(tmp_path: Path, make_database) -> Iterator[list[ApiServer]]:
     assert codes == [0] * len(servers), [server.output() for server in servers]
 
 
-def _claim(client: httpx.Client) -> dict:
-    operator = auth(mint_token(JWT_SECRET, subject="olga", roles=["operator"], tenant_id=TENANT))
-    worker = auth(mint_token(JWT_SECRET, subject="pod", roles=["worker"], tenant_id=TENANT))
+def _claim(client: httpx.Client, tenant: str = TENANT) -> dict:
+    operator = auth(mint_token(JWT_SECRET, subject="olga", roles=["operator"], tenant_id=tenant))
+    worker = auth(mint_token(JWT_SECRET, subject="pod", roles=["worker"], tenant_id=tenant))
     task = {"lane": "analysis", "title": "t", "instructions": "x"}
     assert client.post("/api/agents/tasks", json=task, headers=operator).status_code == 201
     claim = client.post("/api/agent/tasks/claim-next", json={}, headers=worker).json()["claim"]
@@ -82,3 +83,26 @@ def test_a_recv_waiting_on_one_replica_is_woken_by_a_send_through_another(
     assert [m["message_id"] for m in messages] == [sent.json()["message"]["message_id"]]
     assert messages[0]["from_session_id"] == sender["session"]["id"]
     assert received_at - sent_at < 0.8, received_at - sent_at
+
+
+def test_spawns_through_two_replicas_at_once_stay_within_max_children(
+    replicas: list[ApiServer],
+) -> None:
+    a, b = replicas
+    with (
+        httpx.Client(base_url=a.base_url, timeout=30) as on_a,
+        httpx.Client(base_url=b.base_url, timeout=30) as on_b,
+    ):
+        parent = _claim(on_a, "spawners")
+        headers = {"Authorization": f"Bearer {parent['session_credential']}"}
+
+        def spawn(n: int) -> int:
+            client = on_a if n % 2 else on_b
+            body = {"instructions": f"part {n}"}
+            return client.post("/api/agent/spawn", json=body, headers=headers).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            statuses = sorted(pool.map(spawn, range(12)))
+        me = on_b.get("/api/agent/me", headers=headers).json()["me"]
+    allowed = me["limits"]["max_children"]
+    assert statuses == [200] * allowed + [403] * (12 - allowed)
