@@ -22,6 +22,7 @@ from api.routes import (
     agent_sessions,
     agent_soul,
     agent_spawn,
+    client_sessions,
     events,
     health,
     it_requests,
@@ -32,6 +33,7 @@ from api.routes import (
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
 from api.trace_feed import CHANNELS, TRACES, NotifyFeed
+from console.app import routes as console_routes
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.agent_runtime import AgentRuntime
@@ -55,6 +57,7 @@ ENDPOINTS = [
     *threads.ENDPOINTS,
     *runs.ENDPOINTS,
     *agent_sessions.ENDPOINTS,
+    *client_sessions.ENDPOINTS,
 ]
 
 
@@ -96,8 +99,10 @@ def create_app(
         *health.ROUTES,
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *(item.route() for item in ENDPOINTS),
+        # The operator console (HTML, not in /openapi.json).
+        *console_routes(),
     ]
-    templates = {route.endpoint: route.path for route in routes}
+    templates = {route.endpoint: route.path for route in routes if isinstance(route, Route)}
     app = Starlette(
         routes=routes,
         middleware=[
@@ -114,5 +119,9 @@ def create_app(
         issuer=settings.jwt_issuer,
     )
     app.state.settings = settings
+    # Set when the process is asked to stop (cli/main.py), before the server waits for
+    # open connections to close: streams that never end by themselves (the console's)
+    # end then, so a browser tab left open does not hold the shutdown.
+    app.state.stopping = asyncio.Event()
     app.state.openapi = build_openapi(ENDPOINTS, config)
     return app

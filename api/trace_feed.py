@@ -9,12 +9,16 @@ Postgres, so every replica serves every task and channel, whichever wrote it.
 Notifications are lost only while the LISTEN connection is down, so when it is made
 again every waiter is woken to catch up; waiters check the connection often (`ensure`),
 which costs no query while it is up.
+
+Besides one key's waiters, a watcher may follow every key (`watch_all`): the console's
+live lists, which filter the task ids by their tenant themselves. It is told None when
+the connection was made again: anything may have changed.
 """
 
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import asyncpg
 
@@ -27,6 +31,7 @@ CHANNELS = "workbench_channels"
 class NotifyFeed:
     def __init__(self, pool: asyncpg.Pool, channel: str) -> None:
         self._subscribers: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._watchers: set[Callable[[list[str] | None], None]] = set()
         self.listener = Listener(pool, channel, self._grew)
 
     async def ensure(self) -> None:
@@ -34,11 +39,16 @@ class NotifyFeed:
             for events in self._subscribers.values():
                 for event in events:
                     event.set()
+            for watcher in self._watchers:
+                watcher(None)
 
     def _grew(self, keys: str) -> None:
-        for key in keys.split(","):
+        changed = keys.split(",")
+        for key in changed:
             for event in self._subscribers.get(key, ()):
                 event.set()
+        for watcher in self._watchers:
+            watcher(changed)
 
     @contextlib.contextmanager
     def subscribe(self, key: str) -> Iterator[asyncio.Event]:
@@ -50,3 +60,15 @@ class NotifyFeed:
             self._subscribers[key].discard(event)
             if not self._subscribers[key]:
                 del self._subscribers[key]
+
+    @contextlib.contextmanager
+    def watch_all(self, on_change: Callable[[list[str] | None], None]) -> Iterator[None]:
+        """Call `on_change` with every key that grows (on the traces feed: the id of every
+        task whose trace grows, any tenant's), or None after a reconnect, while the block
+        runs. It is called on the event
+        loop, from the notification: it must only record, never wait."""
+        self._watchers.add(on_change)
+        try:
+            yield
+        finally:
+            self._watchers.discard(on_change)

@@ -78,6 +78,8 @@ def load_sdk() -> None:
             "worker.tools",
             "worker.tracing",
             "worker.conversation",
+            "worker.client_session",
+            "worker.hooks",
         ):
             importlib.import_module(module)
 
@@ -116,14 +118,14 @@ class AgentRun:
 
 def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[object]]) -> AgentRun:
     """`flush` writes the run's buffered trace events (its spans and progress)."""
-    from agents import Agent, ModelSettings, RunConfig, RunHooks
-    from agents.tool_context import ToolContext
+    from agents import Agent, ModelSettings, RunConfig
 
+    from worker.hooks import WorkbenchHooks
     from worker.streaming import RunStream, StreamingModelProvider
     from worker.tools import tools_for
     from worker.tracing import trace_processor
 
-    task, lane = run.task, run.lane
+    task = run.task
     options = task.run_options or {}
     provider, model = _model_provider(task.model_provider)
     model = options.get("model") or model
@@ -144,30 +146,8 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
                 f"You are an agent working in lane {task.lane} at mutation level "
                 f"{task.mutation_level}. Task: {task.title}"
             ),
-            tools=tools_for(run, names=[tool for tool in lane.tools if tool in allowed]),
+            tools=tools_for(run, names=[tool for tool in run.lane.tools if tool in allowed]),
         )
-
-    class Hooks(RunHooks[RunContext]):
-        async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
-            # The SDK's function span does not say which call it runs; its result is
-            # paired with the call by this id.
-            if isinstance(context, ToolContext):
-                processor.tool_started(context.tool_call_id)
-            stream.tool_started(agent.name)
-
-        async def on_llm_start(
-            self, context: Any, agent: Any, system_prompt: Any, input_items: Any
-        ) -> None:
-            stream.turn_started(agent.name)
-
-        async def on_llm_end(self, context: Any, agent: Any, response: Any) -> None:
-            spent = context.usage.input_tokens + context.usage.output_tokens
-            if lane.token_budget is not None and spent > lane.token_budget:
-                raise ExecutionFailed(
-                    "budget_exceeded",
-                    f"{spent} tokens spent; lane {task.lane} allows {lane.token_budget}",
-                    retryable=False,
-                )
 
     config = RunConfig(
         # The model too, not only the provider: otherwise the SDK applies the settings
@@ -184,7 +164,7 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
         trace_id=trace_id,
         trace_metadata={"task_id": str(task.id), "lane": task.lane},
     )
-    return AgentRun(agent, Hooks(), config, stream)
+    return AgentRun(agent, WorkbenchHooks(run, processor, stream), config, stream)
 
 
 async def run_agent(prepared: AgentRun, start: Any, run: RunContext) -> Any:
@@ -214,6 +194,11 @@ async def run_agent(prepared: AgentRun, start: Any, run: RunContext) -> Any:
     finally:
         # No write of this run's events may outlive it (or race with its outcome).
         await prepared.stream.close()
+    # The stream has ended, so the SDK has run its sandbox cleanup (none here: no sandbox
+    # is configured). Its callable closes over the result: dropped, the run's objects are
+    # freed as it ends instead of waiting, promoted, for a rare full collection (32 runs
+    # in flight kept 30 MB more resident).
+    result._sandbox_cleanup = None
     return result
 
 
@@ -221,6 +206,11 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
     missing = sdk_import_error()
     if missing:
         raise ExecutionBlocked(missing)
+    if (run.task.run_options or {}).get("session_step"):
+        # A client-side session's step: one model call or one tool call, not a Runner run.
+        from worker.client_session import execute_step
+
+        return await execute_step(run)
     from agents import MaxTurnsExceeded, RunState
 
     # Here, not at the top: worker.execution imports this module.

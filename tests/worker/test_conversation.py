@@ -2,9 +2,13 @@
 hands the conversation to a specialist with its reason, the specialist answers with its
 own tools, and the thread's history gets each message once."""
 
+import gc
+import weakref
+
 from event_stream import assert_tool_calls_pair_with_results, parse_events
 
 from ledger.repository import Actor
+from worker import executors
 
 THREADS = "/api/v1/threads"
 
@@ -36,6 +40,37 @@ async def test_the_router_hands_an_incident_to_the_incident_analyst(app, http, a
     assert messages[2]["content"].startswith("offline model: completed 0 tool call(s)\n")
     assert "down" in handoff["data"]["reason"] and "errors" in handoff["data"]["reason"]
     assert [m["seq"] for m in messages] == [1, 2, 3]
+
+
+async def test_a_finished_thread_run_is_freed_without_the_collector(
+    app, http, auth, tenant, monkeypatch
+):
+    # As a task's run (tests/worker/test_streaming.py): the router, its handoffs and the
+    # specialist leave no reference cycle for the collector to find.
+    results = []
+
+    async def run_agent(*args):
+        result = await real_run_agent(*args)
+        results.append(weakref.ref(result))
+        return result
+
+    real_run_agent = executors.run_agent
+    monkeypatch.setattr(executors, "run_agent", run_agent)
+    gc.disable()
+    try:
+        ran, _ = await _thread_run(
+            app,
+            http,
+            auth,
+            tenant,
+            "it-router",
+            'Which runbook covers failover?\n#call read_artifact {"name": "failover.md"}',
+        )
+        alive = [ref() for ref in results if ref() is not None]
+    finally:
+        gc.enable()
+    assert ran["status"] == "succeeded", ran
+    assert len(results) == 1 and alive == []
 
 
 async def test_a_specialist_calls_the_tools_its_lane_allows(app, http, auth, tenant):
