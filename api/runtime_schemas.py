@@ -4,7 +4,7 @@ calling session), with the seed's field names."""
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agentdefs.soul import Diagnostic, Frontmatter, SoulLimits, ValidationStatus
 from ledger.channels import MAX_RECEIVE, MAX_WAIT_SECONDS
@@ -132,6 +132,12 @@ class SoulResponse(_Response):
     config_provenance: SoulConfigProvenance
 
 
+# JSON Schema's integer takes 2.0 too; anything else not an int is still refused.
+WholeNumber = Annotated[
+    int,
+    Field(ge=1, le=7 * 86_400),
+    BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v),
+]
 Atom = Annotated[str, Field(min_length=1, max_length=200)]
 AtomList = Annotated[list[Atom], Field(max_length=100)]
 
@@ -155,7 +161,7 @@ class SpawnRequest(_Request):
     agent_name: Name | None = None
     spawn_role: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     # Left out: the workspace's default_ttl_seconds; over its max_ttl_seconds: 403.
-    ttl_seconds: Annotated[int, Field(ge=1, le=7 * 86_400)] | None = None
+    ttl_seconds: WholeNumber | None = None
     auto_stop_on_parent: bool = True
     permissions: PermissionsRequest | None = None
 

@@ -24,7 +24,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from ledger.agent_sessions import Caller, channel_record
-from ledger.errors import BadRequest, NotFound
+from ledger.errors import BadRequest, Conflict, NotFound, PolicyError
 from ledger.notify import wait_any
 from ledger.policy import PolicyConfig
 from ledger.redaction import Redactor
@@ -48,10 +48,16 @@ MAX_RECEIVE = 100
 _POLL_SECONDS = 2.0
 
 
-class MessageKindRefused(BadRequest):
-    """The channel does not take messages of this kind."""
+class MessageKindRefused(PolicyError):
+    """The channel does not take messages of this kind (403)."""
 
     code = "message_kind_not_allowed"
+
+
+class MetadataMismatch(Conflict):
+    """The metadata names another channel, run or task than the message's own (409)."""
+
+    code = "metadata_mismatch"
 
 
 @dataclass(frozen=True)
@@ -292,7 +298,7 @@ def _check(message: Outgoing, channel: asyncpg.Record, caller: Caller) -> None:
         ("task_id", message.task_id, session.task_id),
     ):
         if given is not None and given != own:
-            raise BadRequest(
+            raise MetadataMismatch(
                 f"metadata.{name} is not this message's {name.removesuffix('_id')}",
                 field=f"metadata.{name}",
             )

@@ -23,8 +23,9 @@ from ledger.channels import MAX_WAIT_SECONDS, Outgoing
 
 CHANNELS = "/api/agent/channels"
 ONE_CHANNEL = CHANNELS + "/{channel:uuid}"
-# Every agent route's statuses: bad input, no or an ended credential, not found.
-AGENT_STATUSES = (200, 400, 401, 404)
+# A channel route's statuses: bad input, no or an ended credential, a kind the channel
+# refuses, not found, metadata naming another channel, run or task.
+AGENT_STATUSES = (200, 400, 401, 403, 404, 409)
 CREDENTIAL = (
     "Authenticated by the session credential the claim returned (Authorization: Bearer wbs_...)."
 )
@@ -74,9 +75,10 @@ async def list_channels(call: Call) -> tuple[int, ChannelsResponse]:
     "POST",
     ONE_CHANNEL + "/send",
     summary="Sends a message to a channel the session sees. The message kind must be one "
-    "the channel allows (else 400 message_kind_not_allowed); metadata left out is the "
-    "sender's own run and task. The body and metadata are stored with secrets and claim "
-    "tokens redacted, at most 64 KiB. " + CREDENTIAL,
+    "the channel allows (else 403 message_kind_not_allowed); metadata left out is the "
+    "sender's own run and task, and given must be (else 409 metadata_mismatch). The "
+    "body and metadata are stored with secrets and claim tokens redacted, at most 64 KiB. "
+    + CREDENTIAL,
     role=AGENT,
     response=MessageResponse,
     statuses=AGENT_STATUSES,
@@ -99,7 +101,7 @@ async def send_message(call: Call[ChannelSendRequest, None]) -> tuple[int, Messa
     "when none came. " + CREDENTIAL,
     role=AGENT,
     response=MessagesResponse,
-    statuses=AGENT_STATUSES,
+    statuses=(200, 400, 401, 404),
     query=ChannelRecvQuery,
     tag="agent-runtime",
 )

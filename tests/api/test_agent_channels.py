@@ -179,7 +179,7 @@ async def test_bad_input_is_refused_with_the_field(http, claimed) -> None:
     # A kind the channel does not take.
     refused = _diagnostic(
         await _send(http, alice, room, "over to you", kind="handoff"),
-        400,
+        403,
         "message_kind_not_allowed",
     )
     assert refused["evidence"]["field"] == "metadata.message_kind"
@@ -193,7 +193,7 @@ async def test_bad_input_is_refused_with_the_field(http, claimed) -> None:
         ),
     ):
         response = await _send(http, alice, room, "x", **metadata)
-        assert _diagnostic(response, 400, "invalid_request")["evidence"]["field"] == field
+        assert _diagnostic(response, 409, "metadata_mismatch")["evidence"]["field"] == field
     missing = await http.post(f"{CHANNELS}/{room}/send", json={"body": 1}, headers=_as(alice))
     assert _diagnostic(missing, 400, "invalid_request")["evidence"]["field"] == "metadata"
     too_big = await _send(http, alice, room, "x" * (65 * 1024))
