@@ -6,7 +6,7 @@ replies and their final outputs, and finishes with both answers; a helper of the
 file runs with its instructions and its soul, and its trace records the soul's digest.
 A spawn that would widen permissions is refused through the tool with its diagnostic
 code and audited, and creates nothing; a helper is offered only the tools its
-permissions list.
+permissions list. The context bundle reads as the REST route's.
 """
 
 import json
@@ -166,6 +166,7 @@ async def test_a_spawn_that_widens_permissions_is_refused_through_the_tool(
             ),
             _call("spawn_agent", instructions=narrowed, permissions={"tools": ["channel_recv"]}),
             _call("wait_for_child", wait_seconds=60),
+            _call("agent_context"),
         ]
     )
     ledger, parent_id = await _run(fresh_pool, policy, instructions)
@@ -182,6 +183,22 @@ async def test_a_spawn_that_widens_permissions_is_refused_through_the_tool(
     sessions = await fresh_pool.fetch("SELECT task_id FROM agent_sessions WHERE type = 'spawned'")
     assert [row["task_id"] for row in sessions] == [UUID(allowed["spawned"]["task_id"])]
     assert await fresh_pool.fetchval("SELECT count(*) FROM tasks") == 2
+
+    # The context bundle as GET /api/agent/context has it: its sections in their order.
+    [bundle] = [result["context"] for result in results["agent_context"]]
+    assert list(bundle) == [
+        "self",
+        "session",
+        "task",
+        "coordination_channel",
+        "inbox_summary",
+        "peer_roster",
+        "capabilities",
+        "limits",
+        "provenance",
+    ]
+    assert bundle["session"]["task_id"] == str(parent_id)
+    assert bundle["session"]["lineage"]["spawn_depth"] == 0
 
     # The allowed helper holds only channel_recv: channel_send is not offered to it.
     [waited] = results["wait_for_child"]
