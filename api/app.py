@@ -16,8 +16,12 @@ from api.errors import EXCEPTION_HANDLERS
 from api.metrics import RequestMetricsMiddleware, metrics_endpoint
 from api.openapi import build_openapi
 from api.routes import (
+    agent_channels,
     agent_runtime,
+    agent_self,
     agent_sessions,
+    agent_soul,
+    agent_spawn,
     client_sessions,
     events,
     health,
@@ -28,14 +32,15 @@ from api.routes import (
     workspaces,
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
-from api.trace_feed import TraceFeed
 from console.app import routes as console_routes
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
+from ledger.agent_runtime import AgentRuntime
 from ledger.artifact_store import artifact_store_from_env
 from ledger.database import close_pool, create_pool, resolve_database_url
 from ledger.leases import Leases
 from ledger.migrate import apply_migrations
+from ledger.notify_feed import CHANNELS, TRACES, NotifyFeed
 from ledger.policy import PolicyConfig, load_policy
 from ledger.repository import Ledger
 
@@ -44,6 +49,10 @@ ENDPOINTS = [
     *workspaces.ENDPOINTS,
     *it_requests.ENDPOINTS,
     *agent_runtime.ENDPOINTS,
+    *agent_channels.ENDPOINTS,
+    *agent_self.ENDPOINTS,
+    *agent_soul.ENDPOINTS,
+    *agent_spawn.ENDPOINTS,
     *events.ENDPOINTS,
     *threads.ENDPOINTS,
     *runs.ENDPOINTS,
@@ -72,12 +81,15 @@ def create_app(
                 await apply_migrations(connection)
             app.state.ledger = Ledger(pool, config)
             app.state.leases = Leases(pool, config)
+            app.state.runtime = AgentRuntime(pool, config)
             app.state.lanes = LaneRegistry(pool, config)
             app.state.outbox = Outbox(pool, app.state.lanes, actor=f"api:{socket.gethostname()}")
             app.state.artifacts = artifact_store_from_env()
-            app.state.trace_feed = TraceFeed(pool)
+            app.state.trace_feed = NotifyFeed(pool, TRACES)
+            app.state.channel_feed = NotifyFeed(pool, CHANNELS)
             yield
             await app.state.trace_feed.listener.close()
+            await app.state.channel_feed.listener.close()
             await app.state.lanes.close()
             await asyncio.to_thread(app.state.artifacts.close)
         finally:

@@ -1,7 +1,11 @@
 """How a route is declared: one `Endpoint` says its path, the role it needs, its body,
 query and response models, and the statuses it answers. The same declaration drives
 authentication, validation and `/openapi.json`, so the document cannot drift from
-what the code does."""
+what the code does.
+
+Two kinds of caller, one layer: a person's or a worker's JWT for every role but
+`agent`; an agent session's credential (`Authorization: Bearer wbs_...`, returned by
+the claim) for `agent`, the routes an agent calls about itself."""
 
 import json
 from collections.abc import Awaitable, Callable
@@ -15,8 +19,13 @@ from starlette.routing import Route
 
 from api.errors import ApiError
 from ledger import fastjson
+from ledger.agent_sessions import CREDENTIAL_PREFIX, Caller
 from ledger.policy import Role
 from ledger.repository import Actor, Ledger
+
+# The agent session calling about itself, authenticated by its credential.
+AGENT = "agent"
+EndpointRole = Role | Literal["agent"]
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
 QueryT = TypeVar("QueryT", bound=BaseModel)
@@ -31,9 +40,18 @@ class Call(Generic[BodyT, QueryT]):
     ledger: Ledger
     body: BodyT
     query: QueryT
+    # The calling session, on `agent` routes.
+    caller: Caller | None = None
 
     def path_param(self, name: str) -> str:
         return str(self.request.path_params[name])
+
+    @property
+    def session(self) -> Caller:
+        """The calling session, on an `agent` route (its credential authenticated it)."""
+        if self.caller is None:
+            raise RuntimeError("only an agent route has a calling session")
+        return self.caller
 
 
 # A handler answers with a status and a model, or (for raw content) a ready Response.
@@ -65,7 +83,7 @@ class Endpoint:
     method: str
     path: str
     summary: str
-    role: Role
+    role: EndpointRole
     response: type[BaseModel] | None  # None: raw bytes (application/octet-stream)
     statuses: tuple[int, ...]
     handler: Handler
@@ -85,11 +103,16 @@ class Endpoint:
         return Route(self.path, self._asgi, methods=[self.method], name=self.handler.__name__)
 
     async def _asgi(self, request: Request) -> Response:
-        principal = await request.app.state.authenticator.authenticate(
-            request.headers.get("authorization")
-        )
-        request.state.principal = principal
-        actor = principal.actor_for(self.role)
+        caller = None
+        if self.role == AGENT:
+            caller = await _session_caller(request)
+            actor = Actor(f"session:{caller.session_id}", caller.tenant_id, "worker")
+        else:
+            principal = await request.app.state.authenticator.authenticate(
+                request.headers.get("authorization")
+            )
+            request.state.principal = principal
+            actor = principal.actor_for(self.role)
         _refuse_nul(request)
         call = Call(
             request=request,
@@ -99,6 +122,7 @@ class Endpoint:
             query=_validate(self.query, dict(request.query_params), "query")
             if self.query
             else None,
+            caller=caller,
         )
         result = await self.handler(call)
         if isinstance(result, Response):
@@ -115,7 +139,7 @@ def endpoint(
     path: str,
     *,
     summary: str,
-    role: Role,
+    role: EndpointRole,
     response: type[BaseModel] | None,
     statuses: tuple[int, ...],
     body: type[BaseModel] | None = None,
@@ -145,6 +169,19 @@ def endpoint(
         )
 
     return declare
+
+
+async def _session_caller(request: Request) -> Caller:
+    scheme, _, credential = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.startswith(CREDENTIAL_PREFIX):
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "this route takes the agent session's credential: Authorization: Bearer "
+            f"{CREDENTIAL_PREFIX}... as the claim returned it",
+        )
+    caller: Caller = await request.app.state.runtime.authenticate(credential)
+    return caller
 
 
 def _refuse_nul(request: Request) -> None:
@@ -193,8 +230,13 @@ def _validate(model: type[BodyT], data: Any, where: str) -> BodyT:
             }
             for problem in error.errors(include_url=False, include_input=False)
         ]
+        # The first field at fault, as a client names it ("limit", "metadata.run_id").
+        first = ".".join(problems[0]["location"][1:]) or where
         raise ApiError(
-            400, "invalid_request", f"the request {where} is not valid", {"problems": problems}
+            400,
+            "invalid_request",
+            f"the request {where} is not valid",
+            {"field": first, "problems": problems},
         ) from error
 
 

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import ExceptionHandler
 
+from ledger.agent_sessions import CredentialRefused, LeaseEnded
 from ledger.database import CONNECTION_LOST_ERRORS, connection_lost
 from ledger.errors import (
     ConfigError,
@@ -29,6 +30,7 @@ from ledger.errors import (
 )
 from ledger.leases import FenceRejected
 from ledger.repository import BadRequest
+from ledger.spawns import SpawnRefused
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +84,9 @@ def error_body(
 
 _SUGGESTIONS = {
     "fence_rejected": "stop work on this run; claim-next for new work",
+    "session_lease_ended": "stop work on this run; the next claim returns a new credential",
+    "spawn_permission_denied": "ask for a subset of GET /api/agent/me's permission_policy",
+    "spawn_limit_exceeded": "wait for a child to finish; see GET /api/agent/me's limits",
     "unauthenticated": "send Authorization: Bearer <worker token>",
     "database_unavailable": "retry with backoff",
 }
@@ -108,6 +113,9 @@ _LEDGER_STATUS: dict[type[LedgerError], int] = {
     Conflict: 409,
     PolicyError: 403,
     FenceRejected: 409,
+    CredentialRefused: 401,
+    LeaseEnded: 401,
+    SpawnRefused: 403,
     BadRequest: 400,
     ConfigError: 500,
 }

@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from api.endpoints import Endpoint
+from api.endpoints import AGENT, Endpoint
 from api.errors import WORKER_PROTOCOL_PREFIX
 from api.schemas import DiagnosticErrorResponse, ErrorResponse, HealthResponse
 from ledger.agent_registry import load_agents
@@ -166,7 +166,7 @@ def build_openapi(endpoints: list[Endpoint], policy: PolicyConfig) -> dict[str, 
             "operationId": item.handler.__name__,
             "summary": item.summary,
             "tags": [item.tag],
-            "security": [{"bearer": []}],
+            "security": [{"agentSession" if item.role == AGENT else "bearer": []}],
             "x-required-role": item.role,
             "parameters": parameters,
             "responses": responses,
@@ -221,7 +221,16 @@ def build_openapi(endpoints: list[Endpoint], policy: PolicyConfig) -> dict[str, 
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "agentSession": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "wbs_ session credential",
+                    "description": "The credential a claim returns with the session it "
+                    "binds (claim.session_credential; an in-cluster worker hands it to "
+                    "the agent it runs). It works while the claim holds the run: once "
+                    "the lease ends it is refused with 401 session_lease_ended.",
+                },
             },
         },
         "paths": paths,

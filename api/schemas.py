@@ -27,6 +27,7 @@ from ledger.models import (
 from ledger.policy import Verdict
 from ledger.reads import CURSOR_PATTERN
 from ledger.run_steps import ConversationStatus, RunStep, ThreadRun, TokenUsage
+from ledger.runtime_config import ChannelDeclaration
 from ledger.session_steps import RESPONSE_ID_PATTERN, CallInfo, StepVerdict
 from ledger.states import TaskStatus
 
@@ -164,6 +165,8 @@ class LaneInfo(_Response):
     timeout_seconds: float
     max_turns: int
     token_budget: int | None
+    # Named coordination channels its agent sessions see (GET /api/agent/channels).
+    channels: list[ChannelDeclaration]
 
 
 class NamedInfo(_Response):
@@ -219,6 +222,8 @@ class AgentInfo(_Response):
     allowed_providers: list[str]
     routes_to: list[str]
     keywords: list[str]
+    # The digest of its valid soul, which its instructions carry (None: none, or invalid).
+    soul_digest: str | None
 
 
 class AgentListResponse(_Response):

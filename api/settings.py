@@ -12,6 +12,9 @@ MAX_BODY_BYTES = 1024 * 1024
 # with the stream to follow instead: a worker's offline run takes well under a second,
 # a real model's a few seconds; past this a client is better served by the stream.
 PROCESS_WAIT_SECONDS = 20.0
+# The longest a long-polling channel receive (`recv?wait=true`) waits, whatever its
+# wait_seconds asks (which may be up to ledger.channels.MAX_WAIT_SECONDS).
+RECV_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class ApiSettings:
     local_secret: bool
     # WORKBENCH_PROCESS_WAIT_SECONDS; see PROCESS_WAIT_SECONDS.
     process_wait_seconds: float = PROCESS_WAIT_SECONDS
+    # WORKBENCH_RECV_WAIT_SECONDS; see RECV_WAIT_SECONDS.
+    recv_wait_seconds: float = RECV_WAIT_SECONDS
 
     @classmethod
     def from_env(cls) -> "ApiSettings":
@@ -50,6 +55,9 @@ class ApiSettings:
             local_secret=local_secret,
             process_wait_seconds=float(
                 os.environ.get("WORKBENCH_PROCESS_WAIT_SECONDS", PROCESS_WAIT_SECONDS)
+            ),
+            recv_wait_seconds=float(
+                os.environ.get("WORKBENCH_RECV_WAIT_SECONDS", RECV_WAIT_SECONDS)
             ),
         )
 

@@ -1,5 +1,5 @@
-"""`workbench dispatcher`: the outbox and the reaper (`reaper.py`) in one bounded,
-cancellable loop.
+"""`workbench dispatcher`: the outbox, the reaper (`reaper.py`) and the session reaper
+(`session_reaper.py`) in one bounded, cancellable loop.
 
 Several replicas may run: the outbox locks with SKIP LOCKED and the reaper guards each
 rescue in SQL, so they share the work rather than repeat it.
@@ -14,6 +14,7 @@ import structlog
 
 from dispatcher.outbox import Outbox
 from dispatcher.reaper import Reaper, ReaperConfig
+from dispatcher.session_reaper import SessionReaper, SessionReaperConfig
 from lanes.registry import LaneRegistry
 from ledger.database import DATABASE_TROUBLE
 from ledger.notify import Listener, unless_stopped, wait_any
@@ -42,6 +43,7 @@ async def run_dispatcher(
     lanes = LaneRegistry(pool, policy)
     outbox = Outbox(pool, lanes, config.name)
     reaper = Reaper(pool, policy, ReaperConfig(actor=config.name))
+    sessions = SessionReaper(pool, policy, SessionReaperConfig(actor=config.name))
     wake = asyncio.Event()
     listener = Listener(pool, "workbench_runs", lambda _: wake.set())
     loop = asyncio.get_running_loop()
@@ -57,6 +59,9 @@ async def run_dispatcher(
             next_reap = loop.time() + config.reap_interval
             if reaped.lost or reaped.redispatched:
                 log.info("reaped", **reaped.__dict__)
+            stopped = await sessions.run_once()
+            if stopped:
+                log.info("sessions_stopped", **stopped)
         return result.sent
 
     log.info("dispatcher_started", lanes=lanes.configured(), batch_size=config.batch_size)

@@ -1,17 +1,18 @@
 """Claims and heartbeats: how a worker comes to hold a run, and keeps holding it.
 
 A claim is guarded by the `claim` rule (only the attempt a hint names, only while the
-run and its task wait) and returns a `Fence`; a heartbeat extends the lease only for
-the holder of that fence.
+run and its task wait) and returns a `Fence`, and the task's agent session bound to the
+claim with its credential (`ledger/agent_sessions.py`), in the same transaction; a
+heartbeat extends the lease only for the holder of that fence.
 """
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
+from ledger.agent_sessions import Claimed, SessionGrant, SessionOpening, new_claim_token
 from ledger.attempts import log_transition
 from ledger.database import plan_batches_as_sized
 from ledger.fencing import Fence, FencedWrites
@@ -34,9 +35,11 @@ class Claim:
     fence: Fence
     task: Task
     run: Run
+    # The worker keeps the fence; the agent it runs gets the grant's credential.
+    grant: SessionGrant
 
 
-class Claims(FencedWrites):
+class Claims(FencedWrites, SessionOpening):
     async def claim(
         self, *, task_id: UUID, run_id: UUID, attempt: int, worker: str, via: str
     ) -> Claim | None:
@@ -78,7 +81,7 @@ class Claims(FencedWrites):
         fences: dict[UUID, tuple[Hint, Fence]] = {}
         for hint in hints:  # a second copy of a hint in the batch claims nothing
             if hint.run_id not in fences:
-                fence = Fence(hint.run_id, hint.attempt, secrets.token_urlsafe(32))
+                fence = Fence(hint.run_id, hint.attempt, new_claim_token())
                 fences[hint.run_id] = (hint, fence)
         lanes = self.policy.lanes
         rule = TRANSITIONS["claim"]
@@ -101,11 +104,19 @@ class Claims(FencedWrites):
             rule.task_to,
             rule.run_to,
         )
+        claimed = [(dict(row), Run.model_validate(row["claimed_run"])) for row in rows]
+        grants = await self.open_sessions(
+            connection,
+            [
+                Claimed(run.task_id, run.id, run.lane, fences[run.id][1].token_hash)
+                for _, run in claimed
+            ],
+        )
         claims: dict[UUID, Claim] = {}
-        for row in rows:
-            task = dict(row)
-            run = Run.model_validate(task["claimed_run"])
-            claims[run.id] = Claim(fences[run.id][1], Task.model_validate(task), run)
+        for task, run in claimed:
+            claims[run.id] = Claim(
+                fences[run.id][1], Task.model_validate(task), run, grants[run.id]
+            )
             log_transition(task, "worker_receipt", task["task_was"], task["status"], worker)
         # Each claim answers the first hint naming its run; a second copy gets None.
         return [claims.pop(hint.run_id, None) for hint in hints]

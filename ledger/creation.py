@@ -4,6 +4,7 @@ events, written in one statement; creates that arrive together commit together."
 import dataclasses
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
@@ -45,6 +46,11 @@ class ThreadTurn:
     client_session: bool = False
 
 
+# Called inside the transaction that inserts a task, with the task's id and status: what
+# must be written with it, or refused with it (raising rolls the task back too).
+WithTask = Callable[[asyncpg.Connection, UUID, str], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class CreatedTask:
     task: Task
@@ -82,11 +88,13 @@ class TaskCreation(Reads):
         idempotency_key: str | None = None,
         lineage: dict[str, Any] | None = None,
         turn: ThreadTurn | None = None,
+        with_task: WithTask | None = None,
     ) -> CreatedTask:
         """Record a task with its verdict. Denied tasks are recorded too (status
         `denied`), so every refusal is auditable. A thread run (`turn`) is written with
         its user message, and refused with a conflict while its thread has a run that is
-        still queued, running or waiting for a decision."""
+        still queued, running or waiting for a decision. `with_task` runs in the
+        task's transaction (a spawn's budget check and session)."""
         self._check_known(request.lane, request.mutation_level, request.model_provider)
         if request.break_glass_acknowledged and actor.role != "owner":
             raise PolicyError("only an owner may break glass", role=actor.role)
@@ -196,10 +204,10 @@ class TaskCreation(Reads):
             turn.agent_type if turn else None,
             turn.run_options if turn else None,
         )
-        if turn is None:
+        if turn is None and with_task is None:
             row = await self._inserts.submit(arguments)
         else:
-            row = await self._insert_thread_run(arguments, turn, instructions)
+            row = await self._insert_alone(arguments, turn, instructions, with_task, status)
         if row is None:
             async with self.pool.acquire() as connection:
                 return await self._replay(connection, actor, idempotency_key, request_hash)
@@ -245,13 +253,24 @@ class TaskCreation(Reads):
         TASKS_CREATED.labels(task.lane, verdict.decision).inc()
         return CreatedTask(task=task, verdict=verdict, created=True)
 
-    async def _insert_thread_run(
-        self, arguments: tuple[Any, ...], turn: ThreadTurn, message: str
+    async def _insert_alone(
+        self,
+        arguments: tuple[Any, ...],
+        turn: ThreadTurn | None,
+        message: str,
+        with_task: WithTask | None,
+        status: str,
     ) -> asyncpg.Record:
+        """A task in a transaction of its own, with what goes with it: a thread run's
+        user message, or what `with_task` writes."""
         task_id = arguments[0]
         async with self.pool.acquire() as connection, connection.transaction():
-            if turn.client_session and not await connection.fetchval(
-                query("lock_running_client_session"), turn.thread_id, CLIENT_SESSION_RUNNING
+            if (
+                turn is not None
+                and turn.client_session
+                and not await connection.fetchval(
+                    query("lock_running_client_session"), turn.thread_id, CLIENT_SESSION_RUNNING
+                )
             ):
                 raise Conflict(
                     "the client session is completed: it takes no more steps",
@@ -260,14 +279,14 @@ class TaskCreation(Reads):
             try:
                 row = await connection.fetchrow(query("insert_task"), *arguments)
             except asyncpg.UniqueViolationError as error:
-                if error.constraint_name != "tasks_one_active_run_per_thread":
+                if turn is None or error.constraint_name != "tasks_one_active_run_per_thread":
                     raise
                 raise Conflict(
                     "the thread already has a run that is queued, running or awaiting "
                     "approval; wait for it to finish or cancel it",
                     thread_id=str(turn.thread_id),
                 ) from error
-            if turn.message_data is not None:
+            if turn is not None and turn.message_data is not None:
                 await connection.execute(
                     query("append_thread_messages"),
                     turn.thread_id,
@@ -277,6 +296,8 @@ class TaskCreation(Reads):
                     [message],
                     [self.redactor.value(turn.message_data)],
                 )
+            if with_task is not None:
+                await with_task(connection, task_id, status)
         return row
 
     async def _insert_tasks(

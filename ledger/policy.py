@@ -15,6 +15,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ledger.errors import ConfigError
+from ledger.runtime_config import (
+    ChannelDeclaration,
+    Coordinator,
+    CoordinatorSettings,
+    resolve_coordinator,
+)
 
 Decision = Literal["allow", "require_approval", "deny"]
 Role = Literal["viewer", "operator", "owner", "worker"]
@@ -75,6 +81,10 @@ class Lane(_Strict):
     max_turns: int = Field(default=10, ge=1, le=200)
     # Tokens (input + output) one run may spend; the run fails as budget_exceeded past it.
     token_budget: int | None = Field(default=None, ge=1)
+    # The agent runtime (`ledger/runtime_config.py`): named channels every session of
+    # the lane sees, and the lane's own coordinator settings.
+    channels: list[ChannelDeclaration] = Field(default_factory=list, max_length=50)
+    coordinator: CoordinatorSettings | None = None
 
 
 class PolicyConfig(_Strict):
@@ -85,6 +95,7 @@ class PolicyConfig(_Strict):
     sources: dict[str, Described]
     profiles: dict[str, Profile]
     lanes: dict[str, Lane]
+    coordinator: CoordinatorSettings = CoordinatorSettings()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "PolicyConfig":
@@ -97,6 +108,9 @@ class PolicyConfig(_Strict):
             unknown = set(lane.source_systems) - set(self.sources)
             if unknown:
                 raise ValueError(f"lane {name}: unknown source systems {sorted(unknown)}")
+            declared = [channel.name for channel in lane.channels]
+            if len(set(declared)) != len(declared):
+                raise ValueError(f"lane {name}: a channel is declared twice")
         for name, profile in self.profiles.items():
             unknown = set(profile.allowed_providers) - set(self.providers)
             if unknown:
@@ -106,6 +120,17 @@ class PolicyConfig(_Strict):
     @cached_property
     def _level_rank(self) -> dict[str, int]:
         return {level: rank for rank, level in enumerate(self.mutation_levels)}
+
+    def coordinator_for(self, lane: str) -> Coordinator:
+        """The lane's coordinator settings, resolved (see `ledger/runtime_config.py`)."""
+        return self._coordinators[lane]
+
+    @cached_property
+    def _coordinators(self) -> dict[str, Coordinator]:
+        return {
+            name: resolve_coordinator(name, lane.coordinator, self.coordinator)
+            for name, lane in self.lanes.items()
+        }
 
     def exceeds(self, level: str, ceiling: str) -> bool:
         """True when mutation level `level` is above `ceiling`."""

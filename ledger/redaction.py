@@ -71,6 +71,8 @@ _TOKEN_TRIGGERS_BY_CHARACTER = (
             "whsec_",
             "dop_v1_",
             "npm_",
+            "wbc_",
+            "wbs_",
             "hf_",
             "gh",
         ),

@@ -176,6 +176,11 @@ TOKEN_FORMS = (
         re.compile(r"\b(?P<secret>[rs]k_(?:live|test)_[0-9A-Za-z]{16,})"),
     ),
     SecretForm(
+        "Agent Workbench claim token or session credential",
+        "wbs_s3cr3tvalue0123456789abcdefghijklmnopqrstu",
+        re.compile(r"\b(?P<secret>wb[cs]_[A-Za-z0-9_-]{32,})"),
+    ),
+    SecretForm(
         "npm token",
         "npm_s3cr3tvalue0123456789abcdefghijklmnop",
         re.compile(r"\b(?P<secret>npm_[A-Za-z0-9]{36})"),

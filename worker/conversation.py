@@ -1,6 +1,7 @@
 """A thread run's agents, input and messages.
 
-The thread's agent comes from the agent registry: a specialist answers alone; a router
+The thread's agent comes from the agent registry, its instructions with its valid soul
+projected after them (`agentdefs/soul.py`): a specialist answers alone; a router
 gets one SDK handoff per specialist it routes to, each described with the specialist's
 keywords and taking the router's stated reason as its input. Each specialist gets the
 tools it lists that its own lane allows, governed by that lane. The run's input is the
@@ -55,7 +56,7 @@ def _specialist(
     enabled = (run.task.run_options or {}).get("tools_enabled", True)
     return Agent(
         name=definition.id,
-        instructions=definition.instructions,
+        instructions=registry.instructions_of(definition.id),
         tools=tools_for(run, lane=lane, names=registry.tools_of(definition.id)) if enabled else [],
     )
 
@@ -80,7 +81,19 @@ def conversation_agent(run: RunContext) -> Agent[RunContext]:
         )
         for specialist in registry.specialists_of(definition.id)
     ]
-    return Agent(name=definition.id, instructions=definition.instructions, handoffs=handoffs)
+    return Agent(
+        name=definition.id, instructions=registry.instructions_of(definition.id), handoffs=handoffs
+    )
+
+
+def soul_digests(run: RunContext) -> dict[str, str]:
+    """The digest of each valid soul among the run's agents (its thread's agent and
+    the specialists it may hand to), for the run's trace."""
+    registry = _registry(run)
+    agent_id = run.task.agent_type or ""
+    agents = [agent_id, *(s.id for s in registry.specialists_of(agent_id))]
+    souls = {agent: registry.soul_of(agent) for agent in agents}
+    return {agent: soul.digest for agent, soul in souls.items() if soul.valid and soul.digest}
 
 
 def history_input(history: list[ThreadMessage]) -> list[Any]:

@@ -1,11 +1,11 @@
 """`/api/agent/tasks`: the worker protocol over HTTP, for workers that cannot reach
 Postgres. Same claims and fences as in-cluster workers: the claim returns a claim token
 once; every later call presents it in the `X-Claim-Token` header, and a call from a
-worker that no longer holds the run is refused with 409 `fence_rejected`."""
+worker that no longer holds the run is refused with 409 `fence_rejected`.
 
-from datetime import datetime
-from typing import Literal
-from uuid import UUID
+The claim also returns the task's agent session, the run's coordination channel and
+the session's credential (once): the agent presents it as `Authorization: Bearer
+wbs_...` to the routes about itself (`/api/agent/me`, channels, context)."""
 
 from pydantic import BaseModel, ConfigDict
 
@@ -21,6 +21,7 @@ from ledger.models import (
     Run,
     Task,
 )
+from ledger.runtime_models import AgentSession, Channel, Lease, lease_record
 
 RUNS = "/api/agent/tasks"
 ONE_RUN = RUNS + "/{run_id:uuid}"
@@ -38,27 +39,12 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ClaimedBy(_Response):
-    kind: Literal["agent"]
-    ref: str
-
-
-class Lease(_Response):
-    run_id: UUID
-    task_id: UUID
-    status: str
-    attempt: int
-    max_attempts: int
-    previous_run_id: UUID | None
-    claim_token_hash: str | None
-    claimed_by: ClaimedBy | None
-    heartbeat_at: datetime | None
-    lease_until: datetime | None
-    failure_kind: str | None
-
-
 class ClaimBody(_Response):
     claim_token: str  # shown once; send it back as X-Claim-Token
+    # Shown once: the agent's bearer credential for the routes about itself.
+    session_credential: str
+    session: AgentSession
+    coordination_channel: Channel
     lease: Lease
     run: Run
     task: Task
@@ -70,22 +56,6 @@ class ClaimNextResponse(_Response):
 
 class LeaseResponse(_Response):
     lease: Lease
-
-
-def _lease(task: Task, run: Run) -> Lease:
-    return Lease(
-        run_id=run.id,
-        task_id=task.id,
-        status=run.status,
-        attempt=run.attempt,
-        max_attempts=task.max_attempts,
-        previous_run_id=run.previous_run_id,
-        claim_token_hash=run.claim_token_hash,
-        claimed_by=ClaimedBy(kind="agent", ref=run.claimed_by) if run.claimed_by else None,
-        heartbeat_at=run.heartbeat_at,
-        lease_until=run.lease_until,
-        failure_kind=run.failure_kind,
-    )
 
 
 async def _fence(call: Call) -> Fence:
@@ -101,14 +71,22 @@ async def _run(call: Call) -> Run:
 
 
 async def _lease_response(call: Call, task: Task) -> tuple[int, LeaseResponse]:
-    return 200, LeaseResponse(lease=_lease(task, await _run(call)))
+    run = await _run(call)
+    session_id, channel = await call.request.app.state.runtime.run_session_channel(
+        call.actor.tenant_id, run.id
+    )
+    return 200, LeaseResponse(lease=lease_record(task, run, session_id, channel))
 
 
 @endpoint(
     "POST",
     RUNS + "/claim-next",
     summary="Claims the oldest waiting run in the given "
-    "lanes for this worker, with a lease to keep alive by heartbeat.",
+    "lanes for this worker, with a lease to keep alive by heartbeat. The claim returns "
+    "its claim token (send it as X-Claim-Token) and the task's agent session with its "
+    "credential, each once: the agent sends the credential as `Authorization: Bearer "
+    "wbs_...` to /api/agent/me, /api/agent/context and the channel routes, until the "
+    "lease ends (then 401 session_lease_ended).",
     role="worker",
     response=ClaimNextResponse,
     statuses=(200, 400, 401, 403),
@@ -125,9 +103,13 @@ async def claim_next(call: Call[ClaimNextRequest, None]) -> tuple[int, ClaimNext
     )
     if claim is None:
         return 200, ClaimNextResponse(claim=None)
+    grant = claim.grant
     body = ClaimBody(
         claim_token=claim.fence.claim_token,
-        lease=_lease(claim.task, claim.run),
+        session_credential=grant.credential,
+        session=grant.session,
+        coordination_channel=grant.channel,
+        lease=lease_record(claim.task, claim.run, grant.session.id, grant.channel),
         run=claim.run,
         task=claim.task,
     )

@@ -36,7 +36,13 @@ def _thread_id(call: Call) -> UUID:
     tag="conversations",
 )
 async def list_agents(call: Call) -> tuple[int, AgentListResponse]:
-    agents = [AgentInfo(**agent.model_dump()) for agent in call.ledger.agents.all()]
+    registry = call.ledger.agents
+    agents = [
+        AgentInfo(
+            **agent.model_dump(exclude={"soul"}), soul_digest=registry.soul_of(agent.id).digest
+        )
+        for agent in registry.all()
+    ]
     return 200, AgentListResponse(agents=agents)
 
 

@@ -24,7 +24,13 @@ async def workspaces(call: Call) -> tuple[int, WorkspacesResponse]:
                 name=name,
                 transport=lane.transport.kind if lane.transport else None,
                 **lane.model_dump(
-                    exclude={"transport", "retry_backoff_seconds", "retry_backoff_max_seconds"}
+                    exclude={
+                        "transport",
+                        "retry_backoff_seconds",
+                        "retry_backoff_max_seconds",
+                        # GET /api/agent/coordinator/config resolves it for the lane.
+                        "coordinator",
+                    }
                 ),
             )
             for name, lane in policy.lanes.items()

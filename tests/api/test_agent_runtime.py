@@ -1,5 +1,6 @@
 """The worker protocol over HTTP: claim-next, heartbeat, complete, fail, release, with
-the same fences as in-cluster workers and the `diagnostic` error shape."""
+the same fences as in-cluster workers and the `diagnostic` error shape; the claim's
+agent session, channel and credential."""
 
 from uuid import UUID
 
@@ -143,3 +144,32 @@ async def test_a_paused_run_is_refused_with_409(http, auth, new_task, app) -> No
         assert response.json()["diagnostic"]["code"] == "fence_rejected"
     stored = (await http.get(f"{TASKS}/{task['id']}", headers=auth())).json()["task"]
     assert stored["status"] == "awaiting_approval"
+
+
+async def test_the_claim_returns_the_session_its_channel_and_credential_once(
+    http, auth, new_task, pool
+) -> None:
+    await new_task()
+    claim = await _claim(http, auth)
+    session, channel = claim["session"], claim["coordination_channel"]
+    assert session["state"] == "active" and session["run_id"] == claim["run"]["id"]
+    assert session["lineage"]["root_session_id"] == session["id"]
+    assert session["lineage"]["spawn_depth"] == 0
+    assert channel["run_id"] == claim["run"]["id"] and session["channel"] == channel["id"]
+    lease = claim["lease"]
+    assert lease["session_id"] == session["id"]
+    assert lease["coordination_channel_id"] == channel["id"] == lease["coordination_channel"]["id"]
+    credential = claim["session_credential"]
+    assert credential.startswith("wbs_") and credential != claim["claim_token"]
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM agent_sessions WHERE credential_hash = encode(sha256($1), 'hex')",
+        credential.encode(),
+    )
+    assert stored == 1
+    beat = await http.post(
+        f"{RUNS}/{lease['run_id']}/heartbeat",
+        json={},
+        headers=_fenced(auth, claim["claim_token"]),
+    )
+    assert beat.json()["lease"]["session_id"] == session["id"]
+    assert "session_credential" not in beat.text and credential not in beat.text

@@ -52,6 +52,7 @@ from api.openapi import build_openapi
 from ledger.database import close_pool, create_pool
 from ledger.policy import load_policy
 from ledger.repository import Actor, Ledger
+from worker.executors import load_sdk
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "15"))
 SEED = int(os.environ["SCHEMATHESIS_SEED"]) if os.environ.get("SCHEMATHESIS_SEED") else None
@@ -93,6 +94,8 @@ checks.load_all_checks()
 # Every check schemathesis has (as `--checks all`), and the event streams' own.
 CHECKS = [*checks.CHECKS.get_all(), stream_events_conformance]
 WORKER_PROTOCOL = "/api/agent/"
+# The agent runtime's routes about the calling session: its credential is the bearer.
+AGENT = "agent"
 HUMAN_ROLES = ("viewer", "operator", "owner")
 
 # Body fields whose valid values the policy knows and the schema does not.
@@ -115,6 +118,8 @@ def _operations() -> list[Any]:
         for method, operation in operations.items():
             if not operation["security"]:
                 roles: tuple[str, ...] = ("anonymous",)
+            elif operation["x-required-role"] == AGENT:
+                roles = (AGENT,)
             elif path.startswith(WORKER_PROTOCOL):
                 roles = ("worker",)
             else:
@@ -144,6 +149,9 @@ class Seeded:
     run_ids: list[str] = field(default_factory=list)  # settled thread runs
     approval_ids: list[str] = field(default_factory=list)
     session_ids: list[str] = field(default_factory=list)
+    # Claimed sessions' credentials and the channels they see.
+    credentials: list[str] = field(default_factory=list)
+    channel_ids: list[str] = field(default_factory=list)
     # A client-side session of the role's own subject with an answered turn: its
     # response id and the tool call its model asked for.
     client_session_ids: list[str] = field(default_factory=list)
@@ -168,6 +176,8 @@ class Seeded:
             return [{"request_number": number} for number in self.request_numbers]
         if "{session_id}" in path:
             return [{"session_id": session_id} for session_id in self.session_ids]
+        if "{channel}" in path:
+            return [{"channel": channel_id} for channel_id in self.channel_ids]
         return []
 
 
@@ -327,6 +337,51 @@ def _claim_runs(client: Any, seeded: Seeded, count: int) -> None:
         seeded.claims.append((claim["run"]["id"], claim["claim_token"]))
 
 
+def _claim_sessions(client: Any, seeded: Seeded) -> None:
+    """Two claimed analysis runs' sessions, a message between them on the workspace's
+    channel, and every channel they see."""
+    worker = _bearer("worker", seeded.tenant)
+    body = {"lane": "analysis", "title": "Talk", "instructions": "Talk."}
+    for _ in range(2):
+        created = client.post(
+            "/api/agents/tasks", json=body, headers=_bearer("owner", seeded.tenant)
+        )
+        assert created.status_code == 201, created.text
+        response = client.post(
+            "/api/agent/tasks/claim-next",
+            json={"lanes": ["analysis"]},
+            headers=worker,
+            timeout=REQUEST_TIMEOUT,
+        )
+        claim = response.json()["claim"]
+        seeded.claims.append((claim["run"]["id"], claim["claim_token"]))
+        seeded.credentials.append(claim["session_credential"])
+    sender = {"Authorization": f"Bearer {seeded.credentials[0]}"}
+    channels = client.get("/api/agent/channels", headers=sender).json()["channels"]
+    seeded.channel_ids = [channel["id"] for channel in channels]
+    room = next(channel["id"] for channel in channels if channel["channel"] == "ops-room")
+    message = {"body": "hello", "metadata": {"message_kind": "status"}}
+    sent = client.post(f"/api/agent/channels/{room}/send", json=message, headers=sender)
+    assert sent.status_code == 200, sent.text
+
+
+def _agent_auth(workbench: "Workbench") -> dict[str, str]:
+    """The agent tenant's first session's credential, its lease renewed first: the
+    module runs for longer than a lease."""
+    seeded = workbench.tenants[AGENT]
+    worker = _bearer("worker", seeded.tenant)
+    with asgi.get_client(workbench.schema.app) as client:
+        for run_id, token in seeded.claims:
+            beat = client.post(
+                f"/api/agent/tasks/{run_id}/heartbeat",
+                json={},
+                headers={**worker, "X-Claim-Token": token},
+                timeout=REQUEST_TIMEOUT,
+            )
+            assert beat.status_code == 200, beat.text
+    return {"Authorization": f"Bearer {seeded.credentials[0]}"}
+
+
 def _as_served(app: Starlette) -> Any:
     """The app as a server runs it: an unhandled error before the response leaves as the
     app's JSON 500 (which `not_a_server_error` reports with a curl line) and is not raised
@@ -363,7 +418,13 @@ def workbench(database_url: str, artifact_dir) -> Iterator[Workbench]:
         patch.setenv("WORKBENCH_COMPATIBLE_MODEL", "llama-3.1-8b")
         # No worker runs here: a message's run is still queued after the wait, which
         # must be well within a request's timeout.
-        settings = dataclasses.replace(settings_for_tests(), process_wait_seconds=0.2)
+        # A long-polling recv waits as briefly.
+        settings = dataclasses.replace(
+            settings_for_tests(), process_wait_seconds=0.2, recv_wait_seconds=0.2
+        )
+        # The seeding runs tasks in process; the first run's import of the agents SDK
+        # took longer than a request's timeout on a busy machine: import it first.
+        load_sdk()
         application: Starlette = create_app(settings, database_url=database_url)
         try:
             schema = schemathesis.openapi.from_asgi("/openapi.json", _as_served(application))
@@ -382,6 +443,8 @@ def workbench(database_url: str, artifact_dir) -> Iterator[Workbench]:
                 )
                 tenants["worker"] = _seed(client, f"schemathesis-worker-{suffix}", run=False)
                 _claim_runs(client, tenants["worker"], count=3)
+                tenants[AGENT] = _seed(client, f"schemathesis-agent-{suffix}", run=False)
+                _claim_sessions(client, tenants[AGENT])
             yield Workbench(schema, tenants)
         finally:
             asgi.shutdown_lifespans()
@@ -432,6 +495,8 @@ def test_operation_conforms_to_its_schema(
     tenant = "events" if path.endswith("/events") else role
     seeded = None if role == "anonymous" else workbench.tenants[tenant]
     auth = _bearer(role, seeded.tenant) if seeded else {}
+    if role == AGENT:
+        auth = _agent_auth(workbench)
 
     @hypothesis.settings(
         max_examples=MAX_EXAMPLES,
@@ -479,6 +544,8 @@ def test_operation_coverage_cases(workbench: Workbench, role: str, method: str, 
     operation = workbench.schema[path][method]
     tenant = "events" if path.endswith("/events") else role
     auth = {} if role == "anonymous" else _bearer(role, workbench.tenants[tenant].tenant)
+    if role == AGENT:
+        auth = _agent_auth(workbench)
     # schemathesis sends each path's unsupported methods once per schema; here once per
     # operation and role.
     workbench.schema.coverage_unexpected_methods_seen.clear()

@@ -23,6 +23,9 @@ LEDGER_TABLES = (
     "threads",
     "thread_messages",
     "approval_requests",
+    "agent_sessions",
+    "coordination_channels",
+    "channel_messages",
     "client_sessions",
 )
 AGENTS = "/api/v1/agents"
@@ -109,6 +112,7 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
     thread_url = f"/api/v1/threads/{thread.json()['thread']['id']}"
     runs = await _thread_runs(http, auth, every_form, reasons)
     session = await _session_texts(http, auth, tenant, every_form)
+    session |= await _agent_runtime_texts(http, auth, every_form)
     session |= await _client_session_texts(http, auth, every_form)
 
     texts = {
@@ -237,6 +241,67 @@ async def _session_texts(http: httpx.AsyncClient, auth, tenant: str, every_form:
         "session stream": (await http.get(f"{AGENTS}/stream/{session_id}", headers=auth())).text,
         "approve": (await http.post(f"{AGENTS}/approve", json=approve, headers=auth())).text,
     }
+
+
+async def _agent_runtime_texts(http: httpx.AsyncClient, auth, every_form: str) -> dict[str, str]:
+    """A message carrying every form (and a claim token and a session credential) sent
+    on a workspace channel by one claimed session, what the agent runtime routes then
+    return to either, and a soul document carrying the forms, validated."""
+    claims = []
+    for _ in range(2):
+        body = {"lane": "analysis", "title": "Channel talk", "instructions": "Talk."}
+        assert (await http.post(TASKS, json=body, headers=auth())).status_code == 201
+        claimed = await http.post(
+            "/api/agent/tasks/claim-next", json={"lanes": ["analysis"]}, headers=auth("worker")
+        )
+        claims.append(claimed.json()["claim"])
+    sender, receiver = ({"Authorization": f"Bearer {c['session_credential']}"} for c in claims)
+    listed = await http.get("/api/agent/channels", headers=sender)
+    [room] = [c["id"] for c in listed.json()["channels"] if c["channel"] == "ops-room"]
+    message = {
+        "body": {
+            "notes": every_form,
+            "tokens": f"claim {claims[0]['claim_token']} session {claims[1]['session_credential']}",
+        },
+        "metadata": {
+            "message_kind": "status",
+            "correlation_id": "password: hunter2-yaml",
+            "workflow_id": "export DB_PASSWORD=hunter2-shell",
+            "ext": {"forms": every_form, "api_key": "hunter2-metadata"},
+        },
+    }
+    sent = await http.post(f"/api/agent/channels/{room}/send", json=message, headers=sender)
+    assert sent.status_code == 200, sent.text
+    # Before the receive: the unread message's preview is in the inbox summary.
+    context = await http.get("/api/agent/context", headers=receiver)
+    assert context.json()["context"]["inbox_summary"]["unread_count"] == 1, context.text
+    received = await http.get(f"/api/agent/channels/{room}/recv", headers=receiver)
+    assert len(received.json()["messages"]) == 1, received.text
+    texts = {
+        "channel send": sent.text,
+        "channel recv": received.text,
+        "channels": (await http.get("/api/agent/channels", headers=receiver)).text,
+        "context": context.text,
+        "sender context": (await http.get("/api/agent/context", headers=sender)).text,
+        "me": (await http.get("/api/agent/me", headers=sender)).text,
+        "soul": (await http.get("/api/agent/soul", headers=sender)).text,
+        "coordinator": (await http.get("/api/agent/coordinator/config", headers=sender)).text,
+    }
+    soul = f"---\nrole: Rotator\n---\n{every_form}\n"
+    validated = await http.post("/api/agent/soul/validate", json={"content": soul}, headers=sender)
+    assert validated.status_code == 200, validated.text
+    texts["soul validate"] = validated.text
+    spawned = await http.post(
+        "/api/agent/spawn",
+        json={"instructions": every_form, "title": "password: hunter2-yaml"},
+        headers=sender,
+    )
+    assert spawned.status_code == 200, spawned.text
+    texts["spawn"] = spawned.text
+    for text in texts.values():
+        assert claims[0]["claim_token"] not in text
+        assert claims[1]["session_credential"] not in text
+    return texts
 
 
 async def _client_session_texts(http: httpx.AsyncClient, auth, every_form: str) -> dict:

@@ -7,9 +7,9 @@ from uuid import uuid4
 
 import asyncpg
 
-from api.trace_feed import TraceFeed
 from ledger import overview
 from ledger.models import TaskCreateRequest
+from ledger.notify_feed import TRACES, NotifyFeed
 from ledger.policy import load_policy
 from ledger.repository import Actor, Ledger
 from ledger.states import TaskStatus
@@ -107,7 +107,7 @@ async def test_lanes_workers_and_dead_letters_of_the_tenant(pool: asyncpg.Pool) 
 
 
 async def test_a_watcher_hears_every_task_and_a_reconnect(pool: asyncpg.Pool) -> None:
-    feed = TraceFeed(pool)
+    feed = NotifyFeed(pool, TRACES)
     heard: list[list[str] | None] = []
     await feed.ensure()
     try:

@@ -188,7 +188,8 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     # The outbox's batch reads the runs_due index (its predicate names the status).
     "lock_due_runs": _rule("dispatch"),
     "lock_task_run": _rule("dispatch"),
-    # A fence holds only a run in the `hold` statuses.
+    # A fence holds only a run in the `hold` statuses; a session's credential works
+    # only while its claim holds the run.
     **{
         name: _rule("hold", tasks=False)
         for name in (
@@ -197,6 +198,8 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
             "saved_state_if_owner",
             "record_usage_if_owner",
             "insert_artifacts_if_owner",
+            "session_by_credential",
+            "peer_sessions",
         )
     },
     # A new run is always queued.

@@ -6,10 +6,10 @@ import contextlib
 
 from conftest import fast_policy
 
-from api.trace_feed import TraceFeed
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.models import TaskCreateRequest
+from ledger.notify_feed import TRACES, NotifyFeed
 from ledger.repository import Actor, Ledger
 
 
@@ -20,7 +20,7 @@ async def test_one_dispatch_of_450_tasks_wakes_the_stream_of_each(fresh_pool) ->
     created = await asyncio.gather(
         *(ledger.create_task(Actor("olga", "t1", "operator"), request) for _ in range(450))
     )
-    feed = TraceFeed(fresh_pool)
+    feed = NotifyFeed(fresh_pool, TRACES)
     await feed.listener.ensure()
     lanes = LaneRegistry(fresh_pool, policy)
     try:
@@ -43,7 +43,7 @@ async def test_one_dispatch_of_450_tasks_wakes_the_stream_of_each(fresh_pool) ->
 
 async def test_a_listen_connection_made_again_wakes_every_stream(fresh_pool) -> None:
     """What was notified while nobody listened is lost, so each stream must read again."""
-    feed = TraceFeed(fresh_pool)
+    feed = NotifyFeed(fresh_pool, TRACES)
     await feed.ensure()
     try:
         with feed.subscribe("some-task") as woken:
