@@ -11,8 +11,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY api ./api
 COPY cli ./cli
+COPY console ./console
 COPY dispatcher ./dispatcher
 COPY lanes ./lanes
+COPY metrics ./metrics
 COPY ledger ./ledger
 COPY worker ./worker
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test soak bench lint clean check-deploy
+.PHONY: install run test soak bench lint clean check-deploy chromium
 
 install: $(STAMP)
 
@@ -18,9 +18,19 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/workbench up
 
-test: install check-deploy
+test: install check-deploy chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The console's browser tests (tests/console) drive Debian's Chromium: Playwright cannot
+# download a browser here. Installed when missing (as root, as CI runs; else with sudo).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@command -v $(CHROMIUM) > /dev/null || { \
+		echo "installing chromium (apt-get)"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq > /dev/null && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
 
 # Long fault-injection loops (tests marked soak; `make test` leaves them out) and
 # schemathesis with SOAK_EXAMPLES generated requests per operation and role.

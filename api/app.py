@@ -18,6 +18,7 @@ from api.openapi import build_openapi
 from api.routes import (
     agent_runtime,
     agent_sessions,
+    client_sessions,
     events,
     health,
     it_requests,
@@ -28,6 +29,7 @@ from api.routes import (
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
 from api.trace_feed import TraceFeed
+from console.app import routes as console_routes
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.artifact_store import artifact_store_from_env
@@ -46,6 +48,7 @@ ENDPOINTS = [
     *threads.ENDPOINTS,
     *runs.ENDPOINTS,
     *agent_sessions.ENDPOINTS,
+    *client_sessions.ENDPOINTS,
 ]
 
 
@@ -84,8 +87,10 @@ def create_app(
         *health.ROUTES,
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *(item.route() for item in ENDPOINTS),
+        # The operator console (HTML, not in /openapi.json).
+        *console_routes(),
     ]
-    templates = {route.endpoint: route.path for route in routes}
+    templates = {route.endpoint: route.path for route in routes if isinstance(route, Route)}
     app = Starlette(
         routes=routes,
         middleware=[
@@ -102,5 +107,9 @@ def create_app(
         issuer=settings.jwt_issuer,
     )
     app.state.settings = settings
+    # Set when the process is asked to stop (cli/main.py), before the server waits for
+    # open connections to close: streams that never end by themselves (the console's)
+    # end then, so a browser tab left open does not hold the shutdown.
+    app.state.stopping = asyncio.Event()
     app.state.openapi = build_openapi(ENDPOINTS, config)
     return app

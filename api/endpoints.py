@@ -196,3 +196,14 @@ def _validate(model: type[BodyT], data: Any, where: str) -> BodyT:
         raise ApiError(
             400, "invalid_request", f"the request {where} is not valid", {"problems": problems}
         ) from error
+
+
+def validate_query(model: type[QueryT], params: dict[str, str]) -> QueryT:
+    """Query parameters checked as a route's `query` model is: a 400 `invalid_request`
+    naming each problem (the console validates its filters with the API's models)."""
+    return _validate(model, params, "query")
+
+
+def validate_body(model: type[BodyT], data: Any) -> BodyT:
+    """A request body checked as a route's `body` model is (a 400 `invalid_request`)."""
+    return _validate(model, data, "body")

@@ -122,9 +122,14 @@ async def _api_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+def ledger_status(error: LedgerError) -> int:
+    """The HTTP status a ledger error answers with (the console renders the same)."""
+    return next((code for kind, code in _LEDGER_STATUS.items() if isinstance(error, kind)), 500)
+
+
 async def _ledger_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, LedgerError)
-    status = next((code for kind, code in _LEDGER_STATUS.items() if isinstance(error, kind)), 500)
+    status = ledger_status(error)
     return error_response(request.url.path, status, error.code, error.message, error.details)
 
 

@@ -14,8 +14,10 @@ from ledger.models import (
     ApprovalRequest,
     Artifact,
     ITRequest,
+    LevelName,
     LongText,
     Name,
+    ProviderName,
     Reason,
     Task,
     Thread,
@@ -24,7 +26,8 @@ from ledger.models import (
 )
 from ledger.policy import Verdict
 from ledger.reads import CURSOR_PATTERN
-from ledger.run_steps import RunStep, ThreadRun
+from ledger.run_steps import ConversationStatus, RunStep, ThreadRun, TokenUsage
+from ledger.session_steps import RESPONSE_ID_PATTERN, CallInfo, StepVerdict
 from ledger.states import TaskStatus
 
 
@@ -336,3 +339,83 @@ class SessionApproveResponse(_Response):
     approval_id: UUID
     status: Literal["approved", "rejected"]
     resumed: bool
+
+
+# --- Client-side agent sessions (`api/routes/client_sessions.py`) -------------------
+# The client drives the agent loop: each inference turn and each tool call is a step,
+# a thread run (a task) executed by a worker; the session is a thread.
+
+_ModelName = Annotated[str, Field(min_length=1, max_length=200)]
+_Listed = Annotated[list[Annotated[str, Field(max_length=10_000)]], Field(max_length=100)]
+
+
+class ClientSessionCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    agent_type: AgentName
+    # One the agent allows and the lane's profile accepts.
+    provider: ProviderName = "offline"
+    # Default: the provider's configured model (see the session's `model`).
+    model: _ModelName | None = None
+
+
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    # Must be the session's model (else 409 naming `model`).
+    model: _ModelName
+    input: LongText
+    # The answered turn this one follows; default: the session's latest.
+    previous_response_id: Annotated[str, Field(pattern=RESPONSE_ID_PATTERN)] | None = None
+    # The mutation level the turn declares: the policy's verdict for it in the session's
+    # lane gates the turn (deny or above the lane's ceiling: 403; require_approval: the
+    # turn waits for an operator).
+    intent: LevelName | None = None
+
+
+class InferenceResponse(_Response):
+    response_id: str  # pass it as previous_response_id to follow this turn
+    output_text: str
+    tool_calls: list[CallInfo]  # execute each through /tool-calls
+    usage: TokenUsage
+    step_index: int
+    execution_time_ms: int
+
+
+class ToolCallRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    # A call the session's model asked for, not executed yet.
+    call_id: _ModelName
+    name: Name
+    arguments: Annotated[str, Field(max_length=100_000)]  # a JSON object, as text
+
+
+class ToolCallResponse(_Response):
+    call_id: str
+    name: str
+    output: str  # the tool's result as JSON text
+    step_index: int
+    verdict: StepVerdict
+
+
+class StepAcceptedResponse(_Response):
+    """The step had not finished within the wait: it is queued or running (follow
+    `stream`), or it waits for an operator (`approve` says where to decide it)."""
+
+    step_index: int
+    task_id: UUID
+    status: ConversationStatus
+    stream: str
+    approval_id: UUID | None = None
+    approve: str | None = None
+
+
+class ClientSessionCompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    summary: Annotated[str, Field(min_length=1, max_length=20_000)]
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    # Accepted and not stored.
+    evidence: _Listed = Field(default_factory=list)
+    next_steps: _Listed = Field(default_factory=list)

@@ -218,9 +218,10 @@ class _Server(uvicorn.Server):
 
 async def _serve_api(stop: asyncio.Event) -> None:
     settings = ApiSettings.from_env()
+    app = create_app(settings)
     server = _Server(
         uvicorn.Config(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             log_level="warning",
@@ -231,6 +232,7 @@ async def _serve_api(stop: asyncio.Event) -> None:
 
     async def stop_when_asked() -> None:
         await stop.wait()
+        app.state.stopping.set()  # the console's live streams end
         server.should_exit = True
 
     watcher = asyncio.create_task(stop_when_asked())
@@ -247,7 +249,10 @@ async def _announce(server: uvicorn.Server, settings: ApiSettings) -> None:
     while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
         await asyncio.sleep(0.05)
     base = f"http://{settings.host}:{settings.port}"
-    lines = [f"Agent Workbench API on {base}  (OpenAPI: {base}/openapi.json)"]
+    lines = [
+        f"Agent Workbench API on {base}  (OpenAPI: {base}/openapi.json)",
+        f"Console: {base}/console  (sign in with a token)",
+    ]
     if settings.local_secret and settings.jwt_secret:
         operator = mint_token(
             settings.jwt_secret, subject="local-operator", roles=["operator"], tenant_id="local"

@@ -1,6 +1,7 @@
 """Creating a task: the policy's verdict, the task, its first run and its first trace
 events, written in one statement; creates that arrive together commit together."""
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from metrics import TASKS_CREATED
 
 log = structlog.get_logger(__name__)
 
+# A client session's status while it takes steps (migration 0010).
+CLIENT_SESSION_RUNNING = "running"
+
 
 @dataclass(frozen=True)
 class ThreadTurn:
@@ -32,6 +36,13 @@ class ThreadTurn:
     thread_id: UUID
     agent_type: str
     run_options: dict[str, Any] | None = None
+    # The user message's data; None: the run opens with no user message (a client
+    # session's tool call: its messages come with its completion).
+    message_data: dict[str, Any] | None = dataclasses.field(default_factory=dict)
+    # A step of a client-side session (`ledger/client_sessions.py`): written only while
+    # the session is running, under a share lock on its row, so that completing the
+    # session and taking a step cannot both succeed.
+    client_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -239,6 +250,13 @@ class TaskCreation(Reads):
     ) -> asyncpg.Record:
         task_id = arguments[0]
         async with self.pool.acquire() as connection, connection.transaction():
+            if turn.client_session and not await connection.fetchval(
+                query("lock_running_client_session"), turn.thread_id, CLIENT_SESSION_RUNNING
+            ):
+                raise Conflict(
+                    "the client session is completed: it takes no more steps",
+                    session_id=str(turn.thread_id),
+                )
             try:
                 row = await connection.fetchrow(query("insert_task"), *arguments)
             except asyncpg.UniqueViolationError as error:
@@ -249,15 +267,16 @@ class TaskCreation(Reads):
                     "approval; wait for it to finish or cancel it",
                     thread_id=str(turn.thread_id),
                 ) from error
-            await connection.execute(
-                query("append_thread_messages"),
-                turn.thread_id,
-                task_id,
-                ["user"],
-                [None],
-                [message],
-                [{}],
-            )
+            if turn.message_data is not None:
+                await connection.execute(
+                    query("append_thread_messages"),
+                    turn.thread_id,
+                    task_id,
+                    ["user"],
+                    [None],
+                    [message],
+                    [self.redactor.value(turn.message_data)],
+                )
         return row
 
     async def _insert_tasks(

@@ -183,10 +183,16 @@ class Artifact(_Record):
     created_at: datetime
 
 
+ThreadKind = Literal["conversation", "client_session"]
+
+
 class Thread(_Record):
     id: UUID
     session_id: str
     agent_type: str
+    # conversation: its runs are agent runs; client_session: its runs are the steps of
+    # a client-side agent session (/api/v1/client-sessions/{id}), and only those.
+    kind: ThreadKind = "conversation"
     title: str
     metadata: dict[str, Any]
     message_count: int

@@ -3,11 +3,15 @@
 - reads (`ledger/reads.py`): tasks a page at a time, runs, traces, artifacts;
 - creation (`ledger/creation.py`): the verdict, the task, its first run and events;
 - conversations (`ledger/threads.py`): threads, their history, a run in a thread;
+- client-side agent sessions (`ledger/client_sessions.py`): a thread whose client
+  takes its steps, each a thread run;
 - an operator's decisions (`ledger/decisions.py`): approve, reject, retry, cancel,
   rollback, each a guarded statement plus its trace event in one transaction;
 - approval requests (`ledger/approvals.py`): a paused tool call's request, resolved
   by the same guarded decision as the task's tool-call approval;
-- IT requests (`ledger/it_requests.py`).
+- IT requests (`ledger/it_requests.py`);
+- the operator console's own reads (`ledger/overview.py`): a text filter, counts per
+  status, a task's runs, what waits for a decision, lanes and workers.
 
 The worker's side is `ledger/leases.py`. Every module of `ledger/` that talks to
 Postgres runs the named queries of `queries/*.sql`; none assembles SQL. The types the
@@ -16,12 +20,13 @@ methods take and return are importable from here too.
 
 from ledger.actor import Actor
 from ledger.approvals import Approvals
+from ledger.client_sessions import ClientSessions
 from ledger.creation import CreatedTask
 from ledger.decisions import Transition
 from ledger.errors import BadRequest
 from ledger.it_requests import ITRequests
+from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
-from ledger.threads import Threads
 
 __all__ = [
     "Actor",
@@ -35,5 +40,5 @@ __all__ = [
 ]
 
 
-class Ledger(Threads, Approvals, ITRequests):
+class Ledger(ClientSessions, Approvals, ITRequests, Overview):
     """Everything the API does to the ledger."""

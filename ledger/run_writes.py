@@ -160,6 +160,12 @@ class RunWrites(FencedWrites):
             rows = await connection.fetch(query("thread_history"), thread_id)
         return [ThreadMessage.model_validate(dict(row)) for row in rows]
 
+    async def thread_messages_after(self, thread_id: UUID, seq: int) -> list[ThreadMessage]:
+        """The thread's messages after `seq`: what was written since a point the worker
+        already has (a client session's cached context)."""
+        rows = await self.pool.fetch(query("thread_messages_after"), thread_id, seq)
+        return [ThreadMessage.model_validate(dict(row)) for row in rows]
+
     async def artifact_named(self, task_id: UUID, name: str) -> tuple[Artifact, str] | None:
         """The newest artifact called `name` and its storage reference."""
         row = await self.pool.fetchrow(query("latest_artifact_named"), task_id, name)

@@ -110,6 +110,12 @@ class Threads(TaskCreation):
         config = config or AgentConfig()
         provider = config.provider
         thread = await self.get_thread(actor, thread_id)
+        if thread.kind == "client_session":
+            raise Conflict(
+                "the thread is a client-side agent session: its client takes its steps "
+                "through /api/v1/client-sessions/{id}",
+                thread_id=str(thread.id),
+            )
         agent = self.agents[thread.agent_type]
         if provider not in agent.allowed_providers:
             raise BadRequest(

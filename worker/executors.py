@@ -78,6 +78,7 @@ def load_sdk() -> None:
             "worker.tools",
             "worker.tracing",
             "worker.conversation",
+            "worker.client_session",
             "worker.hooks",
         ):
             importlib.import_module(module)
@@ -201,6 +202,11 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
     missing = sdk_import_error()
     if missing:
         raise ExecutionBlocked(missing)
+    if (run.task.run_options or {}).get("session_step"):
+        # A client-side session's step: one model call or one tool call, not a Runner run.
+        from worker.client_session import execute_step
+
+        return await execute_step(run)
     from agents import MaxTurnsExceeded, RunState
 
     # Here, not at the top: worker.execution imports this module.

@@ -150,6 +150,29 @@ def model_name_for(name: str) -> str | None:
     return _settings(name).model
 
 
+# The name the offline model answers under (it serves every name it is given).
+OFFLINE_MODEL_NAME = "offline"
+# Where each provider's model name is configured, and its default when unset.
+_MODEL_SETTINGS: dict[str, tuple[str, str | None]] = {
+    "openai": ("WORKBENCH_OPENAI_MODEL", DEFAULT_OPENAI_MODEL),
+    "azure": ("AZURE_OPENAI_DEPLOYMENT", None),
+    "compatible": ("WORKBENCH_COMPATIBLE_MODEL", None),
+}
+
+
+def default_model_name(name: str) -> str | None:
+    """The model provider ``name`` runs when none is named, from the same variables as
+    ``model_name_for`` but needing none of the provider's credentials: what a process
+    that holds no key (the API) can know. None when the variable is unset and has no
+    default (azure, compatible), or for a provider not known here."""
+    if name == "offline":
+        return OFFLINE_MODEL_NAME
+    if name not in _MODEL_SETTINGS:
+        return None
+    variable, default = _MODEL_SETTINGS[name]
+    return _env(variable) or default
+
+
 @dataclass
 class _Entry:
     provider: ModelProvider

@@ -8,7 +8,6 @@ messages of the run (written with its completion) and its trace events (written 
 goes, so also for a run paused at a tool call that waits for an operator).
 """
 
-import asyncio
 import json
 from typing import Any
 from uuid import UUID
@@ -21,7 +20,6 @@ from api.errors import ApiError
 from api.routes.events import (
     EVENT_SCHEMA,
     EVENT_TYPES,
-    POLL_SECONDS,
     RESUME_PARAMETERS,
     STREAM_ENDS,
     resume_from,
@@ -38,9 +36,9 @@ from api.schemas import (
     ToolCallInfo,
     ToolResultInfo,
 )
+from api.waiting import refuse_unanswered, stopped
 from ledger.errors import Conflict, NotFound
 from ledger.models import Run, Task, Thread, ThreadMessage, TraceEvent
-from ledger.notify import wait_any
 from ledger.run_steps import HandoffStep, RunStep, ToolCallStep, run_steps, thread_run
 from ledger.states import TaskStatus
 
@@ -49,14 +47,6 @@ STREAM = AGENTS + "/stream/{session_id}"
 # A run's statuses on its way to an answer, and those of a run that answered.
 _ACTIVE = {TaskStatus.QUEUED, TaskStatus.DISPATCHED, TaskStatus.RUNNING}
 _ANSWERED = {TaskStatus.SUCCEEDED, TaskStatus.ROLLBACK_REQUESTED}
-# A run that stopped without an answer is an error, not an empty answer: the client
-# must not mistake it for one. (status, code) per such stop.
-_NO_ANSWER = {
-    TaskStatus.DENIED: (403, "run_denied"),
-    TaskStatus.CANCELLED: (409, "run_cancelled"),
-    TaskStatus.FAILED: (502, "run_failed"),
-    TaskStatus.BLOCKED: (502, "run_blocked"),
-}
 # The tool calls of a paused run that have a result: their function span arrived.
 _RAN = {"completed", "failed", "interrupted"}
 RUN_PARAMETER = Parameter(
@@ -116,23 +106,6 @@ async def _open(call: Call[ProcessRequest, None]) -> Thread:
         return _known(await call.ledger.thread_by_session(call.actor, session_id), session_id)
 
 
-async def _stopped(call: Call, task_id: UUID, seconds: float) -> Task:
-    """The task once it stops (a status that ends its stream), or as it is after
-    `seconds`. Subscribed before each status read: a change between the two wakes it."""
-    feed = call.request.app.state.trace_feed
-    await feed.ensure()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    with feed.subscribe(str(task_id)) as grew:
-        while True:
-            grew.clear()
-            task = await call.ledger.get_task(call.actor.tenant_id, task_id)
-            left = deadline - loop.time()
-            if task.status in STREAM_ENDS or left <= 0:
-                return task
-            await wait_any(grew, seconds=min(POLL_SECONDS, left))
-
-
 @endpoint(
     "POST",
     AGENTS + "/process",
@@ -157,7 +130,7 @@ async def process_message(call: Call[ProcessRequest, None]) -> tuple[int, BaseMo
     created = await call.ledger.start_run(
         call.actor, thread.id, call.body.message, call.body.agent_config
     )
-    task = await _stopped(
+    task = await stopped(
         call, created.task.id, call.request.app.state.settings.process_wait_seconds
     )
     if task.status not in STREAM_ENDS:
@@ -171,14 +144,7 @@ async def process_message(call: Call[ProcessRequest, None]) -> tuple[int, BaseMo
 
 
 async def _answer(call: Call, thread: Thread, task: Task) -> ProcessResponse:
-    if task.status in _NO_ANSWER:
-        status, code = _NO_ANSWER[task.status]
-        raise ApiError(
-            status,
-            code,
-            task.terminal_reason or f"the run is {task.status}",
-            {"run_id": str(task.id), "status": task.status},
-        )
+    refuse_unanswered(task)
     tenant = call.actor.tenant_id
     traces = await call.ledger.run_trace(task)
     steps = run_steps(traces)

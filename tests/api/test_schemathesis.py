@@ -60,6 +60,7 @@ REQUEST_TIMEOUT = 5.0
 _POLICY = load_policy()
 _DOCUMENT = build_openapi(ENDPOINTS, _POLICY)
 STREAM_MEDIA_TYPE = "text/event-stream"
+CLIENT_SESSIONS = "/api/v1/client-sessions"
 
 
 def _stream_event_problems(schema: dict[str, Any], body: str) -> list[str]:
@@ -143,9 +144,16 @@ class Seeded:
     run_ids: list[str] = field(default_factory=list)  # settled thread runs
     approval_ids: list[str] = field(default_factory=list)
     session_ids: list[str] = field(default_factory=list)
+    # A client-side session of the role's own subject with an answered turn: its
+    # response id and the tool call its model asked for.
+    client_session_ids: list[str] = field(default_factory=list)
+    response_ids: list[str] = field(default_factory=list)
+    calls: list[dict[str, str]] = field(default_factory=list)
 
     def path_parameters(self, path: str) -> list[dict[str, Any]]:
         """Fixed path parameters addressing seeded resources, one dict per choice."""
+        if path.startswith(CLIENT_SESSIONS + "/"):
+            return [{"session_id": session_id} for session_id in self.client_session_ids]
         if "{approval_id}" in path:
             return [{"approval_id": approval_id} for approval_id in self.approval_ids]
         if "{run_id}" in path:
@@ -272,6 +280,40 @@ async def _start_runs(
         await close_pool(pool)
 
 
+def _seed_client_session(client: Any, seeded: Seeded, role: str) -> None:
+    """A client-side session created by the role's own subject (a viewer's tenant: by
+    its owner), whose first turn, run in process (no worker runs here), asked for a
+    tool call: so generated steps can name a real response and a real call."""
+    creator = _bearer("owner" if role == "viewer" else role, seeded.tenant)
+
+    def post(url: str, body: dict[str, Any], expected: int) -> dict[str, Any]:
+        response = client.post(url, json=body, headers=creator, timeout=REQUEST_TIMEOUT)
+        assert response.status_code == expected, (url, response.text)
+        return response.json()
+
+    session = post(CLIENT_SESSIONS, {"agent_type": "incident-analyst"}, 201)
+    url = f"{CLIENT_SESSIONS}/{session['id']}"
+    turn = {"model": "offline", "input": '#call read_artifact {"name": "runbook.md"}'}
+    step = post(url + "/inference", turn, 202)
+    post(f"/api/agents/tasks/{step['task_id']}/run", {}, 200)
+    answered = client.get(url, headers=creator, timeout=REQUEST_TIMEOUT).json()["steps"][0]
+    seeded.client_session_ids.append(session["id"])
+    seeded.response_ids.append(answered["output"]["response_id"])
+    seeded.calls.extend(answered["output"]["tool_calls"])
+
+
+def _use_seeded_references(body: dict[str, Any], seeded: Seeded, data: st.DataObject) -> None:
+    """A client session's step names what exists only in the ledger (a response, the
+    model's call), which no schema can enumerate: valid bodies name the seeded ones.
+    The session's model some of the time (otherwise 409)."""
+    if "previous_response_id" in body:
+        body["previous_response_id"] = seeded.response_ids[0] if data.draw(st.booleans()) else None
+    if "call_id" in body and seeded.calls:
+        body.update(seeded.calls[0])
+    if "model" in body and "input" in body and data.draw(st.booleans()):
+        body["model"] = "offline"
+
+
 def _claim_runs(client: Any, seeded: Seeded, count: int) -> None:
     worker = _bearer("worker", seeded.tenant)
     for _ in range(count):
@@ -315,6 +357,10 @@ def workbench(database_url: str, artifact_dir) -> Iterator[Workbench]:
     # request starts it again, so the environment it reads must hold for the whole module.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WORKBENCH_ARTIFACT_DIR", str(artifact_dir))
+        # The providers' model names, as a deployment configures them: a client session
+        # for a provider whose model is named nowhere must name it (400 otherwise).
+        patch.setenv("AZURE_OPENAI_DEPLOYMENT", "gpt-4o-workbench")
+        patch.setenv("WORKBENCH_COMPATIBLE_MODEL", "llama-3.1-8b")
         # No worker runs here: a message's run is still queued after the wait, which
         # must be well within a request's timeout.
         settings = dataclasses.replace(settings_for_tests(), process_wait_seconds=0.2)
@@ -329,6 +375,7 @@ def workbench(database_url: str, artifact_dir) -> Iterator[Workbench]:
                 }
                 for role in HUMAN_ROLES:
                     _seed_thread_runs(client, tenants[role], database_url)
+                    _seed_client_session(client, tenants[role], role)
                 # Event streams end only once their task stops moving; nothing else acts here.
                 tenants["events"] = _seed(
                     client, f"schemathesis-events-{suffix}", run=True, settle=True
@@ -401,6 +448,8 @@ def test_operation_conforms_to_its_schema(
                 {"tenant_id": seeded.tenant, "user_id": f"schemathesis-{role}"} if seeded else {}
             )
             _use_policy_names(case.body, data, caller)
+            if seeded and case.operation.path.startswith(CLIENT_SESSIONS + "/"):
+                _use_seeded_references(case.body, seeded, data)
         _call_and_validate(case, auth)
 
     (check if SEED is None else hypothesis.seed(SEED)(check))()

@@ -23,8 +23,10 @@ LEDGER_TABLES = (
     "threads",
     "thread_messages",
     "approval_requests",
+    "client_sessions",
 )
 AGENTS = "/api/v1/agents"
+SESSIONS = "/api/v1/client-sessions"
 
 
 def _chunks(size: int) -> list[str]:
@@ -107,6 +109,7 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
     thread_url = f"/api/v1/threads/{thread.json()['thread']['id']}"
     runs = await _thread_runs(http, auth, every_form, reasons)
     session = await _session_texts(http, auth, tenant, every_form)
+    session |= await _client_session_texts(http, auth, every_form)
 
     texts = {
         **session,
@@ -234,6 +237,66 @@ async def _session_texts(http: httpx.AsyncClient, auth, tenant: str, every_form:
         "session stream": (await http.get(f"{AGENTS}/stream/{session_id}", headers=auth())).text,
         "approve": (await http.post(f"{AGENTS}/approve", json=approve, headers=auth())).text,
     }
+
+
+async def _client_session_texts(http: httpx.AsyncClient, auth, every_form: str) -> dict:
+    """A client-side session whose turn, tool call (its arguments as the client sent
+    them) and summary carry the forms, each step executed in process (no worker runs
+    here), and what the session routes then return."""
+    created = await http.post(SESSIONS, json={"agent_type": "incident-analyst"}, headers=auth())
+    assert created.status_code == 201, created.text
+    url = f"{SESSIONS}/{created.json()['id']}"
+    thread_url = f"/api/v1/threads/{created.json()['id']}"
+    call = json.dumps({"name": forms_text(WRITTEN_FORMS[:-1])})
+    turn = {"model": "offline", "input": f"Rotate it\n#call read_artifact {call}\n{every_form}"}
+    inference = await _stepped(http, auth, url, "/inference", turn)
+    [asked] = inference.json()["tool_calls"]
+    executed = {**asked, "arguments": json.dumps({"name": every_form})}
+    tool_call = await _stepped(http, auth, url, "/tool-calls", executed)
+    done = await http.post(
+        url + "/complete",
+        json={"summary": every_form, "confidence": 0.5, "evidence": [every_form[:10_000]]},
+        headers=auth(),
+    )
+    assert done.status_code == 200, done.text
+    steps = done.json()["steps"]
+    # The arguments the client sent were stored, executed and returned redacted.
+    assert "[redacted]" in steps[1]["input"]["arguments"]
+    assert "[redacted]" in (done.json()["summary"] or "")
+    texts = {
+        "client session": created.text,
+        "client inference": inference.text,
+        "client tool call": tool_call.text,
+        "client complete": done.text,
+        "client session read": (await http.get(url, headers=auth())).text,
+        "client thread": (await http.get(thread_url, headers=auth())).text,
+    }
+    for step in steps:
+        run_url = f"/api/v1/runs/{step['task_id']}"
+        texts[f"client step {step['step_index']}"] = (await http.get(run_url, headers=auth())).text
+        stream = await http.get(run_url + "/stream", headers=auth())
+        texts[f"client step {step['step_index']} stream"] = stream.text
+    return texts
+
+
+async def _stepped(http: httpx.AsyncClient, auth, url: str, path: str, body: dict):
+    """A step's request, its step executed by the in-process `run` route meanwhile."""
+    before = len((await http.get(url, headers=auth())).json()["steps"])
+    request = asyncio.create_task(http.post(url + path, json=body, headers=auth()))
+
+    async def taken() -> str:
+        while True:
+            steps = (await http.get(url, headers=auth())).json()["steps"]
+            if len(steps) > before:
+                return steps[-1]["task_id"]
+            await asyncio.sleep(0.05)
+
+    task_id = await asyncio.wait_for(taken(), 10)
+    ran = await http.post(f"{TASKS}/{task_id}/run", headers=auth())
+    assert ran.json()["status"] == "succeeded", ran.text
+    response = await asyncio.wait_for(request, 20)
+    assert response.status_code == 200, response.text
+    return response
 
 
 def test_log_lines_are_redacted(capsys) -> None:

@@ -6,22 +6,28 @@ kill any process and start helper processes built from the real entry points."""
 import asyncio
 import contextlib
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from process_helpers import ApiServer, Pipeline, Service, stop_and_check
+import yaml
+from process_helpers import ApiServer, Pipeline, Service, fast_lanes, stop_and_check
 
 from api.auth import mint_token
+from ledger.policy import load_policy
 
 HERE = Path(__file__).parent
 RECORDING_WORKER = [sys.executable, str(HERE / "recording_worker.py")]
 DIES_BEFORE_SEND = [sys.executable, str(HERE / "dispatcher_dies_before_send.py")]
 JWT_SECRET = "faults-secret-that-is-long-enough-for-hs256"
 TENANT = "faults"
+# How long a HeldServer holds its first request at most.
+HOLD_SECONDS = 60.0
 
 
 def sql(url: str, statement: str, *args: Any) -> list[dict[str, Any]]:
@@ -114,3 +120,50 @@ def running_cluster(
     # A connection the process lost track of holds its pool's close until a timeout.
     stuck = [name for name, log in cluster.logs().items() if '"pool_close_timed_out"' in log]
     assert not stuck, f"pool close timed out in {stuck}"
+
+
+class HeldServer:
+    """An HTTP server on 127.0.0.1 whose first request is held until `release`."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        held = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if not held.arrived.is_set():
+                    held.arrived.set()
+                    held.released.wait(HOLD_SECONDS)
+                body = b"checkout: 3 of 4 pods crash-looping"
+                # The held request's worker may have been killed meanwhile.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/status"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def lanes_reaching_localhost(directory: Path) -> Path:
+    """Fast lanes whose `analysis` lane lets http_get reach 127.0.0.1 (a HeldServer)."""
+    path = fast_lanes(directory)
+    policy = load_policy(path)
+    analysis = policy.lanes["analysis"].model_copy(update={"allowed_hosts": ["127.0.0.1"]})
+    lanes = {**policy.lanes, "analysis": analysis}
+    path.write_text(
+        yaml.safe_dump(policy.model_copy(update={"lanes": lanes}).model_dump(mode="json"))
+    )
+    return path

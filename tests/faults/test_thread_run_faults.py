@@ -10,59 +10,19 @@
    the run waits, queued, and completes when a worker starts.
 """
 
-import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from event_stream import parse_events
-from fault_helpers import Cluster, running_cluster
-from process_helpers import auth, fast_lanes, wait_until
-
-from ledger.policy import load_policy
+from fault_helpers import Cluster, HeldServer, lanes_reaching_localhost, running_cluster
+from process_helpers import auth, wait_until
 
 WAIT_SECONDS = 60.0
-
-
-class HeldServer:
-    """An HTTP server on 127.0.0.1 whose first request is held until `release`."""
-
-    def __init__(self) -> None:
-        self.arrived = threading.Event()
-        self.released = threading.Event()
-        held = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if not held.arrived.is_set():
-                    held.arrived.set()
-                    held.released.wait(WAIT_SECONDS)
-                body = b"checkout: 3 of 4 pods crash-looping"
-                # The held request's worker may have been killed meanwhile.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/status"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -75,13 +35,7 @@ def held() -> Iterator[HeldServer]:
 @pytest.fixture
 def cluster(tmp_path: Path, make_database: Callable[[], str]) -> Iterator[Cluster]:
     """Fast lanes whose `analysis` lane lets http_get reach 127.0.0.1."""
-    path = fast_lanes(tmp_path)
-    policy = load_policy(path)
-    analysis = policy.lanes["analysis"].model_copy(update={"allowed_hosts": ["127.0.0.1"]})
-    lanes = {**policy.lanes, "analysis": analysis}
-    path.write_text(
-        yaml.safe_dump(policy.model_copy(update={"lanes": lanes}).model_dump(mode="json"))
-    )
+    path = lanes_reaching_localhost(tmp_path)
     with running_cluster(tmp_path, make_database(), path) as cluster:
         yield cluster
 
@@ -170,15 +124,17 @@ def test_a_worker_killed_mid_run_loses_no_event_and_writes_no_message_twice(
     stream = StreamReader(cluster, run_id, None)
     stream.start()
     assert held.arrived.wait(WAIT_SECONDS), "the specialist never called http_get"
-    # The stream has caught up with the ledger; what it has read by now is what the
-    # client saw before it lost the connection.
+    # Killed at once, while its call is held (http_get gives up after 10 s, and a loaded
+    # machine can take that long to catch a stream up). Nothing is written after the
+    # kill, so the stream catches up with a ledger that no longer grows; what it has
+    # read then is what the client saw before it lost the connection.
+    first.kill()
     wait_until(
         lambda: stream.ids() and stream.ids()[-1] == _traces(cluster, run_id)[-1]["seq"],
         WAIT_SECONDS,
-        "the stream to show every event written so far",
+        "the stream to show every event written before the kill",
     )
     seen = stream.ids()
-    first.kill()
     stream.close()
 
     cluster.worker("w2", executor="sdk")

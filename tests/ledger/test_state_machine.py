@@ -20,6 +20,7 @@ from ledger.leases import Leases
 from ledger.models import ApprovalStatus, TaskCreateRequest
 from ledger.redaction import Redactor
 from ledger.repository import Actor, Ledger
+from ledger.session_steps import SESSION_COMPLETED, ClientSessionStatus
 from ledger.sql import queries
 from ledger.states import TRANSITIONS, RunStatus, TaskStatus
 
@@ -30,6 +31,7 @@ RUN_STATUSES = {str(status) for status in RunStatus}
 # the way to a worker.
 PHASES = TASK_STATUSES | {"active"}
 APPROVAL_STATUSES = set(get_args(ApprovalStatus))
+SESSION_STATUSES = set(get_args(ClientSessionStatus))
 ENUM_OF = {
     "tasks": TASK_STATUSES,
     "runs": RUN_STATUSES,
@@ -208,6 +210,14 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     "settle_approval_requests": {("approval_requests", "pending")},
     # The same status, read: the requests still waiting, repeating the partial index.
     "task_approval_requests": {("approval_requests", "pending")},
+    # The console's reads (ledger/overview.py), repeating the partial indexes'
+    # predicates as the gauges do: the tenant's unfinished runs per lane, the workers
+    # holding its running runs, its tasks and tool calls waiting for a decision.
+    "tenant_lane_backlog": _rule("claim", tasks=False)
+    | {("runs", str(RunStatus.RUNNING)), ("runs", str(RunStatus.PAUSED))},
+    "tenant_workers": _rule("hold", tasks=False),
+    "tasks_awaiting_approval": {("tasks", str(TaskStatus.AWAITING_APPROVAL))},
+    "pending_approval_requests": {("approval_requests", "pending")},
 }
 
 
@@ -258,6 +268,9 @@ async def test_every_check_constraint_allows_exactly_its_enum(pool) -> None:
         ("tasks", "tasks_status_check"): TASK_STATUSES,
         ("runs", "runs_status_check"): RUN_STATUSES,
         ("approval_requests", "approval_requests_status_check"): APPROVAL_STATUSES,
+        ("client_sessions", "client_sessions_status_check"): SESSION_STATUSES,
+        # completed_at is set exactly when the session is completed.
+        ("client_sessions", "client_sessions_completed_at"): {SESSION_COMPLETED},
     }
 
 
