@@ -130,7 +130,10 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
     provider, model = _model_provider(task.model_provider)
     model = options.get("model") or model
     processor = trace_processor(run.leases.redactor)
-    stream = RunStream(trace_id, run.leases.redactor, flush)
+    # A thread run is a conversation: someone waits for its first words.
+    stream = RunStream(
+        trace_id, run.leases.redactor, flush, first_text_at_once=task.thread_id is not None
+    )
     if task.thread_id is not None:
         from worker.conversation import conversation_agent
 
