@@ -148,11 +148,14 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
             tools=tools_for(run),
         )
 
+    temperature = options.get("temperature")
     config = RunConfig(
         # The model too, not only the provider: otherwise the SDK applies the settings
         # of its own default model, which other servers may reject.
         model=model,
-        model_settings=ModelSettings(temperature=options.get("temperature")),
+        # Only when there is one to set: the SDK checks given settings against its type
+        # hints, resolved anew for each RunConfig (about 1 ms of CPU per run).
+        model_settings=None if temperature is None else ModelSettings(temperature=temperature),
         model_provider=StreamingModelProvider(
             provider,  # type: ignore[arg-type]
             stream,
