@@ -64,6 +64,11 @@ def _load(run: RunContext) -> _Loaded:
     return _loaded
 
 
+def agents_registry(run: RunContext) -> AgentRegistry:
+    """The agents file of the policy the worker runs under, read once, not per run."""
+    return _load(run).registry
+
+
 def _specialist(
     run: RunContext, registry: AgentRegistry, definition: AgentDefinition, tools_enabled: bool
 ) -> Agent[RunContext]:
@@ -120,7 +125,7 @@ def _built(
 def soul_digests(run: RunContext) -> dict[str, str]:
     """The digest of each valid soul among the run's agents (its thread's agent and
     the specialists it may hand to), for the run's trace."""
-    registry = _load(run).registry
+    registry = agents_registry(run)
     agent_id = run.task.agent_type or ""
     agents = [agent_id, *(s.id for s in registry.specialists_of(agent_id))]
     souls = {agent: registry.soul_of(agent) for agent in agents}
