@@ -82,6 +82,7 @@ SPAWN_WARMUP = 5
 SPAWN_INTERVAL_SECONDS = 0.25
 WORKER_CONCURRENCY = 8
 HEARTBEAT_SECONDS = 10.0
+SPAWN_SERVERS = "API, dispatcher and worker (the child's agent run too)"
 TARGET_DELIVERY_P99_MS = 20.0
 TARGET_SPAWN_P99_MS = 150.0
 TARGET_CONTEXT_P99_MS = 10.0
@@ -175,18 +176,18 @@ def client_cpu_seconds() -> float:
 
 
 class CpuMeter:
-    """CPU seconds spent from `start` to `stop` by the API replicas, the bench's Postgres
-    server and this process (the client, on the same cores)."""
+    """CPU seconds spent from `start` to `stop` by our server processes, the bench's
+    Postgres server and this process (the client, on the same cores): everything the
+    phase cost, heartbeats and a delivery's next waiting request included."""
 
-    def __init__(self, replicas: list[Service]) -> None:
-        self.replicas = replicas
+    def __init__(self, servers: list[Service]) -> None:
+        self.servers = servers
         self._started: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.load_before = 0.0
 
     def _now(self) -> tuple[float, float, float]:
         api = sum(
-            cpu_seconds_of(Path(f"/proc/{replica.pid}/stat").read_text())
-            for replica in self.replicas
+            cpu_seconds_of(Path(f"/proc/{server.pid}/stat").read_text()) for server in self.servers
         )
         return api, postgres_cpu_seconds(), client_cpu_seconds()
 
@@ -195,7 +196,8 @@ class CpuMeter:
         self._started = self._now()
 
     def stop(self, per: int) -> dict[str, Any]:
-        """CPU ms per one of `per` operations, and the machine's load around them."""
+        """What was spent, in CPU ms per one of the `per` operations measured, and the
+        machine's load around them."""
         spent = [now - then for now, then in zip(self._now(), self._started, strict=True)]
         return {
             "cpu_ms_per_operation": {
@@ -370,10 +372,10 @@ def _met(figures: dict[str, float], target: float) -> str:
     return "met" if figures.get("p99", float("inf")) <= target else "NOT met"
 
 
-def _cpu(phase: dict[str, Any], what: str) -> str:
+def _cpu(phase: dict[str, Any], what: str, servers: str = "API") -> str:
     spent = phase["cpu_ms_per_operation"]
     return (
-        f"CPU per {what}: API {spent['api']} ms, Postgres {spent['postgres']} ms, "
+        f"CPU per {what}: {servers} {spent['api']} ms, Postgres {spent['postgres']} ms, "
         f"client {spent['client']} ms"
     )
 
@@ -404,7 +406,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"the spawn's answer p50/p99 {spawn['spawn_answer_ms'].get('p50')}/"
         f"{spawn['spawn_answer_ms'].get('p99')} ms, child created -> claimed p50/p99 "
         f"{spawn['created_to_claim_ms'].get('p50')}/{spawn['created_to_claim_ms'].get('p99')} "
-        f"ms; {_cpu(spawn, 'spawn').replace('API', 'API, dispatcher and worker')}",
+        f"ms; {_cpu(spawn, 'spawn', SPAWN_SERVERS)}",
         "the machine's load average (1 min) at the start of each phase: delivery "
         f"{channel['load_average_1m']['before']}, context {context['load_average_1m']['before']}, "
         f"spawn {spawn['load_average_1m']['before']} (2 cores; the client runs on them too)",
