@@ -32,7 +32,6 @@ from api.routes import (
     workspaces,
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
-from ledger.notify_feed import CHANNELS, TRACES, NotifyFeed
 from console.app import routes as console_routes
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
@@ -41,6 +40,7 @@ from ledger.artifact_store import artifact_store_from_env
 from ledger.database import close_pool, create_pool, resolve_database_url
 from ledger.leases import Leases
 from ledger.migrate import apply_migrations
+from ledger.notify_feed import CHANNELS, TRACES, NotifyFeed
 from ledger.policy import PolicyConfig, load_policy
 from ledger.repository import Ledger
 

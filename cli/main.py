@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     for command in (worker, up):
         command.add_argument(
             "--lanes",
-            default="",
-            help="comma-separated lanes (default: every lane with a transport)",
+            default=os.environ.get("WORKBENCH_WORKER_LANES", ""),
+            help="comma-separated lanes (default: $WORKBENCH_WORKER_LANES, else every "
+            "lane with a transport)",
         )
         command.add_argument(
             "--concurrency", type=int, default=4, help="runs executed at once (default 4)"

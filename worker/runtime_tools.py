@@ -203,6 +203,8 @@ async def spawn_agent(
     await verdict(ctx, "propose", {"agent_name": agent_name, "permissions": asked})
 
     async def spawn(caller: Caller) -> dict[str, Any]:
+        if ttl_seconds < 0:  # as POST /api/agent/spawn refuses it
+            raise BadRequest("ttl_seconds must be 0 (the default) or more", field="ttl_seconds")
         order = SpawnOrder(
             instructions=instructions,
             title=title or None,

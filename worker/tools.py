@@ -4,7 +4,8 @@ Each tool has a mutation level. A lane lists the tools its agents get, and tool 
 above its `tool_approval_above` level pause the run for an operator (the SDK's
 `needs_approval`). Every call that runs records its verdict in the trace (a
 `tool_verdict` event with the call's id); artifact writes go through the run's fence
-like every other worker write.
+like every other worker write. The agent runtime's tools (channels, the context bundle,
+spawning helpers) are in `worker/runtime_tools.py`, under the same rules.
 """
 
 import asyncio

@@ -6,10 +6,10 @@ import contextlib
 
 from conftest import fast_policy
 
-from ledger.notify_feed import TRACES, NotifyFeed
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.models import TaskCreateRequest
+from ledger.notify_feed import TRACES, NotifyFeed
 from ledger.repository import Actor, Ledger
 
 

@@ -7,9 +7,9 @@ from uuid import uuid4
 
 import asyncpg
 
-from ledger.notify_feed import TRACES, NotifyFeed
 from ledger import overview
 from ledger.models import TaskCreateRequest
+from ledger.notify_feed import TRACES, NotifyFeed
 from ledger.policy import load_policy
 from ledger.repository import Actor, Ledger
 from ledger.states import TaskStatus
