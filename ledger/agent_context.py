@@ -8,6 +8,7 @@ id); peers by the channel they share, then session id; prior attempts newest fir
 recent events the latest, in order. Everything in it was redacted when it was stored.
 """
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from functools import cached_property
@@ -87,10 +88,18 @@ class SelfViews(Channels):
 
     async def context(self, caller: Caller) -> ContextBundle:
         session = caller.session
-        task, runs = await self._task_and_runs(caller)
-        channels = await self.channels(caller)
-        events = await self.pool.fetch(
-            query("latest_traces"), task.id, caller.tenant_id, CONTEXT_SECTION_LIMIT + 1
+        # Reads that need nothing of each other (each always was a statement of its own,
+        # on a connection of its own) go at once: the bundle waits for the slowest of
+        # them, not for their sum.
+        (task, runs), channels, events = await asyncio.gather(
+            self._task_and_runs(caller),
+            self.channels(caller),
+            self.pool.fetch(
+                query("latest_traces"), session.task_id, caller.tenant_id, CONTEXT_SECTION_LIMIT + 1
+            ),
+        )
+        inbox, peers = await asyncio.gather(
+            self._inbox(caller, channels), self._peers(caller, channels)
         )
         own = next((channel for channel in channels if channel.run_id == runs[0].id), None)
         capabilities, capabilities_meta = cut(self._capabilities(caller, channels))
@@ -101,8 +110,8 @@ class SelfViews(Channels):
                 available=True, bundle=self._bundle(caller, task, runs, events, channels)
             ),
             coordination_channel=ChannelSection(available=own is not None, channel=own),
-            inbox_summary=await self._inbox(caller, channels),
-            peer_roster=await self._peers(caller, channels),
+            inbox_summary=inbox,
+            peer_roster=peers,
             capabilities=CapabilitySection(section=capabilities_meta, capabilities=capabilities),
             limits=self._limits(caller),
             provenance=Provenance(
@@ -112,9 +121,9 @@ class SelfViews(Channels):
 
     async def _task_and_runs(self, caller: Caller) -> tuple[Task, list[Run]]:
         session = caller.session
-        row = await self.pool.fetchrow(query("get_task"), caller.tenant_id, session.task_id)
-        runs = await self.pool.fetch(
-            query("task_runs_newest_first"), session.task_id, caller.tenant_id
+        row, runs = await asyncio.gather(
+            self.pool.fetchrow(query("get_task"), caller.tenant_id, session.task_id),
+            self.pool.fetch(query("task_runs_newest_first"), session.task_id, caller.tenant_id),
         )
         if row is None or not runs:  # a session is made with its task's first claim
             raise NotFound("the session's task is gone", task_id=str(session.task_id))
@@ -246,31 +255,31 @@ class SelfViews(Channels):
     async def _peers(self, caller: Caller, channels: list[ChannelView]) -> PeerSection:
         session = caller.session
         lineage = session.lineage
-        named = {channel.channel: channel.id for channel in channels if channel.run_id is None}
+        named = sorted(
+            (channel.channel, channel.id) for channel in channels if channel.run_id is None
+        )
+        # Sorted and cut by the query, one more than the limit: the extra one says it was
+        # cut. A roster of hundreds costs the rows it returns, not the hundreds.
         rows = await self.pool.fetch(
             query("peer_sessions"),
             caller.tenant_id,
             session.id,
             lineage.root_session_id,
             session.workspace_id,
-            sorted(named),
+            [name for name, _ in named],
+            [channel_id for _, channel_id in named],
+            CONTEXT_SECTION_LIMIT + 1,
         )
-        peers = []
-        for row in rows:
-            shared = row["channel_id"]
-            if row["root_session_id"] != lineage.root_session_id:
-                common = sorted(set(row["permission_policy"]["network_channels"]) & set(named))
-                shared = named[common[0]]
-            peers.append(
-                Peer(
-                    peer_id=row["agent_name"],
-                    session_id=row["id"],
-                    display_name=row["name"],
-                    channel_id=shared,
-                    capabilities=[f"tool:{t}" for t in row["permission_policy"]["tools"]],
-                )
+        peers = [
+            Peer(
+                peer_id=row["agent_name"],
+                session_id=row["id"],
+                display_name=row["name"],
+                channel_id=row["channel_id"],
+                capabilities=[f"tool:{tool}" for tool in row["tools"]],
             )
-        peers.sort(key=lambda peer: (str(peer.channel_id), str(peer.session_id)))
+            for row in rows
+        ]
         kept, meta = cut(peers)
         return PeerSection(section=meta, peers=kept)
 
