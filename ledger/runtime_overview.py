@@ -33,6 +33,9 @@ from ledger.sql import query
 from ledger.states import TERMINAL
 
 SESSION_STATES: tuple[str, ...] = get_args(SessionState)
+# A page filtered by state reads the sessions this many at a time, at most STATE_SCAN.
+STATE_BATCH = 500
+STATE_SCAN = 5_000
 # The most sessions of one tree the lineage shows.
 TREE_LIMIT = 500
 # The newest messages a channel's page shows.
@@ -176,7 +179,10 @@ class RuntimeOverview(Reads):
     async def agent_sessions(
         self, tenant_id: str, *, state: str | None, limit: int, cursor: str | None
     ) -> SessionPage:
-        """The tenant's sessions, newest task first, in `state` when given."""
+        """The tenant's sessions, newest task first, in `state` when given. A state is
+        read, not stored (`session_state`), so a filtered page reads the sessions in
+        batches and keeps those in it, at most `STATE_SCAN` per page: a page cut there
+        is short, and its next page goes on from the last session read."""
         if state is not None and state not in SESSION_STATES:
             raise BadRequest(
                 f"state must be one of {', '.join(SESSION_STATES)}",
@@ -184,18 +190,26 @@ class RuntimeOverview(Reads):
                 allowed=list(SESSION_STATES),
             )
         after_created, after_id = decode_cursor(cursor) if cursor else (None, None)
-        rows = await self.pool.fetch(
-            query("console_agent_sessions"),
-            tenant_id,
-            after_created,
-            after_id,
-            state,
-            _FINISHED,
-            limit + 1,
-        )
-        sessions = [_summary(row) for row in rows[:limit]]
-        more = len(rows) > limit
-        return SessionPage(sessions, encode_cursor(sessions[-1].task) if more else None)
+        batch = limit + 1 if state is None else STATE_BATCH
+        kept: list[SessionSummary] = []
+        read = 0
+        while True:
+            rows = await self.pool.fetch(
+                query("console_agent_sessions"), tenant_id, after_created, after_id, batch
+            )
+            for row in rows:
+                summary = _summary(row)
+                read += 1
+                if state is None or summary.session.state == state:
+                    kept.append(summary)
+                if len(kept) > limit:
+                    return SessionPage(kept[:limit], encode_cursor(kept[limit - 1].task))
+            if len(rows) < batch:
+                return SessionPage(kept, None)
+            last = _summary(rows[-1]).task
+            if read >= STATE_SCAN:
+                return SessionPage(kept, encode_cursor(last))
+            after_created, after_id = last.created_at, last.id
 
     async def agent_session(self, tenant_id: str, session_id: UUID) -> SessionDetail:
         row = await self.pool.fetchrow(query("console_agent_session"), session_id, tenant_id)

@@ -51,6 +51,8 @@ async def _list_context(request: Request, me: Me) -> dict[str, Any]:
         if listing.next_cursor
         else None,
         "first_link": f"?{urlencode(kept)}" if "cursor" in params else None,
+        # A filtered page stops reading after a bound: it may be short with more after.
+        "cut": bool(state and listing.next_cursor and len(listing.sessions) < PAGE_SIZE),
     }
 
 

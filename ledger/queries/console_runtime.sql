@@ -1,19 +1,20 @@
 -- The operator console's reads of the agent runtime (`ledger/runtime_overview.py`):
 -- sessions with their lineage, channels with their messages, refused spawns. Each is
--- scoped to one tenant. A session's state is computed as `session_state` in
--- `ledger/agent_sessions.py` reads it: as written once stopped on purpose, else
--- `active` while its claim holds the run, `stopped` once its task is finished,
--- `starting` while it waits for a claim. Sessions have no tenant index of their own:
--- the lists walk the tenant's task page index, one session per task.
+-- scoped to one tenant, and returns what `session_state` (`ledger/agent_sessions.py`)
+-- reads a session's state from: its state as written, whether its claim holds its
+-- run, its task's status. Sessions have no tenant index of their own: the lists walk
+-- the tenant's task page index, one session per task.
 
 -- name: console_agent_sessions
 -- Tenant $1's sessions, newest task first, after the task keyset cursor ($2, $3) when
--- given, in state $4 when given (task statuses $5 are finished), at most $6: each with
--- its task's columns, the session as jsonb (with its run's channel), whether its claim
--- holds the run, its parent's name and its last activity (the latest of its own
--- update, its run's heartbeat or end and its run channel's last message). A rare
--- state reads far into a large tenant, bounded by the LIMIT, like the text filter.
-SELECT t.*, to_jsonb(s) || jsonb_build_object('channel_id', c.id) AS session, h.held,
+-- given, at most $4: each with its task's columns, the session as jsonb (with its
+-- run's channel), whether its claim holds the run, its parent's name and its last
+-- activity (the latest of its own update, its run's heartbeat or end and its run
+-- channel's last message). A walk of the tenant's task page index, one lookup per
+-- join: a filter by state is the caller's (`ledger/runtime_overview.py`).
+SELECT t.*, to_jsonb(s) || jsonb_build_object('channel_id', c.id) AS session,
+       coalesce(r.status = 'running' AND r.claim_token_hash = s.claim_token_hash
+                AND r.lease_until > now(), false) AS held,
        p.name AS parent_name,
        greatest(s.updated_at, r.heartbeat_at, r.finished_at, c.last_activity_at)
            AS last_activity_at
@@ -22,19 +23,10 @@ JOIN agent_sessions s ON s.task_id = t.id
 LEFT JOIN runs r ON r.id = s.run_id
 LEFT JOIN coordination_channels c ON c.run_id = s.run_id
 LEFT JOIN agent_sessions p ON p.id = s.parent_session_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(r.status = 'running' AND r.claim_token_hash = s.claim_token_hash
-                    AND r.lease_until > now(), false) AS held
-) h
 WHERE t.tenant_id = $1
   AND ($2::timestamptz IS NULL OR (t.created_at, t.id) < ($2, $3::uuid))
-  AND ($4::text IS NULL OR $4 = CASE
-          WHEN s.state IN ('stopping', 'stopped') THEN s.state
-          WHEN h.held THEN 'active'
-          WHEN t.status = ANY($5::text[]) THEN 'stopped'
-          ELSE 'starting' END)
 ORDER BY t.created_at DESC, t.id DESC
-LIMIT $6;
+LIMIT $4;
 
 -- name: console_agent_session
 -- One session of tenant $2 ($1), as console_agent_sessions reads each.
@@ -129,8 +121,9 @@ ORDER BY m.seq;
 -- name: console_spawn_refusals
 -- The refused spawns (`spawn_refused` events, which the spawn writes in the parent's
 -- trace) of tenant $1's newest $2 sessions, newest first, at most $3: each with the
--- parent session and its task. Bounded by the sessions it reads: trace events have no
--- index by kind, so this reads each of those sessions' traces by its task.
+-- parent session and its task. Trace events have no index by kind, so each of those
+-- sessions' traces is read by its task (the LATERAL with its LIMIT keeps it a lookup
+-- per session, never a scan of every trace).
 WITH parents AS (
     SELECT t.id AS task_id, t.title AS task_title, s.id AS session_id,
            s.name AS session_name
@@ -143,7 +136,11 @@ WITH parents AS (
 SELECT e.task_id, e.seq, e.run_id, e.actor, e.message, e.data, e.created_at,
        p.task_title, p.session_id, p.session_name
 FROM parents p
-JOIN trace_events e ON e.task_id = p.task_id AND e.kind = 'spawn_refused'
-WHERE e.tenant_id = $1
+CROSS JOIN LATERAL (
+    SELECT * FROM trace_events
+    WHERE task_id = p.task_id AND kind = 'spawn_refused' AND tenant_id = $1
+    ORDER BY seq DESC
+    LIMIT $3
+) e
 ORDER BY e.created_at DESC, e.task_id, e.seq DESC
 LIMIT $3;

@@ -7,6 +7,7 @@ tenant's session or channel is 404), and a secret sent in a message never reache
 page or a live stream."""
 
 import asyncio
+import html
 import re
 from collections.abc import Callable
 from uuid import uuid4
@@ -17,6 +18,8 @@ from planted_secrets import WRITTEN_FORMS, forms_text, leaked
 from signed_in import browser as browser  # the fixture
 from signed_in import error_code, sign_in, token
 from starlette.applications import Starlette
+
+from ledger import runtime_overview
 
 CLAIM_NEXT = "/api/agent/tasks/claim-next"
 SPAWN = "/api/agent/spawn"
@@ -309,3 +312,24 @@ async def test_a_tasks_page_links_its_session(
     nav = (await browser.get("/console/tasks")).text
     for path in ("/console/sessions", "/console/channels", "/console/spawn-refusals"):
         assert f'href="{path}"' in nav
+
+
+async def test_a_filtered_page_cut_short_goes_on_from_where_it_stopped(
+    browser: httpx.AsyncClient,
+    tenant: str,
+    http: httpx.AsyncClient,
+    claim: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = await claim()
+    child = (await _spawn(http, root))["spawn"]  # newer than its parent's task
+    await _operator(browser, tenant)
+    monkeypatch.setattr(runtime_overview, "STATE_BATCH", 1)
+    monkeypatch.setattr(runtime_overview, "STATE_SCAN", 1)
+
+    first = await browser.get("/console/sessions?state=active")
+    assert _states(first) == {} and 'id="page-cut"' in first.text
+    assert child["session"]["id"] not in first.text
+    next_link = html.unescape(re.search(r'href="(\?[^"]+)" rel="next"', first.text).group(1))
+    second = await browser.get("/console/sessions" + next_link)
+    assert _states(second) == {root["session"]["id"]: "active"}
