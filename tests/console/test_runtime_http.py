@@ -274,19 +274,22 @@ async def test_refused_spawns_show_the_code_the_parent_and_what_was_asked(
     parent = await claim()
     await _spawn(http, parent, 403, permissions={"tools": ["propose_change"]}, title="Wide")
     await _spawn(http, parent, 403, ttl_seconds=3601, agent_name="workbench-analysis")
+    await _spawn(http, parent, 404, agent_name="x", title="rotate it: password: hunter2-yaml")
     await _operator(browser, tenant)
 
     page = await browser.get("/console/spawn-refusals")
     assert page.status_code == 200
     rows = re.findall(r"<tr data-refusal=.*?</tr>", _flat(page.text), re.DOTALL)
+    assert leaked(page.text) == [] and "[redacted]" in rows[0]
     assert [re.search(r'data-code="(\w+)"', row).group(1) for row in rows] == [
-        "spawn_limit_exceeded",  # newest first
+        "not_found",  # newest first
+        "spawn_limit_exceeded",
         "spawn_permission_denied",
     ]
     for row in rows:
         assert f'href="/console/sessions/{parent["session"]["id"]}"' in row
         assert f'href="/console/tasks/{parent["task"]["id"]}#seq-' in row
-    ttl, widened = rows
+    _, ttl, widened = rows
     assert '<li data-asked-field="ttl_seconds">ttl_seconds: 3601</li>' in ttl
     assert "agent_name: workbench-analysis</li>" in ttl
     assert "max_ttl_seconds" in ttl
