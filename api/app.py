@@ -32,7 +32,7 @@ from api.routes import (
     workspaces,
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
-from api.trace_feed import CHANNELS, TRACES, NotifyFeed
+from ledger.notify_feed import CHANNELS, TRACES, NotifyFeed
 from console.app import routes as console_routes
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry

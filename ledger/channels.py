@@ -75,7 +75,7 @@ class Outgoing:
 
 
 class Waker(Protocol):
-    """What a long-polling receive waits on: a wake-up per channel (`api/trace_feed.py`)."""
+    """What a long-polling receive waits on: a wake-up per channel (`ledger/notify_feed.py`)."""
 
     async def ensure(self) -> None: ...
 
@@ -178,6 +178,14 @@ class Channels:
                 query("receive_channel_messages"), caller.session_id, channel_id, read_seq, limit
             )
         return [message_record(row) for row in rows]
+
+    async def latest_received(self, caller: Caller) -> ChannelMessage | None:
+        """The newest message the session has received on any channel (None: none
+        yet): what a reply that names no message answers."""
+        row = await self.pool.fetchrow(
+            query("latest_received_message"), caller.session_id, caller.tenant_id
+        )
+        return None if row is None else message_record(row)
 
     async def receive_waiting(
         self, caller: Caller, channel_id: UUID, limit: int, seconds: float, waker: Waker

@@ -17,9 +17,12 @@ in the parent's trace (nothing of the child is left behind):
    `max_active_per_workspace`. A child's budget is its parent's, with its own TTL.
 
 A child stops (`dispatcher/session_reaper.py`) when its TTL passes, and, with
-`auto_stop_on_parent`, when its parent stops, all the way down.
+`auto_stop_on_parent`, when its parent stops, all the way down. A parent reads its
+children (`children`), and may wait for them to settle (`children_settled`).
 """
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
@@ -29,15 +32,23 @@ import asyncpg
 from agentdefs.permissions import widening
 from ledger.actor import Actor
 from ledger.agent_context import SelfViews
-from ledger.agent_sessions import Caller, session_record
+from ledger.agent_sessions import Caller, session_record, session_state
+from ledger.channels import Waker
 from ledger.creation import TaskCreation
 from ledger.errors import LedgerError, NotFound
 from ledger.models import Task, TaskCreateRequest
+from ledger.notify import wait_any
 from ledger.runtime_config import Coordinator, lane_agent_name
-from ledger.runtime_models import AgentSession, SpawnBudget
+from ledger.runtime_models import AgentSession, SessionState, SpawnBudget
 from ledger.sql import query
-from ledger.states import TERMINAL
+from ledger.states import TERMINAL, TaskStatus
 from ledger.traces import append_trace
+
+# A child's task in one of these has stopped, or waits for an operator: a parent
+# waiting for its children waits no longer for it.
+SETTLED = TERMINAL | {TaskStatus.BLOCKED, TaskStatus.AWAITING_APPROVAL}
+# How often a waiting parent reads its children again without a notification.
+_POLL_SECONDS = 2.0
 
 
 class SpawnRefused(LedgerError):
@@ -69,8 +80,78 @@ class Spawned:
     permissions: dict[str, list[str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Child:
+    """A spawned session as its parent sees it: its state, its task's, and where its
+    task's newest final output is stored (None: none yet)."""
+
+    session_id: UUID
+    task_id: UUID
+    agent_name: str
+    session_state: SessionState
+    stop_reason: str | None
+    task_status: str
+    terminal_reason: str | None
+    output_ref: str | None
+
+    @property
+    def settled(self) -> bool:
+        return self.task_status in SETTLED
+
+
 class Spawns(SelfViews):
     tasks: TaskCreation
+
+    async def children(self, caller: Caller) -> list[Child]:
+        """The sessions the caller spawned, oldest first."""
+        rows = await self.pool.fetch(query("spawned_children"), caller.session_id, caller.tenant_id)
+        return [
+            Child(
+                session_id=row["id"],
+                task_id=row["task_id"],
+                agent_name=row["agent_name"],
+                session_state=session_state(row["state"], row["held"], row["task_status"]),
+                stop_reason=row["stop_reason"],
+                task_status=row["task_status"],
+                terminal_reason=row["terminal_reason"],
+                output_ref=row["output_ref"],
+            )
+            for row in rows
+        ]
+
+    async def children_settled(
+        self, caller: Caller, wanted: set[UUID], seconds: float, waker: Waker
+    ) -> list[Child]:
+        """The caller's children among `wanted` (by session or task id; empty: all),
+        once each has settled (`SETTLED`) or after `seconds`, as they are then. The
+        wake-up is a child's trace growing (NOTIFY, from whichever worker runs it). It
+        waits only after a read made once it followed every child read, so a change
+        between the read and the wait wakes it."""
+        await waker.ensure()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        with contextlib.ExitStack() as subscriptions:
+            woken: dict[UUID, asyncio.Event] = {}
+            while True:
+                for event in woken.values():
+                    event.clear()
+                children = [
+                    child
+                    for child in await self.children(caller)
+                    if not wanted or {child.session_id, child.task_id} & wanted
+                ]
+                new = [child for child in children if child.task_id not in woken]
+                for child in new:
+                    woken[child.task_id] = subscriptions.enter_context(
+                        waker.subscribe(str(child.task_id))
+                    )
+                if new:  # subscribed after that read: read again
+                    continue
+                left = deadline - loop.time()
+                if all(child.settled for child in children) or left <= 0:
+                    return children
+                await wait_any(*woken.values(), seconds=min(_POLL_SECONDS, left))
+                await waker.ensure()
 
     async def spawn(self, caller: Caller, order: SpawnOrder) -> Spawned:
         try:

@@ -78,6 +78,7 @@ def load_sdk() -> None:
             "worker.tools",
             "worker.tracing",
             "worker.conversation",
+            "worker.session_agent",
             "worker.client_session",
             "worker.hooks",
         ):
@@ -118,11 +119,10 @@ class AgentRun:
 
 def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[object]]) -> AgentRun:
     """`flush` writes the run's buffered trace events (its spans and progress)."""
-    from agents import Agent, ModelSettings, RunConfig
+    from agents import ModelSettings, RunConfig
 
     from worker.hooks import WorkbenchHooks
     from worker.streaming import RunStream, StreamingModelProvider
-    from worker.tools import tools_for
     from worker.tracing import trace_processor
 
     task = run.task
@@ -136,18 +136,11 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
 
         agent = conversation_agent(run)
     else:
+        from worker.session_agent import session_agent
+
         # The session's agent and permissions: a lane's own for a task claimed from
         # it, at most its parent's for a spawned helper.
-        session = run.claim.grant.session
-        allowed = set(session.lineage.permission_policy.tools)
-        agent = Agent(
-            name=session.agent_name,
-            instructions=(
-                f"You are an agent working in lane {task.lane} at mutation level "
-                f"{task.mutation_level}. Task: {task.title}"
-            ),
-            tools=tools_for(run, names=[tool for tool in run.lane.tools if tool in allowed]),
-        )
+        agent = session_agent(run)
 
     config = RunConfig(
         # The model too, not only the provider: otherwise the SDK applies the settings
@@ -224,17 +217,24 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
     saved = await run.leases.saved_state(run.claim.fence) if task.pending_approval else None
     start: Any = task.instructions
     if task.thread_id is not None:
-        from worker.conversation import history_input, soul_digests
+        from worker.conversation import soul_digests
 
         digests = soul_digests(run)
-        if digests:  # the trace says which persona each agent ran with
-            await run.leases.trace(
-                run.claim.fence,
-                worker=run.worker,
-                kind="soul",
-                message="souls: " + ", ".join(f"{a} {d[:19]}" for a, d in digests.items()),
-                data={"souls": digests},
-            )
+    else:
+        from worker.session_agent import session_souls
+
+        digests = session_souls(run)
+    if digests:  # the trace says which persona each agent ran with
+        await run.leases.trace(
+            run.claim.fence,
+            worker=run.worker,
+            kind="soul",
+            message="souls: " + ", ".join(f"{a} {d[:19]}" for a, d in digests.items()),
+            data={"souls": digests},
+        )
+    if task.thread_id is not None:
+        from worker.conversation import history_input
+
         start = history_input(await run.leases.thread_history(task.thread_id))
     if saved is not None:
         start = await RunState.from_string(agent, saved, context_deserializer=lambda _: run)

@@ -14,6 +14,7 @@ from ledger.states import allowed_from, may
 from worker.context import RunContext
 from worker.execution import Execution, execute_claim
 from worker.executors import sdk_executor, sdk_import_error
+from worker.runtime_access import RuntimeAccess
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,12 @@ class RunOutcome:
 
 
 async def run_in_process(
-    ledger: Ledger, leases: Leases, store: ArtifactStore, actor: Actor, task_id: UUID
+    ledger: Ledger,
+    leases: Leases,
+    store: ArtifactStore,
+    actor: Actor,
+    task_id: UUID,
+    agent_runtime: RuntimeAccess,
 ) -> RunOutcome:
     task = await ledger.get_task(actor.tenant_id, task_id)
     if not may("claim", task.status):
@@ -59,6 +65,8 @@ async def run_in_process(
         current = await ledger.get_task(actor.tenant_id, task_id)
         raise InvalidTransition("run", current.status, allowed_from("claim"))
     await execute_claim(
-        Execution(claim), sdk_executor, RunContext(claim, leases, store, worker, ledger.policy)
+        Execution(claim),
+        sdk_executor,
+        RunContext(claim, leases, store, worker, ledger.policy, agent_runtime),
     )
     return RunOutcome(await ledger.get_task(actor.tenant_id, task_id), sdk_available=True)

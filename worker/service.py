@@ -42,6 +42,7 @@ from worker.context import RunContext
 from worker.execution import Execution, StopReason, execute_claim
 from worker.executors import Executor
 from worker.providers import aclose_providers
+from worker.runtime_access import RuntimeAccess
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +82,7 @@ class Worker:
         self.store = store
         self.leases = Leases(pool, policy)
         self.lanes = LaneRegistry(pool, policy)
+        self.agent_runtime = RuntimeAccess.open(pool, policy)
         self.in_flight: dict[UUID, Execution] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
@@ -110,6 +112,7 @@ class Worker:
             await asyncio.gather(*receivers, return_exceptions=True)
             await self._drain()
             await self._cancel_listener.close()
+            await self.agent_runtime.close()
             await self.lanes.close()
             await aclose_providers()
             await asyncio.to_thread(self.store.close)
@@ -184,7 +187,9 @@ class Worker:
             await execute_claim(
                 execution,
                 self.executor,
-                RunContext(claim, self.leases, self.store, self.name, self.policy),
+                RunContext(
+                    claim, self.leases, self.store, self.name, self.policy, self.agent_runtime
+                ),
             )
         finally:
             del self.in_flight[claim.fence.run_id]

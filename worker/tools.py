@@ -44,7 +44,7 @@ async def read_artifact(ctx: ToolContext[RunContext], name: str) -> str:
         name: The artifact's name, e.g. "final_output.md".
     """
     run = ctx.context
-    await _verdict(ctx, "read_only", {"name": name})
+    await verdict(ctx, "read_only", {"name": name})
     found = await run.leases.artifact_named(run.task.id, name)
     if found is None:
         return f"no artifact named {name}"
@@ -61,7 +61,7 @@ async def write_artifact(ctx: ToolContext[RunContext], name: str, content: str) 
         content: Its text.
     """
     run = ctx.context
-    await _verdict(ctx, "propose", {"name": name, "size": len(content)})
+    await verdict(ctx, "propose", {"name": name, "size": len(content)})
     # Artifacts are downloadable: secrets the agent wrote are redacted like everywhere else.
     cleaned = run.leases.redactor.text(content)
     return await _store(run, name, "text/plain", cleaned.encode(), {"kind": "tool_output"})
@@ -76,7 +76,7 @@ async def http_get(ctx: ToolContext[RunContext], url: str) -> str:
     run = ctx.context
     host = urlsplit(url).hostname or ""
     allowed = host in run.lane.allowed_hosts
-    await _verdict(ctx, "read_only", {"host": host}, decision="allow" if allowed else "deny")
+    await verdict(ctx, "read_only", {"host": host}, decision="allow" if allowed else "deny")
     if not allowed:
         return f"refused: host {host or '(none)'} is not allowed in lane {run.task.lane}"
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
@@ -92,7 +92,7 @@ async def propose_change(ctx: ToolContext[RunContext], summary: str, change: str
         change: The change itself (a diff, a command, a configuration).
     """
     run = ctx.context
-    await _verdict(ctx, "propose", {"summary": summary})
+    await verdict(ctx, "propose", {"summary": summary})
     body = json.dumps({"summary": summary, "change": change}, indent=2).encode()
     return await _store(
         run,
@@ -115,31 +115,36 @@ TOOLS: dict[str, ToolSpec] = {
 
 
 def tools_for(
-    run: RunContext, *, lane: Lane | None = None, names: list[str] | None = None
+    run: RunContext,
+    *,
+    names: list[str],
+    lane: Lane | None = None,
+    specs: dict[str, ToolSpec] = TOOLS,
 ) -> list[FunctionTool]:
-    """A lane's tools (the run's lane and all its tools unless given), each needing
-    approval when above the lane's approval level."""
+    """The tools `names` as a lane governs them (the run's lane unless given), each
+    needing approval when above the lane's approval level; `specs` are where they are
+    found (the agent runtime's are in `worker/runtime_tools.py`)."""
     lane = lane or run.lane
     tools = []
-    for name in lane.tools if names is None else names:
-        spec = TOOLS[name]
+    for name in names:
+        spec = specs[name]
         needs_approval = lane.tool_approval_above is not None and run.policy.exceeds(
             spec.mutation_level, lane.tool_approval_above
         )
-        tools.append(_function_tool(name, needs_approval))
+        tools.append(_function_tool(spec, needs_approval))
     return tools
 
 
 @cache
-def _function_tool(name: str, needs_approval: bool) -> FunctionTool:
+def _function_tool(spec: ToolSpec, needs_approval: bool) -> FunctionTool:
     # Built once per process: function_tool derives the schema from the signature and
     # docstring (a pydantic model, a docstring parse, a JSON schema: about 1 ms a tool,
     # half the CPU of an offline agent run). The tool keeps no state of a run; each call
     # reaches its run through the context, as with the SDK's module-level tools.
-    return function_tool(TOOLS[name].function, needs_approval=needs_approval)
+    return function_tool(spec.function, needs_approval=needs_approval)
 
 
-async def _verdict(
+async def verdict(
     ctx: ToolContext[RunContext], level: str, details: dict[str, Any], decision: str = "allow"
 ) -> None:
     """The call's verdict, a fenced write before the tool does anything: a worker that

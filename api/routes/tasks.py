@@ -31,6 +31,7 @@ from ledger.models import (
 )
 from ledger.states import allowed_from, may
 from worker.inprocess import run_in_process
+from worker.runtime_access import RuntimeAccess
 
 TASKS = "/api/agents/tasks"
 ONE_TASK = TASKS + "/{task_id:uuid}"
@@ -281,7 +282,12 @@ async def dispatch_task(call: Call) -> tuple[int, DispatchResponse]:
 async def run_task(call: Call) -> tuple[int, RunResponse]:
     state = call.request.app.state
     outcome = await run_in_process(
-        call.ledger, state.leases, state.artifacts, call.actor, _task_id(call)
+        call.ledger,
+        state.leases,
+        state.artifacts,
+        call.actor,
+        _task_id(call),
+        RuntimeAccess(state.runtime, state.channel_feed, state.trace_feed),
     )
     task_id = _task_id(call)
     return 200, RunResponse(

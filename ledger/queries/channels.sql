@@ -77,3 +77,13 @@ WITH taken AS (
     WHERE session_id = $1 AND channel_id = $2 AND EXISTS (SELECT 1 FROM taken)
 )
 SELECT * FROM taken ORDER BY seq;
+
+-- name: latest_received_message
+-- The newest message session $1 of tenant $2 has received: at or before its read
+-- position in a channel, from another session, to everyone or to it.
+SELECT m.* FROM channel_reads r
+JOIN channel_messages m ON m.channel_id = r.channel_id AND m.seq <= r.read_seq
+WHERE r.session_id = $1 AND m.tenant_id = $2 AND m.from_session_id <> $1
+  AND (m.to_session_id IS NULL OR m.to_session_id = $1)
+ORDER BY m.created_at DESC, m.seq DESC
+LIMIT 1;

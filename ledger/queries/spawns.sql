@@ -50,3 +50,20 @@ LIMIT $2;
 UPDATE agent_sessions SET state = 'stopped', stop_reason = $2, updated_at = now()
 WHERE id = $1 AND state <> 'stopped'
 RETURNING id;
+
+-- name: spawned_children
+-- The sessions session $1 of tenant $2 spawned, oldest first: each with whether its
+-- claim holds its run (as in session_by_credential), its task's status and end, and
+-- the storage reference of its task's newest final output.
+SELECT s.id, s.task_id, s.agent_name, s.state, s.stop_reason, t.status AS task_status,
+       t.terminal_reason,
+       coalesce(r.status = 'running' AND r.claim_token_hash = s.claim_token_hash
+                AND r.lease_until > now(), false) AS held,
+       (SELECT a.storage_ref FROM artifacts a
+        WHERE a.task_id = s.task_id AND a.name = 'final_output.md'
+        ORDER BY a.created_at DESC LIMIT 1) AS output_ref
+FROM agent_sessions s
+JOIN tasks t ON t.id = s.task_id
+LEFT JOIN runs r ON r.id = s.run_id
+WHERE s.parent_session_id = $1 AND s.tenant_id = $2
+ORDER BY s.created_at, s.id;

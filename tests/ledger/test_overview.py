@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import asyncpg
 
-from api.trace_feed import TRACES, NotifyFeed
+from ledger.notify_feed import TRACES, NotifyFeed
 from ledger import overview
 from ledger.models import TaskCreateRequest
 from ledger.policy import load_policy

@@ -16,7 +16,7 @@ from worker.tools import TOOLS, _function_tool
 def test_the_gateway_the_api_describes_is_the_tools_the_worker_runs() -> None:
     assert list(BUILTIN_TOOLS) == list(TOOLS)
     for name, described in BUILTIN_TOOLS.items():
-        tool = _function_tool(name, False)
+        tool = _function_tool(TOOLS[name], False)
         assert (tool.name, tool.description) == (described.name, described.description)
         assert tool.params_json_schema == described.parameters
         assert TOOLS[name].mutation_level == described.mutation_level

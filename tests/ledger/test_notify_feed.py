@@ -6,7 +6,7 @@ import contextlib
 
 from conftest import fast_policy
 
-from api.trace_feed import TRACES, NotifyFeed
+from ledger.notify_feed import TRACES, NotifyFeed
 from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.models import TaskCreateRequest
