@@ -11,7 +11,8 @@
   by the same guarded decision as the task's tool-call approval;
 - IT requests (`ledger/it_requests.py`);
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
-  status, a task's runs, what waits for a decision, lanes and workers.
+  status, a task's runs, what waits for a decision, lanes and workers; and of the
+  agent runtime (`ledger/runtime_overview.py`): sessions, channels, refused spawns.
 
 The worker's side is `ledger/leases.py`. Every module of `ledger/` that talks to
 Postgres runs the named queries of `queries/*.sql`; none assembles SQL. The types the
@@ -27,6 +28,7 @@ from ledger.errors import BadRequest
 from ledger.it_requests import ITRequests
 from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
+from ledger.runtime_overview import RuntimeOverview
 
 __all__ = [
     "Actor",
@@ -40,5 +42,5 @@ __all__ = [
 ]
 
 
-class Ledger(ClientSessions, Approvals, ITRequests, Overview):
+class Ledger(ClientSessions, Approvals, ITRequests, Overview, RuntimeOverview):
     """Everything the API does to the ledger."""
