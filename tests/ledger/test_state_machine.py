@@ -201,6 +201,9 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
             "session_by_credential",
             "peer_sessions",
             "spawned_children",
+            "console_agent_sessions",
+            "console_agent_session",
+            "console_session_tree",
         )
     },
     # A new run is always queued.
