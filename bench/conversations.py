@@ -1,15 +1,18 @@
 """Benchmark: 50 concurrent conversations with the offline model.
 
-One real `workbench up` process (API, dispatcher and an `sdk` worker with a slot per
-conversation) on a fresh migrated database. CONVERSATIONS clients each open a thread
-with the router agent and then, for SECONDS, send a message, read the run's event
-stream (`POST /api/v1/threads/{id}/runs`) to its `done` event, pause THINK_SECONDS as a
-person would (0.5 to 1.5 times THINK_SECONDS, the first pause before the first turn),
-and send the next. The pause keeps the offered load (about CONVERSATIONS /
-THINK_SECONDS runs a second) under what the process can run, so the latency measured is
-the pipeline's and not a queue's: with 0.5 s the runs queue behind each other. Each run
-goes the whole governed way: verdict, lane, claim, the router's handoff to a
-specialist, the specialist's answer, the history.
+Real server processes on a fresh migrated database, in two layouts, each measured on its
+own: as deployed, `workbench api` + `workbench dispatcher` + `workbench worker` (an
+`sdk` worker with a slot per conversation), each process its own event loop as each is
+its own pod in the chart; and all three in one `workbench up` process, as `make run`
+starts them. CONVERSATIONS clients each open a thread with the router agent and then,
+for SECONDS, send a message, read the run's event stream (`POST
+/api/v1/threads/{id}/runs`) to its `done` event, pause THINK_SECONDS as a person would
+(0.5 to 1.5 times THINK_SECONDS, the first pause before the first turn), and send the
+next. The pause keeps the offered load (about CONVERSATIONS / THINK_SECONDS runs a
+second) under what the process can run, so the latency measured is the pipeline's and
+not a queue's: with 0.5 s the runs queue behind each other. Each run goes the whole
+governed way: verdict, lane, claim, the router's handoff to a specialist, the
+specialist's answer, the history.
 
 Measured per run: from sending the message to the first `text` event, and to `done`;
 and thread runs per second. Target: first text p99 <= 100 ms. A run starts when the user
@@ -17,10 +20,11 @@ sends the message: that request records the run (its verdict, its message, the t
 its lane) before the stream's first event, `run_created`, so that event is not the start
 but the API's answer to it. The time from `run_created` to the first text is reported
 beside it, to tell the API's part from the rest.
-Run alone: `python -m bench.conversations` (about a minute).
+Run alone: `python -m bench.conversations` (about two minutes).
 """
 
 import asyncio
+import contextlib
 import random
 import secrets
 import shutil
@@ -100,8 +104,6 @@ async def measure(base_url: str, token: str) -> dict[str, Any]:
     window = max(end for *_, end in counted) - (began + WARMUP_SECONDS)
     with_text = [sample for sample in counted if sample[2]]
     return {
-        "conversations": CONVERSATIONS,
-        "think_seconds": THINK_SECONDS,
         "runs": len(counted),
         "runs_without_text": len(counted) - len(with_text),
         "thread_runs_per_second": round(len(counted) / window, 1),
@@ -114,44 +116,84 @@ async def measure(base_url: str, token: str) -> dict[str, Any]:
     }
 
 
+LAYOUTS = {
+    "deployed": "`workbench api` + `workbench dispatcher` + `workbench worker` (--executor sdk)",
+    "up": "1 `workbench up` process (API, dispatcher and worker in one event loop)",
+}
+
+
 def summary_lines(result: dict[str, Any]) -> list[str]:
-    first, done = result["first_text_ms"], result["done_ms"]
-    created, after = result["run_created_ms"], result["run_created_to_first_text_ms"]
-    met = "met" if first.get("p99", float("inf")) <= TARGET_FIRST_TEXT_P99_MS else "NOT met"
+    lines = [
+        f"offline model; {result['conversations']} concurrent conversations with the router, "
+        f"{result['think_seconds']} s between turns; each run a handoff to a specialist and "
+        "its answer"
+    ]
+    for layout, measured in result["layouts"].items():
+        first, done = measured["first_text_ms"], measured["done_ms"]
+        created, after = measured["run_created_ms"], measured["run_created_to_first_text_ms"]
+        met = "met" if first.get("p99", float("inf")) <= TARGET_FIRST_TEXT_P99_MS else "NOT met"
+        lines += [
+            f"{LAYOUTS[layout]}: {measured['thread_runs_per_second']} thread runs/s "
+            f"({measured['runs']} runs)",
+            f"  message sent -> first text event p50/p95/p99 {first.get('p50')}/"
+            f"{first.get('p95')}/{first.get('p99')} ms (target p99 <= "
+            f"{TARGET_FIRST_TEXT_P99_MS:.0f}: {met}); -> done p50/p99 {done.get('p50')}/"
+            f"{done.get('p99')} ms",
+            f"  split at run_created: message sent -> run_created p50/p99 {created.get('p50')}/"
+            f"{created.get('p99')} ms (the API recording the run); run_created -> first text "
+            f"p50/p99 {after.get('p50')}/{after.get('p99')} ms",
+        ]
+    return lines
+
+
+def services(layout: str, env: dict[str, str], workdir: Path) -> list[Service]:
+    work = ["--executor", "sdk", "--concurrency", str(CONVERSATIONS)]
+    if layout == "up":
+        return [Service("up", ["up", *work], env, workdir)]
     return [
-        f"1 `workbench up` process (--executor sdk, offline model); {result['conversations']} "
-        f"concurrent conversations with the router, {result['think_seconds']} s between turns",
-        f"thread runs: {result['thread_runs_per_second']}/s ({result['runs']} runs, each a "
-        f"handoff to a specialist and its answer)",
-        f"message sent -> first text event p50/p95/p99 {first.get('p50')}/{first.get('p95')}/"
-        f"{first.get('p99')} ms (target p99 <= {TARGET_FIRST_TEXT_P99_MS:.0f}: {met}); "
-        f"-> done p50/p99 {done.get('p50')}/{done.get('p99')} ms",
-        f"split at run_created: message sent -> run_created p50/p99 {created.get('p50')}/"
-        f"{created.get('p99')} ms (the API recording the run); run_created -> first text "
-        f"p50/p99 {after.get('p50')}/{after.get('p99')} ms",
+        Service("api", ["api"], env, workdir),
+        Service("dispatcher", ["dispatcher"], env, workdir),
+        Service("worker", ["worker", *work], env, workdir),
     ]
 
 
-async def main() -> dict[str, Any]:
-    url = fresh_database(DATABASE)
+async def measure_layout(layout: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The layout's measurements on a database of its own, and the machine's facts."""
+    url = fresh_database(f"{DATABASE}_{layout}")
     await (await migrated_pool(url, max_size=1)).close()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-conversations-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-conversations-{layout}-"))
     secret = secrets.token_urlsafe(32)
     port = free_port()
     env = {**server_env(url, secret, port, workdir), "WORKBENCH_DRAIN_SECONDS": "2"}
     base_url = f"http://127.0.0.1:{port}"
     token = mint_token(secret, subject="bench", roles=["operator"], tenant_id=TENANT)
-    command = ["up", "--executor", "sdk", "--concurrency", str(CONVERSATIONS)]
     try:
-        with running(Service("up", command, env, workdir)) as system:
-            await asyncio.to_thread(wait_until_ready, system, base_url)
-            await asyncio.to_thread(system.wait_for_log, '"worker_started"')
-            result = {"machine": await machine(url), **await measure(base_url, token)}
+        with contextlib.ExitStack() as stack:
+            started = [stack.enter_context(running(one)) for one in services(layout, env, workdir)]
+            api = next(one for one in started if one.name in ("api", "up"))
+            await asyncio.to_thread(wait_until_ready, api, base_url)
+            for one in started:
+                if one.name in ("worker", "up"):
+                    await asyncio.to_thread(one.wait_for_log, '"worker_started"')
+            measured, facts = await measure(base_url, token), await machine(url)
     except BaseException:
         print(f"bench.conversations: server logs kept in {workdir}", file=sys.stderr)
         raise
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return measured, facts
+
+
+async def main() -> dict[str, Any]:
+    layouts: dict[str, Any] = {}
+    facts: dict[str, Any] = {}
+    for layout in LAYOUTS:
+        layouts[layout], facts = await measure_layout(layout)
+    result = {
+        "machine": facts,
+        "conversations": CONVERSATIONS,
+        "think_seconds": THINK_SECONDS,
+        "layouts": layouts,
+    }
     result["summary"] = summary_lines(result)
     return result
 
