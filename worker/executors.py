@@ -230,18 +230,25 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
         from worker.session_agent import session_souls
 
         digests = session_souls(run)
+    reads: list[Awaitable[Any]] = []
     if digests:  # the trace says which persona each agent ran with
-        await run.leases.trace(
-            run.claim.fence,
-            worker=run.worker,
-            kind="soul",
-            message="souls: " + ", ".join(f"{a} {d[:19]}" for a, d in digests.items()),
-            data={"souls": digests},
+        reads.append(
+            run.leases.trace(
+                run.claim.fence,
+                worker=run.worker,
+                kind="soul",
+                message="souls: " + ", ".join(f"{a} {d[:19]}" for a, d in digests.items()),
+                data={"souls": digests},
+            )
         )
+    if task.thread_id is not None:
+        reads.append(run.leases.thread_history(task.thread_id))
+    # Together, not one after the other: someone waits for a thread run's first words.
+    done = await asyncio.gather(*reads)
     if task.thread_id is not None:
         from worker.conversation import history_input
 
-        start = history_input(await run.leases.thread_history(task.thread_id))
+        start = history_input(done[-1])
     if saved is not None:
         start = await RunState.from_string(agent, saved, context_deserializer=lambda _: run)
         _apply_decision(start, task.pending_approval or {})
