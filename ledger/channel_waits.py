@@ -1,0 +1,255 @@
+"""Long-polling channel receives, many at once: one reader per channel and process.
+
+A receive that found nothing unread waits here, registered with its session, where its
+read position stood and how far it has looked. When the channel's NOTIFY comes (or
+every `POLL_SECONDS`, in case one was lost), the channel's reader reads the new messages
+ONCE for all its waiters, picks each waiter's own (from others, to everyone or to it,
+after its position, up to its limit), moves every picked waiter's read position in ONE
+statement, and hands each its messages. So 200 sessions waiting on one channel cost a
+wake-up one read and one write per API replica, not 200 transactions.
+
+What keeps a session's messages neither lost nor given twice:
+- A position moves only from where its waiter read it (`move_read_positions` is
+  guarded by it): a receive of the same session elsewhere (another request, another
+  replica) that moved it first wins, and this waiter reads again from the ledger.
+- Only waiters still there when the statement is sent are in it. One that leaves while
+  it runs (its request cancelled, its client gone) gets its messages taken back by
+  `give_back_read_positions`, guarded the same way, once the statement has answered;
+  one whose time runs out while it runs waits for it and takes what it was given.
+- A process that dies before the statement commits moved nothing: the next receive
+  reads the same messages. One that dies after it commits and before the answer reaches
+  the client loses them for those sessions, as any receive that moves a position
+  before its answer is read does: the guarantee ends where the answer is handed to the
+  server to send.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TypeAlias
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from ledger.agent_sessions import message_record
+from ledger.notify import wait_any
+from ledger.notify_feed import NotifyFeed
+from ledger.runtime_models import ChannelMessage
+from ledger.sql import query
+
+log = structlog.get_logger(__name__)
+
+# How often a channel with waiters is read even without a notification: one lost while
+# the LISTEN connection was down delays a message, never loses it.
+POLL_SECONDS = 2.0
+# The most new messages one wake-up reads; more wait for the next read.
+READ_WINDOW = 200
+
+# A waiter's outcome: its messages (its position already past them), or None when its
+# position moved elsewhere meanwhile and it must read the ledger again.
+Handed: TypeAlias = list[ChannelMessage] | None
+
+
+@dataclass(eq=False)
+class _Waiter:
+    session_id: UUID
+    read_seq: int  # its read position, as it read it from the ledger
+    scanned_to: int  # every message up to this seq was looked at: none is for it
+    limit: int
+    handed: "asyncio.Future[Handed]"
+    taken: bool = False  # its position is being moved for it now
+    left: bool = False  # its receive is over: nothing may be handed to it any more
+
+    def wants(self, message: ChannelMessage) -> bool:
+        return (
+            message.seq > self.scanned_to
+            and message.from_session_id != self.session_id
+            and message.to_session_id in (None, self.session_id)
+        )
+
+
+@dataclass(eq=False)
+class _Channel:
+    # The channel's NOTIFY, followed from the moment its first waiter joins.
+    grew: asyncio.Event
+    subscription: contextlib.ExitStack
+    # Set by a waiter that saw the channel grow before it joined.
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: list[_Waiter] = field(default_factory=list)
+
+
+Pick: TypeAlias = tuple[_Waiter, list[ChannelMessage]]
+
+
+class ChannelWaits:
+    """One per process (API replica or worker), shared by its receives."""
+
+    def __init__(self, pool: asyncpg.Pool, feed: NotifyFeed) -> None:
+        self.pool = pool
+        self.feed = feed
+        self._channels: dict[UUID, _Channel] = {}
+        self._readers: dict[UUID, asyncio.Task[None]] = {}
+        self._giving_back: set[asyncio.Task[None]] = set()
+
+    @contextlib.contextmanager
+    def following(self, channel_id: UUID) -> Iterator[asyncio.Event]:
+        """Set when the channel may have grown; entered before the ledger is read, so a
+        message committed between that read and `wait` is not missed."""
+        with self.feed.subscribe(str(channel_id)) as grew:
+            yield grew
+
+    async def wait(
+        self,
+        channel_id: UUID,
+        session_id: UUID,
+        read_seq: int,
+        scanned_to: int,
+        limit: int,
+        seconds: float,
+        grew: asyncio.Event,
+    ) -> Handed:
+        """The session's next messages on the channel once they come, its position moved
+        past them; [] after `seconds`; None: read the ledger again (see `Handed`).
+        `grew` is the event `following` gave before the read that found nothing."""
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(session_id, read_seq, scanned_to, limit, loop.create_future())
+        channel = self._join(channel_id, waiter)
+        if grew.is_set():  # a message since that read: do not wait for the next one
+            channel.woken.set()
+        try:
+            await asyncio.wait((waiter.handed,), timeout=seconds)
+            if not waiter.handed.done() and waiter.taken:
+                await waiter.handed  # its position is moving: take what comes
+            handed = waiter.handed.result() if waiter.handed.done() else []
+            waiter.left = True
+            return handed
+        finally:
+            if not waiter.left:  # cancelled, whatever it was given goes back
+                waiter.left = True
+                self._give_back_unclaimed(channel_id, waiter)
+            channel.waiters.remove(waiter)
+
+    async def close(self) -> None:
+        for task in [*self._readers.values(), *self._giving_back]:
+            task.cancel()
+        await asyncio.gather(*self._readers.values(), *self._giving_back, return_exceptions=True)
+
+    def _join(self, channel_id: UUID, waiter: _Waiter) -> _Channel:
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            subscription = contextlib.ExitStack()
+            grew = subscription.enter_context(self.feed.subscribe(str(channel_id)))
+            channel = self._channels[channel_id] = _Channel(grew, subscription)
+            self._readers[channel_id] = asyncio.create_task(self._read(channel_id, channel))
+        channel.waiters.append(waiter)
+        return channel
+
+    async def _read(self, channel_id: UUID, channel: _Channel) -> None:
+        """The channel's reader, while it has waiters."""
+        try:
+            while channel.waiters:
+                await wait_any(channel.grew, channel.woken, seconds=POLL_SECONDS)
+                channel.grew.clear()
+                channel.woken.clear()
+                await self.feed.ensure()
+                try:
+                    await self._hand_over(channel_id, channel)
+                except Exception as error:  # the next wake-up (or poll) tries again
+                    log.warning(
+                        "channel_read_failed", channel_id=str(channel_id), error=repr(error)
+                    )
+        finally:
+            # No await between the last look at the waiters and this: a receive that
+            # joins after it starts a new reader.
+            channel.subscription.close()
+            del self._channels[channel_id]
+            del self._readers[channel_id]
+
+    async def _hand_over(self, channel_id: UUID, channel: _Channel) -> None:
+        waiting = _one_per_session(channel.waiters)
+        if not waiting:
+            return
+        since = min(waiter.scanned_to for waiter in waiting)
+        rows = await self.pool.fetch(
+            query("channel_messages_after"), channel_id, since, READ_WINDOW
+        )
+        if not rows:
+            return
+        messages = [message_record(row) for row in rows]
+        picks: list[Pick] = []
+        for waiter in waiting:
+            if waiter.left:
+                continue
+            mine = [message for message in messages if waiter.wants(message)][: waiter.limit]
+            if mine:
+                waiter.taken = True
+                picks.append((waiter, mine))
+            else:
+                waiter.scanned_to = max(waiter.scanned_to, messages[-1].seq)
+        if not picks:
+            return
+        try:
+            moved = {
+                row["session_id"]
+                for row in await self.pool.fetch(
+                    query("move_read_positions"), channel_id, *_positions(picks)
+                )
+            }
+        except BaseException as error:
+            for waiter, _ in picks:  # as if its own read had failed
+                waiter.taken = False
+                if not waiter.handed.done():
+                    waiter.handed.set_exception(error)
+            raise
+        gone = []
+        for waiter, mine in picks:
+            waiter.taken = False
+            if waiter.session_id not in moved:
+                waiter.handed.set_result(None)
+            elif waiter.left:
+                gone.append((waiter, mine))
+            else:
+                waiter.handed.set_result(mine)
+        if gone:
+            await self.pool.execute(
+                query("give_back_read_positions"), channel_id, *_positions(gone)
+            )
+
+    def _give_back_unclaimed(self, channel_id: UUID, waiter: _Waiter) -> None:
+        """A waiter cancelled after its messages were handed to it and before it took
+        them: its position goes back, in the background (it is being cancelled)."""
+        handed = waiter.handed
+        if not handed.done() or handed.cancelled() or handed.exception() or not handed.result():
+            return
+        mine = handed.result()
+        assert mine is not None
+        task = asyncio.create_task(
+            self.pool.execute(
+                query("give_back_read_positions"), channel_id, *_positions([(waiter, mine)])
+            )
+        )
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
+
+
+def _one_per_session(waiters: list[_Waiter]) -> list[_Waiter]:
+    """The oldest waiter of each session: two of one session are never handed the same
+    messages; the other reads again once the first has moved the position."""
+    seen: set[UUID] = set()
+    first = []
+    for waiter in waiters:
+        if waiter.session_id not in seen and not waiter.left:
+            seen.add(waiter.session_id)
+            first.append(waiter)
+    return first
+
+
+def _positions(picks: list[Pick]) -> tuple[list[UUID], list[int], list[int]]:
+    """Sessions, where each position stood, where it goes: the statements' arrays."""
+    return (
+        [waiter.session_id for waiter, _ in picks],
+        [waiter.read_seq for waiter, _ in picks],
+        [mine[-1].seq for _, mine in picks],
+    )
