@@ -79,14 +79,14 @@ class PostgresLane:
     async def send_batch(self, messages: list[LaneMessage]) -> None:
         if not messages:
             return
-        async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute(
-                query("lane_send"),
-                self.name,
-                [m.message_id for m in messages],
-                [m.properties() for m in messages],
-            )
-            await connection.execute(query("lane_notify"), self.name)
+        # One statement, a transaction of its own: the hints and their wake-up commit
+        # together, with no BEGIN, COMMIT or separate NOTIFY round trips.
+        await self.pool.execute(
+            query("lane_send"),
+            self.name,
+            [m.message_id for m in messages],
+            [m.properties() for m in messages],
+        )
 
     async def receive(self, max_messages: int, max_wait: float) -> list[Received]:
         """Up to `max_messages` locked messages; waits up to `max_wait` for the first."""

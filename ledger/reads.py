@@ -84,6 +84,13 @@ class Reads:
         self, tenant_id: str, task_id: UUID, *, after_seq: int = 0, limit: int = 1000
     ) -> list[TraceEvent]:
         await self.get_task(tenant_id, task_id)
+        return await self.traces_after(tenant_id, task_id, after_seq=after_seq, limit=limit)
+
+    async def traces_after(
+        self, tenant_id: str, task_id: UUID, *, after_seq: int, limit: int
+    ) -> list[TraceEvent]:
+        """`list_traces` for a caller that has read the task already (a live stream, woken
+        each time the trace grows): one query, still scoped to the tenant."""
         rows = await self.pool.fetch(query("list_traces"), tenant_id, task_id, after_seq, limit)
         return [TraceEvent.model_validate(dict(row)) for row in rows]
 

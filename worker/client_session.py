@@ -26,12 +26,11 @@ from agents.models.interface import ModelTracing
 from agents.tool_context import ToolContext
 from agents.tracing import function_span, trace
 
-from ledger.agent_registry import AgentRegistry, load_agents
 from ledger.models import ThreadMessage
-from ledger.policy import PolicyConfig
 from ledger.run_writes import NewMessage
 from ledger.session_steps import INFERENCE, SESSION_STEP, TOOL_CALL, response_id
 from worker.context import RunContext
+from worker.conversation import agents_registry
 from worker.executors import (
     ExecutionBlocked,
     ExecutionFailed,
@@ -46,16 +45,6 @@ from worker.tools import TOOLS, tools_for
 from worker.tracing import tool_arguments, trace_processor
 
 log = structlog.get_logger(__name__)
-
-# The agents file of the policy the worker runs under, read once (as for conversations).
-_loaded: tuple[PolicyConfig, AgentRegistry] | None = None
-
-
-def _registry(run: RunContext) -> AgentRegistry:
-    global _loaded
-    if _loaded is None or _loaded[0] is not run.policy:
-        _loaded = (run.policy, load_agents(run.policy))
-    return _loaded[1]
 
 
 async def execute_step(run: RunContext) -> ExecutionResult:
@@ -124,7 +113,7 @@ async def _context(run: RunContext, previous: str | None) -> tuple[list[Entry], 
 async def _inference(run: RunContext) -> ExecutionResult:
     task, lane = run.task, run.lane
     options = task.run_options or {}
-    registry = _registry(run)
+    registry = agents_registry(run)
     agent = registry[task.agent_type or ""]
     try:
         provider = model_provider_for(task.model_provider)
@@ -202,7 +191,7 @@ async def _tool_call(run: RunContext) -> ExecutionResult:
     options = task.run_options or {}
     name, call_id = str(options.get("name")), str(options.get("call_id"))
     arguments = str(options.get("arguments"))
-    registry = _registry(run)
+    registry = agents_registry(run)
     agent = task.agent_type or ""
     if name not in registry.tools_of(agent):
         raise ExecutionFailed(

@@ -10,6 +10,7 @@ this run comes back as messages, written to the history with the run's completio
 """
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from agents import Agent, ItemHelpers, handoff
@@ -36,28 +37,50 @@ class RouteChoice(BaseModel):
     reason: str
 
 
-# The agents file of the policy the worker runs under, read once, not per thread run.
-# The policy is kept with it, so a new policy object never meets a stale registry.
-_loaded: tuple[PolicyConfig, AgentRegistry] | None = None
+@dataclass
+class _Loaded:
+    """The agents file of the policy the worker runs under, read once, not per thread
+    run, and the agents built from it. The policy is kept with them, so a new policy
+    object never meets a stale registry or agent.
+
+    An agent holds nothing of a run (its tools reach their run through the context, see
+    `worker/tools.py`), and the SDK lets runs share one, concurrent runs too (it refuses
+    only a run that changes an agent's tools, which none here does): each is built once
+    per agent type and tool setting. Built per run, a router's handoffs (a JSON schema
+    each) and its specialists were 5 % of a conversation's CPU."""
+
+    policy: PolicyConfig
+    registry: AgentRegistry
+    agents: dict[tuple[str, bool], Agent[RunContext]] = field(default_factory=dict)
 
 
-def _registry(run: RunContext) -> AgentRegistry:
+_loaded: _Loaded | None = None
+
+
+def _load(run: RunContext) -> _Loaded:
     global _loaded
-    if _loaded is None or _loaded[0] is not run.policy:
-        _loaded = (run.policy, load_agents(run.policy))
-    return _loaded[1]
+    if _loaded is None or _loaded.policy is not run.policy:
+        _loaded = _Loaded(run.policy, load_agents(run.policy))
+    return _loaded
+
+
+def agents_registry(run: RunContext) -> AgentRegistry:
+    """The agents file of the policy the worker runs under, read once, not per run."""
+    return _load(run).registry
 
 
 def _specialist(
-    run: RunContext, registry: AgentRegistry, definition: AgentDefinition
+    run: RunContext, registry: AgentRegistry, definition: AgentDefinition, tools_enabled: bool
 ) -> Agent[RunContext]:
     lane = registry.lane_of(definition.id)
-    # The client may turn tools off for its turn (agent_config.tools_enabled).
-    enabled = (run.task.run_options or {}).get("tools_enabled", True)
     return Agent(
         name=definition.id,
         instructions=registry.instructions_of(definition.id),
-        tools=tools_for(run, lane=lane, names=registry.tools_of(definition.id)) if enabled else [],
+        tools=(
+            tools_for(run, lane=lane, names=registry.tools_of(definition.id))
+            if tools_enabled
+            else []
+        ),
     )
 
 
@@ -66,13 +89,26 @@ def _noted(context: Any, choice: RouteChoice) -> None:
 
 
 def conversation_agent(run: RunContext) -> Agent[RunContext]:
-    registry = _registry(run)
-    definition = registry[run.task.agent_type or ""]
+    loaded = _load(run)
+    agent_type = run.task.agent_type or ""
+    # The client may turn tools off for its turn (agent_config.tools_enabled).
+    tools_enabled = bool((run.task.run_options or {}).get("tools_enabled", True))
+    key = (agent_type, tools_enabled)
+    agent = loaded.agents.get(key)
+    if agent is None:
+        agent = loaded.agents[key] = _built(run, loaded.registry, agent_type, tools_enabled)
+    return agent
+
+
+def _built(
+    run: RunContext, registry: AgentRegistry, agent_type: str, tools_enabled: bool
+) -> Agent[RunContext]:
+    definition = registry[agent_type]
     if definition.type == "specialist":
-        return _specialist(run, registry, definition)
+        return _specialist(run, registry, definition, tools_enabled)
     handoffs = [
         handoff(
-            _specialist(run, registry, specialist),
+            _specialist(run, registry, specialist, tools_enabled),
             tool_description_override=(
                 f"{specialist.description} Keywords: {', '.join(specialist.keywords)}."
             ),
@@ -89,7 +125,7 @@ def conversation_agent(run: RunContext) -> Agent[RunContext]:
 def soul_digests(run: RunContext) -> dict[str, str]:
     """The digest of each valid soul among the run's agents (its thread's agent and
     the specialists it may hand to), for the run's trace."""
-    registry = _registry(run)
+    registry = agents_registry(run)
     agent_id = run.task.agent_type or ""
     agents = [agent_id, *(s.id for s in registry.specialists_of(agent_id))]
     souls = {agent: registry.soul_of(agent) for agent in agents}

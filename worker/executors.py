@@ -130,7 +130,10 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
     provider, model = _model_provider(task.model_provider)
     model = options.get("model") or model
     processor = trace_processor(run.leases.redactor)
-    stream = RunStream(trace_id, run.leases.redactor, flush)
+    # A thread run is a conversation: someone waits for its first words.
+    stream = RunStream(
+        trace_id, run.leases.redactor, flush, first_text_at_once=task.thread_id is not None
+    )
     if task.thread_id is not None:
         from worker.conversation import conversation_agent
 
@@ -142,11 +145,14 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
         # it, at most its parent's for a spawned helper.
         agent = session_agent(run)
 
+    temperature = options.get("temperature")
     config = RunConfig(
         # The model too, not only the provider: otherwise the SDK applies the settings
         # of its own default model, which other servers may reject.
         model=model,
-        model_settings=ModelSettings(temperature=options.get("temperature")),
+        # Only when there is one to set: the SDK checks given settings against its type
+        # hints, resolved anew for each RunConfig (about 1 ms of CPU per run).
+        model_settings=None if temperature is None else ModelSettings(temperature=temperature),
         model_provider=StreamingModelProvider(
             provider,  # type: ignore[arg-type]
             stream,

@@ -326,7 +326,7 @@ async def _follow(call: Call, task_id: UUID, after: int, first: str) -> AsyncIte
         idle = 0.0
         while True:
             grew.clear()
-            batch = await call.ledger.list_traces(
+            batch = await call.ledger.traces_after(
                 tenant, task_id, after_seq=seq, limit=STREAM_BATCH
             )
             for event in batch:

@@ -1,11 +1,11 @@
 -- name: lane_send
--- Enqueues hints; a message id already in the lane is dropped (duplicate detection).
-INSERT INTO lane_messages (lane, message_id, body)
-SELECT $1, message_id, body FROM unnest($2::text[], $3::jsonb[]) AS m(message_id, body)
-ON CONFLICT (lane, message_id) DO NOTHING;
-
--- name: lane_notify
--- Wakes receivers of the lane listening on workbench_lanes.
+-- Enqueues hints (a message id already in the lane is dropped: duplicate detection) and
+-- wakes the lane's receivers listening on workbench_lanes as it commits.
+WITH sent AS (
+    INSERT INTO lane_messages (lane, message_id, body)
+    SELECT $1, message_id, body FROM unnest($2::text[], $3::jsonb[]) AS m(message_id, body)
+    ON CONFLICT (lane, message_id) DO NOTHING
+)
 SELECT pg_notify('workbench_lanes', $1);
 
 -- name: lane_receive

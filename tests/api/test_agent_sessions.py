@@ -3,20 +3,13 @@ the SDK on the offline model), its stream, the session's status, and a tool call
 approved through the session; each scoped to the caller's tenant and identity."""
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-import pytest
-from conftest import settings_for_tests
 from event_stream import parse_events
-from pipeline_helpers import pipeline
+from session_apps import *  # noqa: F403 - the fixtures: worked, unworked
 
-from api.app import create_app
 from api.settings import MAX_BODY_BYTES
-from ledger.policy import load_policy
-from worker.executors import sdk_executor
 
 AGENTS = "/api/v1/agents"
 ANSWER_FIELDS = {
@@ -31,39 +24,6 @@ ANSWER_FIELDS = {
 }
 NO_RUN = "00000000-0000-4000-8000-000000000000"
 PROPOSAL = '#call propose_change {"summary": "three replicas", "change": "replicas: 3"}'
-
-
-def _client(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wb.test")
-
-
-@pytest.fixture(scope="module")
-async def worked(
-    make_database: Callable[[], str], artifact_dir
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on a database of its own, with a dispatcher and a worker executing its
-    runs through their lanes (they act on every runnable row they see)."""
-    policy = load_policy()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_ARTIFACT_DIR", str(artifact_dir))
-        app = create_app(settings_for_tests(), database_url=make_database(), policy=policy)
-        async with (
-            app.router.lifespan_context(app),
-            _client(app) as client,
-            pipeline(app.state.ledger.pool, policy, sdk_executor),
-        ):
-            yield client
-
-
-@pytest.fixture(scope="module")
-async def unworked(database_url: str, artifact_dir) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on the shared database, where no worker runs, waiting briefly."""
-    settings = dataclasses.replace(settings_for_tests(), process_wait_seconds=0.2)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_ARTIFACT_DIR", str(artifact_dir))
-        app = create_app(settings, database_url=database_url)
-        async with app.router.lifespan_context(app), _client(app) as client:
-            yield client
 
 
 def _message(tenant: str, session_id: str, message: str, **fields: Any) -> dict[str, Any]:

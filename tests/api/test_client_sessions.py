@@ -5,22 +5,15 @@ interface on the offline model); the context of a turn is the same whether the w
 had it cached or rebuilt it from the ledger. Then what is refused, and why."""
 
 import asyncio
-import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import jsonschema
-import pytest
-from conftest import settings_for_tests
-from pipeline_helpers import pipeline
+from session_apps import *  # noqa: F403 - the fixtures: worked, unworked
 
-from api.app import create_app
 from api.settings import MAX_BODY_BYTES
-from ledger.policy import load_policy
 from worker import session_context
-from worker.executors import sdk_executor
 
 SESSIONS = "/api/v1/client-sessions"
 NO_SESSION = "00000000-0000-4000-8000-000000000000"
@@ -43,39 +36,6 @@ SESSION_FIELDS = {
     "confidence",
     "steps",
 }
-
-
-def _client(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wb.test")
-
-
-@pytest.fixture(scope="module")
-async def worked(
-    make_database: Callable[[], str], artifact_dir
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on a database of its own, with a dispatcher and a worker executing the
-    steps through their lanes."""
-    policy = load_policy()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_ARTIFACT_DIR", str(artifact_dir))
-        app = create_app(settings_for_tests(), database_url=make_database(), policy=policy)
-        async with (
-            app.router.lifespan_context(app),
-            _client(app) as client,
-            pipeline(app.state.ledger.pool, policy, sdk_executor),
-        ):
-            yield client
-
-
-@pytest.fixture(scope="module")
-async def unworked(database_url: str, artifact_dir) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on the shared database, where no worker runs, waiting briefly."""
-    settings = dataclasses.replace(settings_for_tests(), process_wait_seconds=0.2)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_ARTIFACT_DIR", str(artifact_dir))
-        app = create_app(settings, database_url=database_url)
-        async with app.router.lifespan_context(app), _client(app) as client:
-            yield client
 
 
 async def _create(

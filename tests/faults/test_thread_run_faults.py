@@ -124,15 +124,17 @@ def test_a_worker_killed_mid_run_loses_no_event_and_writes_no_message_twice(
     stream = StreamReader(cluster, run_id, None)
     stream.start()
     assert held.arrived.wait(WAIT_SECONDS), "the specialist never called http_get"
-    # The stream has caught up with the ledger; what it has read by now is what the
-    # client saw before it lost the connection.
+    # Killed at once, while its call is held (http_get gives up after 10 s, and a loaded
+    # machine can take that long to catch a stream up). Nothing is written after the
+    # kill, so the stream catches up with a ledger that no longer grows; what it has
+    # read then is what the client saw before it lost the connection.
+    first.kill()
     wait_until(
         lambda: stream.ids() and stream.ids()[-1] == _traces(cluster, run_id)[-1]["seq"],
         WAIT_SECONDS,
-        "the stream to show every event written so far",
+        "the stream to show every event written before the kill",
     )
     seen = stream.ids()
-    first.kill()
     stream.close()
 
     cluster.worker("w2", executor="sdk")

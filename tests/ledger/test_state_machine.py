@@ -200,6 +200,7 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
             "insert_artifacts_if_owner",
             "session_by_credential",
             "peer_sessions",
+            "spawned_children",
         )
     },
     # A new run is always queued.

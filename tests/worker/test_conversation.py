@@ -8,7 +8,7 @@ import weakref
 from event_stream import assert_tool_calls_pair_with_results, parse_events
 
 from ledger.repository import Actor
-from worker import executors
+from worker import executors, streaming
 
 THREADS = "/api/v1/threads"
 
@@ -71,6 +71,20 @@ async def test_a_finished_thread_run_is_freed_without_the_collector(
         gc.enable()
     assert ran["status"] == "succeeded", ran
     assert len(results) == 1 and alive == []
+
+
+async def test_a_thread_runs_first_text_is_written_before_its_outcome(
+    app, http, auth, tenant, monkeypatch
+):
+    # An interval no run reaches: the first text alone is written ahead of the outcome,
+    # in a transaction of its own (a trace event's time is its transaction's start).
+    monkeypatch.setattr(streaming, "TEXT_INTERVAL_SECONDS", 3600.0)
+    ran, _ = await _thread_run(app, http, auth, tenant, "it-router", "checkout is down")
+    events = ran["traces"]
+    [text] = [e for e in events if e["kind"] == "text.delta"]
+    [succeeded] = [e for e in events if e["kind"] == "succeeded"]
+    assert text["data"]["is_final"] is True
+    assert text["created_at"] < succeeded["created_at"]
 
 
 async def test_a_specialist_calls_the_tools_its_lane_allows(app, http, auth, tenant):

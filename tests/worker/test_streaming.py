@@ -51,6 +51,10 @@ async def test_a_run_streams_its_text_and_status(fresh_pool, monkeypatch) -> Non
     # Far fewer events than the model's deltas (one per word), and together its answer.
     assert len(WORDS.findall(answer)) > 10
     assert texts == [{"text": answer, "is_final": True, "agent": agent}]
+    # A task's run is no conversation: its text is written with its outcome.
+    [text] = [t for t in traces if t.kind == "text.delta"]
+    [succeeded] = [t for t in traces if t.kind == "succeeded"]
+    assert text.created_at == succeeded.created_at
     # The turn says its text was streamed; the turn with only a call streamed none.
     assert final_turn["streamed"] is True and "streamed" not in turn
 
@@ -135,6 +139,68 @@ async def test_text_is_coalesced_and_held_back_to_whole_words() -> None:
         ("eleven", True),
     ]
     assert [e.data["state"] for e in events if e.kind == "agent.status"] == ["thinking"]
+
+
+async def test_a_conversations_first_text_is_written_at_once_and_the_rest_coalesced() -> None:
+    trace_id = "trace_first_text"
+    writes: list[list] = []
+    written = asyncio.Event()
+
+    async def flush() -> None:
+        writes.append(spans.drain(trace_id))
+        written.set()
+
+    # An interval no test reaches: only the first text is due before the run ends.
+    stream = RunStream(trace_id, Redactor([]), flush, interval=3600.0, first_text_at_once=True)
+    stream.turn_started("incident-analyst")
+    for word in WORDS.findall("checkout is down "):
+        stream.text(word)
+    await asyncio.wait_for(written.wait(), 10)
+    for word in WORDS.findall("since the deploy"):
+        stream.text(word)
+    stream.turn_ended()
+    await stream.close()
+
+    # The first write: the status and the whole words so far, the last held back.
+    [first] = writes
+    assert [(e.kind, e.data.get("state", e.data.get("text"))) for e in first] == [
+        ("agent.status", "thinking"),
+        ("text.delta", "checkout is "),
+    ]
+    # The rest waits for the interval (here: the run's outcome), in one event.
+    rest = [(e.data["text"], e.data["is_final"]) for e in spans.drain(trace_id)]
+    assert rest == [("down since the deploy", True)]
+
+
+async def test_a_first_text_due_while_a_write_is_in_flight_follows_it(monkeypatch) -> None:
+    trace_id = "trace_first_text_after_write"
+    clock = [0.0]
+    monkeypatch.setattr(streaming, "_now", lambda: clock[0])
+    writes: list[list] = []
+    first, released, second = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def flush() -> None:
+        writes.append(spans.drain(trace_id))
+        if len(writes) == 1:
+            first.set()
+            await released.wait()
+        else:
+            second.set()
+
+    stream = RunStream(trace_id, Redactor([]), flush, interval=3600.0, first_text_at_once=True)
+    clock[0] = 3600.0  # an interval on: the status is due, and written
+    stream.turn_started("incident-analyst")
+    await asyncio.wait_for(first.wait(), 10)
+    # The first text comes while that write is in flight, and the clock stands still:
+    # it is written as soon as that write is done, not an interval after it.
+    for word in WORDS.findall("checkout is down"):
+        stream.text(word)
+    released.set()
+    await asyncio.wait_for(second.wait(), 10)
+    await stream.close()
+
+    assert [e.data["state"] for e in writes[0]] == ["thinking"]
+    assert [e.data["text"] for e in writes[1]] == ["checkout is "]
 
 
 @pytest.mark.parametrize(
