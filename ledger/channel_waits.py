@@ -15,7 +15,11 @@ What keeps a session's messages neither lost nor given twice:
 - Only waiters still there when the statement is sent are in it. One that leaves while
   it runs (its request cancelled, its client gone) gets its messages taken back by
   `give_back_read_positions`, guarded the same way, once the statement has answered;
-  one whose time runs out while it runs waits for it and takes what it was given.
+  one whose time runs out while it runs waits for it and takes what it was given. A
+  statement that fails moved nothing: its waiters read the ledger again.
+- A move cancelled while its statement runs (`move_read_positions` here, for the reader
+  and for a receive that found its messages itself) waits for the answer and gives
+  back what it moved: a cancelled receive keeps nothing it did not return.
 - A process that dies before the statement commits moved nothing: the next receive
   reads the same messages. One that dies after it commits and before the answer reaches
   the client loses them for those sessions, as any receive that moves a position
@@ -25,7 +29,7 @@ What keeps a session's messages neither lost nor given twice:
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 from uuid import UUID
@@ -35,7 +39,7 @@ import structlog
 
 from ledger.agent_sessions import message_record
 from ledger.notify import wait_any
-from ledger.notify_feed import NotifyFeed
+from ledger.notify_feed import CHANNELS, NotifyFeed
 from ledger.runtime_models import ChannelMessage
 from ledger.sql import query
 
@@ -50,6 +54,43 @@ READ_WINDOW = 200
 # A waiter's outcome: its messages (its position already past them), or None when its
 # position moved elsewhere meanwhile and it must read the ledger again.
 Handed: TypeAlias = list[ChannelMessage] | None
+
+
+@dataclass(frozen=True)
+class Move:
+    """One session's read position moved past messages handed to it."""
+
+    session_id: UUID
+    seen: int  # where the position stood, as its receive read it
+    upto: int  # the seq of the last message handed over
+
+
+async def move_read_positions(
+    pool: asyncpg.Pool, channel_id: UUID, moves: Sequence[Move]
+) -> set[UUID]:
+    """The sessions whose position moved (each only from where it was seen). Cancelled
+    while the statement runs, it waits for the answer and gives back what moved."""
+    moving = asyncio.ensure_future(
+        pool.fetch(query("move_read_positions"), channel_id, *_arrays(moves))
+    )
+    try:
+        rows = await asyncio.shield(moving)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            moved = {row["session_id"] for row in await moving}
+            await give_back_read_positions(
+                pool, channel_id, [move for move in moves if move.session_id in moved]
+            )
+        raise
+    return {row["session_id"] for row in rows}
+
+
+async def give_back_read_positions(
+    pool: asyncpg.Pool, channel_id: UUID, moves: Sequence[Move]
+) -> None:
+    """Each position back where it was seen, if it is still where the move put it."""
+    if moves:
+        await pool.execute(query("give_back_read_positions"), channel_id, *_arrays(moves))
 
 
 @dataclass(eq=False)
@@ -86,9 +127,10 @@ Pick: TypeAlias = tuple[_Waiter, list[ChannelMessage]]
 class ChannelWaits:
     """One per process (API replica or worker), shared by its receives."""
 
-    def __init__(self, pool: asyncpg.Pool, feed: NotifyFeed) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.feed = feed
+        # Its own LISTEN connection, made when a receive first waits.
+        self.feed = NotifyFeed(pool, CHANNELS)
         self._channels: dict[UUID, _Channel] = {}
         self._readers: dict[UUID, asyncio.Task[None]] = {}
         self._giving_back: set[asyncio.Task[None]] = set()
@@ -121,7 +163,9 @@ class ChannelWaits:
         try:
             await asyncio.wait((waiter.handed,), timeout=seconds)
             if not waiter.handed.done() and waiter.taken:
-                await waiter.handed  # its position is moving: take what comes
+                # Its position is moving: take what comes (waited on, not awaited, so a
+                # cancellation here leaves the future for the reader to answer).
+                await asyncio.wait((waiter.handed,))
             handed = waiter.handed.result() if waiter.handed.done() else []
             waiter.left = True
             return handed
@@ -132,9 +176,12 @@ class ChannelWaits:
             channel.waiters.remove(waiter)
 
     async def close(self) -> None:
-        for task in [*self._readers.values(), *self._giving_back]:
+        """Stops the readers (a move they had under way is given back) and the LISTEN."""
+        readers = list(self._readers.values())
+        for task in readers:
             task.cancel()
-        await asyncio.gather(*self._readers.values(), *self._giving_back, return_exceptions=True)
+        await asyncio.gather(*readers, *self._giving_back, return_exceptions=True)
+        await self.feed.listener.close()
 
     def _join(self, channel_id: UUID, waiter: _Waiter) -> _Channel:
         channel = self._channels.get(channel_id)
@@ -175,6 +222,8 @@ class ChannelWaits:
         rows = await self.pool.fetch(
             query("channel_messages_after"), channel_id, since, READ_WINDOW
         )
+        if len(rows) == READ_WINDOW:  # more may follow: read on at once
+            channel.woken.set()
         if not rows:
             return
         messages = [message_record(row) for row in rows]
@@ -190,48 +239,44 @@ class ChannelWaits:
                 waiter.scanned_to = max(waiter.scanned_to, messages[-1].seq)
         if not picks:
             return
+        # In session order, so two replicas' moves lock shared rows in the same order.
+        picks.sort(key=lambda pick: pick[0].session_id)
         try:
-            moved = {
-                row["session_id"]
-                for row in await self.pool.fetch(
-                    query("move_read_positions"), channel_id, *_positions(picks)
-                )
-            }
-        except BaseException as error:
-            for waiter, _ in picks:  # as if its own read had failed
+            moved = await move_read_positions(self.pool, channel_id, _moves(picks))
+        except BaseException:
+            for waiter, _ in picks:  # nothing moved: each reads the ledger again
                 waiter.taken = False
-                if not waiter.handed.done():
-                    waiter.handed.set_exception(error)
+                _hand(waiter, None)
             raise
         gone = []
         for waiter, mine in picks:
             waiter.taken = False
             if waiter.session_id not in moved:
-                waiter.handed.set_result(None)
+                _hand(waiter, None)
             elif waiter.left:
                 gone.append((waiter, mine))
             else:
-                waiter.handed.set_result(mine)
-        if gone:
-            await self.pool.execute(
-                query("give_back_read_positions"), channel_id, *_positions(gone)
-            )
+                _hand(waiter, mine)
+        await give_back_read_positions(self.pool, channel_id, _moves(gone))
 
     def _give_back_unclaimed(self, channel_id: UUID, waiter: _Waiter) -> None:
         """A waiter cancelled after its messages were handed to it and before it took
         them: its position goes back, in the background (it is being cancelled)."""
         handed = waiter.handed
-        if not handed.done() or handed.cancelled() or handed.exception() or not handed.result():
+        if not handed.done() or handed.cancelled() or not handed.result():
             return
         mine = handed.result()
         assert mine is not None
         task = asyncio.create_task(
-            self.pool.execute(
-                query("give_back_read_positions"), channel_id, *_positions([(waiter, mine)])
-            )
+            give_back_read_positions(self.pool, channel_id, _moves([(waiter, mine)]))
         )
         self._giving_back.add(task)
         task.add_done_callback(self._giving_back.discard)
+
+
+def _hand(waiter: _Waiter, handed: Handed) -> None:
+    if not waiter.handed.done():
+        waiter.handed.set_result(handed)
 
 
 def _one_per_session(waiters: list[_Waiter]) -> list[_Waiter]:
@@ -246,10 +291,14 @@ def _one_per_session(waiters: list[_Waiter]) -> list[_Waiter]:
     return first
 
 
-def _positions(picks: list[Pick]) -> tuple[list[UUID], list[int], list[int]]:
+def _moves(picks: list[Pick]) -> list[Move]:
+    return [Move(waiter.session_id, waiter.read_seq, mine[-1].seq) for waiter, mine in picks]
+
+
+def _arrays(moves: Sequence[Move]) -> tuple[list[UUID], list[int], list[int]]:
     """Sessions, where each position stood, where it goes: the statements' arrays."""
     return (
-        [waiter.session_id for waiter, _ in picks],
-        [waiter.read_seq for waiter, _ in picks],
-        [mine[-1].seq for _, mine in picks],
+        [move.session_id for move in moves],
+        [move.seen for move in moves],
+        [move.upto for move in moves],
     )

@@ -17,13 +17,13 @@ import asyncio
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from ledger.agent_sessions import Caller, channel_record, message_record
-from ledger.channel_waits import ChannelWaits
+from ledger.channel_waits import ChannelWaits, Move, move_read_positions
 from ledger.errors import BadRequest, Conflict, NotFound, PolicyError
 from ledger.policy import PolicyConfig
 from ledger.redaction import Redactor
@@ -67,14 +67,6 @@ class Outgoing:
     task_id: UUID | None = None
     workflow_id: str | None = None
     ext: dict[str, Any] = field(default_factory=dict)
-
-
-class Waker(Protocol):
-    """What a wait follows: a wake-up per key (`ledger/notify_feed.py`)."""
-
-    async def ensure(self) -> None: ...
-
-    def subscribe(self, key: str) -> Any: ...
 
 
 class Channels:
@@ -186,22 +178,18 @@ class Channels:
         still where the read found it, else it reads again: two receives of one
         session never return the same message."""
         while True:
-            row = await self.pool.fetchrow(
+            rows = await self.pool.fetch(
                 query("unread_for_session"), caller.session_id, channel_id, caller.tenant_id, limit
             )
-            _check_visible(row, caller, channel_id)
-            read_seq, unread = row["read_seq"], row["unread"]
-            if not unread:
-                return [], (read_seq, row["message_count"])
-            moved = await self.pool.fetch(
-                query("move_read_positions"),
-                channel_id,
-                [caller.session_id],
-                [read_seq],
-                [unread[-1]["seq"]],
-            )
-            if moved:
-                return [message_record(message) for message in unread], (read_seq, read_seq)
+            channel = rows[0] if rows else None
+            if channel is None or not _sees(caller, channel, channel["channel_run_id"]):
+                raise NotFound("channel not found", channel_id=str(channel_id))
+            read_seq = channel["read_seq"]
+            if channel["seq"] is None:
+                return [], (read_seq, channel["message_count"])
+            move = Move(caller.session_id, read_seq, rows[-1]["seq"])
+            if await move_read_positions(self.pool, channel_id, [move]):
+                return [message_record(row) for row in rows], (read_seq, read_seq)
 
     async def _ensure_named(self, tenant_id: str, workspace: str) -> None:
         if (tenant_id, workspace) in self._ensured:
@@ -225,7 +213,9 @@ class Channels:
         connection: asyncpg.Connection | asyncpg.Pool, caller: Caller, channel_id: UUID
     ) -> asyncpg.Record:
         row = await connection.fetchrow(query("get_channel"), channel_id, caller.tenant_id)
-        return _check_visible(row, caller, channel_id)
+        if row is None or not _sees(caller, row, row["run_id"]):
+            raise NotFound("channel not found", channel_id=str(channel_id))
+        return row
 
     async def _append(
         self,
@@ -275,23 +265,15 @@ class Channels:
         return sent
 
 
-def _check_visible(
-    row: asyncpg.Record | None, caller: Caller, channel_id: UUID
-) -> asyncpg.Record:
-    """The channel's row if the session sees it (see the module's text); NotFound if not."""
+def _sees(caller: Caller, channel: asyncpg.Record, run_id: UUID | None) -> bool:
+    """Whether the session sees the channel (see the module's text); `run_id` is the
+    channel's, None for a named channel."""
     lineage = caller.session.lineage
-    sees = row is not None and (
-        row["root_session_id"] == lineage.root_session_id
-        or (
-            row["run_id"] is None
-            and row["workspace"] == caller.session.workspace_id
-            and row["name"] in lineage.permission_policy.network_channels
-        )
+    return channel["root_session_id"] == lineage.root_session_id or (
+        run_id is None
+        and channel["workspace"] == caller.session.workspace_id
+        and channel["name"] in lineage.permission_policy.network_channels
     )
-    if not sees:
-        raise NotFound("channel not found", channel_id=str(channel_id))
-    assert row is not None
-    return row
 
 
 def _check(message: Outgoing, channel: asyncpg.Record, caller: Caller) -> None:

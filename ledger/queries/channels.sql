@@ -57,17 +57,21 @@ SELECT * FROM channel_messages WHERE id = $1 AND tenant_id = $2;
 -- name: unread_for_session
 -- Channel $2 of tenant $3 (no row: none), session $1's read position in it, and up to
 -- $4 messages after that position meant for the session (from others, to everyone or
--- to it), in order. One snapshot and no write: a message not among them has a seq
--- above message_count.
-SELECT c.*, coalesce(r.read_seq, 0) AS read_seq,
-       array(SELECT m FROM channel_messages m
-             WHERE m.channel_id = c.id AND m.seq > coalesce(r.read_seq, 0)
-               AND m.from_session_id <> $1
-               AND (m.to_session_id IS NULL OR m.to_session_id = $1)
-             ORDER BY m.seq LIMIT $4) AS unread
+-- to it), in order: a row each, or one row with a NULL seq when there is none. One
+-- snapshot and no write: a message not among them has a seq above message_count.
+SELECT c.root_session_id, c.run_id AS channel_run_id, c.workspace, c.name,
+       c.message_count, coalesce(r.read_seq, 0) AS read_seq, m.*
 FROM coordination_channels c
 LEFT JOIN channel_reads r ON r.channel_id = c.id AND r.session_id = $1
-WHERE c.id = $2 AND c.tenant_id = $3;
+LEFT JOIN LATERAL (
+    SELECT * FROM channel_messages m
+    WHERE m.channel_id = c.id AND m.seq > coalesce(r.read_seq, 0)
+      AND m.from_session_id <> $1
+      AND (m.to_session_id IS NULL OR m.to_session_id = $1)
+    ORDER BY m.seq LIMIT $4
+) m ON true
+WHERE c.id = $2 AND c.tenant_id = $3
+ORDER BY m.seq;
 
 -- name: channel_messages_after
 -- Up to $3 messages of channel $1 after seq $2, in order: a wake-up's new messages,
