@@ -42,6 +42,7 @@ from ledger.notify import wait_any
 from ledger.notify_feed import CHANNELS, NotifyFeed
 from ledger.runtime_models import ChannelMessage
 from ledger.sql import query
+from metrics import CHANNEL_RECEIVES_WAITING
 
 log = structlog.get_logger(__name__)
 
@@ -160,6 +161,7 @@ class ChannelWaits:
         channel = self._join(channel_id, waiter)
         if grew.is_set():  # a message since that read: do not wait for the next one
             channel.woken.set()
+        CHANNEL_RECEIVES_WAITING.inc()
         try:
             await asyncio.wait((waiter.handed,), timeout=seconds)
             if not waiter.handed.done() and waiter.taken:
@@ -174,6 +176,7 @@ class ChannelWaits:
                 waiter.left = True
                 self._give_back_unclaimed(channel_id, waiter)
             channel.waiters.remove(waiter)
+            CHANNEL_RECEIVES_WAITING.dec()
 
     async def close(self) -> None:
         """Stops the readers (a move they had under way is given back) and the LISTEN."""
