@@ -1,9 +1,10 @@
 """Long-polling channel receives waiting together (`ledger/channel_waits.py`), over real
 HTTP against two API instances on one database, each with its own waits and LISTEN
 connection, as two replicas are: every waiting session gets every message meant for it
-exactly once and in order, even with two receives of one session on both replicas at
-once; a client that goes away while it waits leaves its message unread; and a receive
-that finds nothing new writes nothing."""
+exactly once and in order (and nothing else: not its own, not one to another session),
+even with two receives of one session on both replicas at once; a client that goes away
+while it waits leaves its message unread; and a receive that finds nothing new writes
+nothing."""
 
 import asyncio
 import contextlib
@@ -72,10 +73,21 @@ async def _room(client: httpx.AsyncClient, claim: dict) -> str:
     return room
 
 
-async def _send(client: httpx.AsyncClient, claim: dict, room: str, body: object) -> int:
+async def _send(client: httpx.AsyncClient, claim: dict, room: str, body: object) -> dict:
     response = await client.post(
         f"{CHANNELS}/{room}/send",
         json={"body": body, "metadata": {"message_kind": "status"}},
+        headers=_as(claim),
+    )
+    assert response.status_code == 200, response.text
+    message: dict = response.json()["message"]
+    return message
+
+
+async def _reply(client: httpx.AsyncClient, claim: dict, message_id: str, body: object) -> int:
+    response = await client.post(
+        f"{CHANNELS}/reply",
+        json={"reply_to_message_id": message_id, "body": body},
         headers=_as(claim),
     )
     assert response.status_code == 200, response.text
@@ -107,6 +119,7 @@ async def test_every_waiter_on_both_replicas_gets_each_message_once_in_order(
     # Per session, what each of its two receives (one on each replica) got, in order.
     got: dict[int, list[list[int]]] = {n: [[], []] for n in range(len(receivers) + 1)}
     expected: list[int] = []
+    sent: list[dict] = []
     baseline = _waiting()
 
     async def receive(n: int, claim: dict, replica: int) -> None:
@@ -129,11 +142,15 @@ async def test_every_waiter_on_both_replicas_gets_each_message_once_in_order(
     try:
         await _until(lambda: _waiting() - baseline == 2 * len(sessions))
         for n in range(3):  # one at a time, each once every receive waits again
-            expected.append(await _send(clients[n % 2], sender, room, {"n": n}))
+            sent.append(await _send(clients[n % 2], sender, room, {"n": n}))
+            expected.append(sent[-1]["seq"])
             await _until(lambda: everyone_has(expected))
         for n in range(BURST):
-            expected.append(await _send(clients[n % 2], sender, room, {"burst": n}))
+            expected.append((await _send(clients[n % 2], sender, room, {"burst": n}))["seq"])
         await _until(lambda: everyone_has(expected))
+        # A reply goes to the sender alone, also waiting on both replicas.
+        answer = await _reply(clients[1], receivers[0], sent[0]["message_id"], "an answer")
+        await _until(lambda: sorted(got[len(receivers)][0] + got[len(receivers)][1]) == [answer])
     finally:
         for loop in loops:
             loop.cancel()
@@ -142,7 +159,6 @@ async def test_every_waiter_on_both_replicas_gets_each_message_once_in_order(
         assert first == sorted(set(first)) and second == sorted(set(second))  # in order
         if n < len(receivers):
             assert sorted(first + second) == expected  # each exactly once, none lost
-    assert got[len(receivers)] == [[], []]
     # The receives cancelled while waiting kept nothing: nothing is left unread either.
     await _until(lambda: _waiting() == baseline)
     for claim in receivers:
@@ -162,7 +178,7 @@ async def test_a_client_gone_while_waiting_leaves_its_message_unread(replicas, c
         await asyncio.gather(waiting, return_exceptions=True)
     await _until(lambda: _waiting() == baseline)  # the server saw the client go
     async with httpx.AsyncClient(base_url=replicas[1], timeout=30) as client:
-        seq = await _send(client, alice, room, "for bob")
+        seq = (await _send(client, alice, room, "for bob"))["seq"]
         [message] = await _recv(client, bob, room)
         assert (message["seq"], message["body"]) == (seq, "for bob")
 
