@@ -3,8 +3,9 @@ HTTP against two API instances on one database, each with its own waits and LIST
 connection, as two replicas are: every waiting session gets every message meant for it
 exactly once and in order (and nothing else: not its own, not one to another session),
 even with two receives of one session on both replicas at once; a client that goes away
-while it waits leaves its message unread; and a receive that finds nothing new writes
-nothing."""
+while it waits leaves its message unread, also when it goes while its read position is
+being moved past the message (by the replica's reader or by its own receive); and a
+receive that finds nothing new writes nothing."""
 
 import asyncio
 import contextlib
@@ -206,3 +207,85 @@ async def test_a_receive_that_finds_nothing_new_writes_nothing(http, claimed, po
     # A session that has received nothing yet gets no read position made for it.
     assert await _recv(http, alice, room) == []  # its own message only
     assert await read_row(alice) is None
+
+
+@contextlib.asynccontextmanager
+async def _position_locked(pool, claim: dict, room: str) -> AsyncIterator[None]:
+    """The session's read position locked by another transaction for the block: a move
+    of it waits until the block ends."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "SELECT 1 FROM channel_reads WHERE session_id = $1 AND channel_id = $2 FOR UPDATE",
+            claim["session"]["id"],
+            room,
+        )
+        yield
+
+
+async def _until_a_statement_waits_on_a_lock(pool) -> None:
+    async with asyncio.timeout(15):
+        while not await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ):
+            await asyncio.sleep(0.02)
+
+
+async def _position(pool, claim: dict, room: str) -> tuple[str, int]:
+    """The row's version and the read position."""
+    row = await pool.fetchrow(
+        "SELECT xmin::text AS version, read_seq FROM channel_reads"
+        " WHERE session_id = $1 AND channel_id = $2",
+        claim["session"]["id"],
+        room,
+    )
+    return row["version"], row["read_seq"]
+
+
+async def _until_given_back(pool, claim: dict, room: str, before: tuple[str, int]) -> None:
+    """Until the position was written (moved) and is back where it was."""
+    async with asyncio.timeout(15):
+        while (now := await _position(pool, claim, room))[0] == before[0] or now[1] != before[1]:
+            await asyncio.sleep(0.02)
+
+
+async def _gone_mid_request(client: httpx.AsyncClient, waiting: asyncio.Task) -> None:
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await client.aclose()
+
+
+async def test_a_client_gone_while_its_position_was_moving_gets_its_messages_back(
+    replicas, claimed, pool
+) -> None:
+    alice, bob = await claimed(), await claimed()
+    sending = httpx.AsyncClient(base_url=replicas[1], timeout=30)
+    room = await _room(sending, alice)
+    await _send(sending, alice, room, "first")
+    assert len(await _recv(sending, bob, room)) == 1
+    baseline = _waiting()
+
+    # The replica's reader takes the next message for bob while bob's client goes.
+    client = httpx.AsyncClient(base_url=replicas[0], timeout=30)
+    before = await _position(pool, bob, room)
+    async with _position_locked(pool, bob, room):
+        waiting = asyncio.create_task(_recv(client, bob, room, wait="true", wait_seconds=20))
+        await _until(lambda: _waiting() == baseline + 1)
+        second = await _send(sending, alice, room, "second")
+        await _until_a_statement_waits_on_a_lock(pool)
+        await _gone_mid_request(client, waiting)
+        await _until(lambda: _waiting() == baseline)
+    await _until_given_back(pool, bob, room, before)
+    assert [m["message_id"] for m in await _recv(sending, bob, room)] == [second["message_id"]]
+
+    # Bob's receive finds the next message itself and goes while it moves past it.
+    third = await _send(sending, alice, room, "third")
+    client = httpx.AsyncClient(base_url=replicas[0], timeout=30)
+    before = await _position(pool, bob, room)
+    async with _position_locked(pool, bob, room):
+        waiting = asyncio.create_task(_recv(client, bob, room, wait="true", wait_seconds=20))
+        await _until_a_statement_waits_on_a_lock(pool)
+        await _gone_mid_request(client, waiting)
+    await _until_given_back(pool, bob, room, before)
+    assert [m["message_id"] for m in await _recv(sending, bob, room)] == [third["message_id"]]
+    await sending.aclose()
