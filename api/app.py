@@ -37,10 +37,11 @@ from dispatcher.outbox import Outbox
 from lanes.registry import LaneRegistry
 from ledger.agent_runtime import AgentRuntime
 from ledger.artifact_store import artifact_store_from_env
+from ledger.channel_waits import ChannelWaits
 from ledger.database import close_pool, create_pool, resolve_database_url
 from ledger.leases import Leases
 from ledger.migrate import apply_migrations
-from ledger.notify_feed import CHANNELS, TRACES, NotifyFeed
+from ledger.notify_feed import TRACES, NotifyFeed
 from ledger.policy import PolicyConfig, load_policy
 from ledger.repository import Ledger
 
@@ -86,10 +87,10 @@ def create_app(
             app.state.outbox = Outbox(pool, app.state.lanes, actor=f"api:{socket.gethostname()}")
             app.state.artifacts = artifact_store_from_env()
             app.state.trace_feed = NotifyFeed(pool, TRACES)
-            app.state.channel_feed = NotifyFeed(pool, CHANNELS)
+            app.state.channel_waits = ChannelWaits(pool)
             yield
             await app.state.trace_feed.listener.close()
-            await app.state.channel_feed.listener.close()
+            await app.state.channel_waits.close()
             await app.state.lanes.close()
             await asyncio.to_thread(app.state.artifacts.close)
         finally:

@@ -24,7 +24,9 @@ being measured):
 
 Targets: delivery p99 <= 20 ms, spawn -> claim p99 <= 150 ms, context p99 <= 10 ms.
 Run alone: `python -m bench.runtime` (about 2 minutes); BENCH_RUNTIME_RECEIVERS,
-BENCH_RUNTIME_ROUNDS and BENCH_RUNTIME_SPAWNS shrink it while developing.
+BENCH_RUNTIME_ROUNDS and BENCH_RUNTIME_SPAWNS shrink it while developing, and
+BENCH_RUNTIME_PHASES (comma-separated, of delivery, context, spawn) runs only some: the
+result file then keeps the other phases from its last run, listed in `carried_over`.
 """
 
 import asyncio
@@ -46,6 +48,7 @@ import asyncpg
 
 from bench._services import Service, free_port, quiet_logs, server_env, wait_until_ready
 from bench.common import (
+    RESULTS,
     cpu_seconds_of,
     fresh_database,
     machine,
@@ -78,6 +81,8 @@ INBOX_MESSAGES = 1000
 CONTEXT_REQUESTS = 1000
 CONTEXT_WARMUP = 50
 SPAWNS = int(os.environ.get("BENCH_RUNTIME_SPAWNS", "100"))
+ALL_PHASES = ("delivery", "context", "spawn")
+PHASES = [p for p in os.environ.get("BENCH_RUNTIME_PHASES", ",".join(ALL_PHASES)).split(",") if p]
 SPAWN_WARMUP = 5
 SPAWN_INTERVAL_SECONDS = 0.25
 WORKER_CONCURRENCY = 8
@@ -410,6 +415,11 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         "the machine's load average (1 min) at the start of each phase: delivery "
         f"{channel['load_average_1m']['before']}, context {context['load_average_1m']['before']}, "
         f"spawn {spawn['load_average_1m']['before']} (2 cores; the client runs on them too)",
+        *(
+            [f"not run this time, kept from the last run: {', '.join(result['carried_over'])}"]
+            if result.get("carried_over")
+            else []
+        ),
     ]
 
 
@@ -451,15 +461,19 @@ async def run(url: str, workdir: Path) -> dict[str, Any]:
             await asyncio.to_thread(wait_until_ready, replica, f"http://127.0.0.1:{port}")
         result: dict[str, Any] = {"machine": await machine(url)}
         cpu = CpuMeter(replicas)
-        result["delivery"] = await measure_delivery(runtime, sender, room, receivers, cpu)
-        await fill_inbox(runtime, sender, room)
-        result["context"] = await measure_context(reader, cpu)
-        for service in background:
-            service.start()
-        await asyncio.to_thread(background[0].wait_for_log, '"dispatcher_started"')
-        await asyncio.to_thread(background[1].wait_for_log, '"worker_started"')
-        # The spawn's path runs through all of them: API, dispatcher, worker.
-        result["spawn"] = await measure_spawns(pool, parents, CpuMeter([*replicas, *background]))
+        if "delivery" in PHASES:
+            result["delivery"] = await measure_delivery(runtime, sender, room, receivers, cpu)
+        if "context" in PHASES:
+            await fill_inbox(runtime, sender, room)
+            result["context"] = await measure_context(reader, cpu)
+        if "spawn" in PHASES:
+            for service in background:
+                service.start()
+            await asyncio.to_thread(background[0].wait_for_log, '"dispatcher_started"')
+            await asyncio.to_thread(background[1].wait_for_log, '"worker_started"')
+            # The spawn's path runs through all of them: API, dispatcher, worker.
+            spawn_cpu = CpuMeter([*replicas, *background])
+            result["spawn"] = await measure_spawns(pool, parents, spawn_cpu)
     finally:
         heartbeats.cancel()
         await asyncio.gather(heartbeats, return_exceptions=True)
@@ -483,6 +497,11 @@ async def main() -> dict[str, Any]:
         raise
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+    carried = [phase for phase in ALL_PHASES if phase not in result]
+    if carried:
+        earlier = json.loads((RESULTS / f"{NAME}.json").read_text())
+        result |= {phase: earlier[phase] for phase in carried}
+        result["carried_over"] = carried
     result["summary"] = summary_lines(result)
     return result
 

@@ -18,8 +18,8 @@ from uuid import UUID
 import asyncpg
 
 from ledger.agent_registry import AgentRegistry, load_agents
-from ledger.agent_sessions import Caller
-from ledger.channels import Channels, message_record
+from ledger.agent_sessions import Caller, message_record
+from ledger.channels import Channels
 from ledger.context_models import (
     CONTEXT_BODY_MAX_CHARS,
     CONTEXT_SECTION_LIMIT,

@@ -33,7 +33,9 @@ from ledger.runtime_config import MESSAGE_KINDS
 from ledger.runtime_models import (
     AgentSession,
     Channel,
+    ChannelMessage,
     Lineage,
+    MessageMetadata,
     PermissionPolicy,
     SessionState,
     SpawnBudget,
@@ -145,6 +147,28 @@ def channel_record(row: Mapping[str, Any]) -> Channel:
         task_id=row["task_id"],
         workflow_id=None,
         last_activity_at=row["last_activity_at"],
+    )
+
+
+def message_record(row: Mapping[str, Any]) -> ChannelMessage:
+    return ChannelMessage(
+        message_id=row["id"],
+        channel_id=row["channel_id"],
+        seq=row["seq"],
+        from_session_id=row["from_session_id"],
+        to_session_id=row["to_session_id"],
+        reply_to_message_id=row["reply_to_message_id"],
+        body=row["body"],
+        metadata=MessageMetadata(
+            coordination_channel_id=row["channel_id"],
+            correlation_id=row["correlation_id"],
+            message_kind=row["message_kind"],
+            run_id=row["run_id"],
+            task_id=row["task_id"],
+            workflow_id=row["workflow_id"],
+            ext=row["ext"],
+        ),
+        timestamp=row["created_at"],
     )
 
 

@@ -16,16 +16,15 @@ changes a task or run: ownership stays with the fenced worker protocol.
 import asyncio
 import dataclasses
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 
-from ledger.agent_sessions import Caller, channel_record
+from ledger.agent_sessions import Caller, channel_record, message_record
+from ledger.channel_waits import ChannelWaits, Move, move_read_positions
 from ledger.errors import BadRequest, Conflict, NotFound, PolicyError
-from ledger.notify import wait_any
 from ledger.policy import PolicyConfig
 from ledger.redaction import Redactor
 from ledger.runtime_config import MessageKind
@@ -33,7 +32,6 @@ from ledger.runtime_models import (
     Channel,
     ChannelMessage,
     ChannelView,
-    MessageMetadata,
 )
 from ledger.sql import query
 from ledger.traces import append_trace
@@ -43,9 +41,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # The longest a long-polling receive waits for a message (`wait=true`).
 MAX_WAIT_SECONDS = 30.0
 MAX_RECEIVE = 100
-# How often a waiting receive reads again even without a notification: one lost while
-# the LISTEN connection was down delays a message, never loses it.
-_POLL_SECONDS = 2.0
 
 
 class MessageKindRefused(PolicyError):
@@ -72,36 +67,6 @@ class Outgoing:
     task_id: UUID | None = None
     workflow_id: str | None = None
     ext: dict[str, Any] = field(default_factory=dict)
-
-
-class Waker(Protocol):
-    """What a long-polling receive waits on: a wake-up per channel (`ledger/notify_feed.py`)."""
-
-    async def ensure(self) -> None: ...
-
-    def subscribe(self, key: str) -> Any: ...
-
-
-def message_record(row: Mapping[str, Any]) -> ChannelMessage:
-    return ChannelMessage(
-        message_id=row["id"],
-        channel_id=row["channel_id"],
-        seq=row["seq"],
-        from_session_id=row["from_session_id"],
-        to_session_id=row["to_session_id"],
-        reply_to_message_id=row["reply_to_message_id"],
-        body=row["body"],
-        metadata=MessageMetadata(
-            coordination_channel_id=row["channel_id"],
-            correlation_id=row["correlation_id"],
-            message_kind=row["message_kind"],
-            run_id=row["run_id"],
-            task_id=row["task_id"],
-            workflow_id=row["workflow_id"],
-            ext=row["ext"],
-        ),
-        timestamp=row["created_at"],
-    )
 
 
 class Channels:
@@ -169,15 +134,8 @@ class Channels:
     async def receive(self, caller: Caller, channel_id: UUID, limit: int) -> list[ChannelMessage]:
         """What the session has not read on the channel yet, up to `limit`, in order;
         its read position moves past what is returned."""
-        async with self.pool.acquire() as connection, connection.transaction():
-            await self._visible(connection, caller, channel_id)
-            read_seq = await connection.fetchval(
-                query("lock_read_position"), caller.session_id, channel_id
-            )
-            rows = await connection.fetch(
-                query("receive_channel_messages"), caller.session_id, channel_id, read_seq, limit
-            )
-        return [message_record(row) for row in rows]
+        messages, _ = await self._take(caller, channel_id, limit)
+        return messages
 
     async def latest_received(self, caller: Caller) -> ChannelMessage | None:
         """The newest message the session has received on any channel (None: none
@@ -188,24 +146,50 @@ class Channels:
         return None if row is None else message_record(row)
 
     async def receive_waiting(
-        self, caller: Caller, channel_id: UUID, limit: int, seconds: float, waker: Waker
+        self, caller: Caller, channel_id: UUID, limit: int, seconds: float, waits: ChannelWaits
     ) -> list[ChannelMessage]:
-        """`receive`, waiting up to `seconds` for a message when there is none yet. The
-        wake-up is Postgres' NOTIFY, so a message sent through any API replica or
-        worker wakes it. Subscribed before each read: a message between the read and
-        the wait wakes it."""
-        await waker.ensure()
+        """`receive`, waiting up to `seconds` for a message when there is none yet: the
+        process's reader of the channel hands it over (`ledger/channel_waits.py`). The
+        wake-up is Postgres' NOTIFY, so a message sent through any API replica or worker
+        wakes it. Followed before each read: a message between the read and the wait
+        wakes it."""
+        await waits.feed.ensure()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        with waker.subscribe(str(channel_id)) as woken:
+        with waits.following(channel_id) as grew:
             while True:
-                woken.clear()
-                messages = await self.receive(caller, channel_id, limit)
+                grew.clear()
+                messages, (read_seq, scanned_to) = await self._take(caller, channel_id, limit)
                 left = deadline - loop.time()
                 if messages or left <= 0:
                     return messages
-                await wait_any(woken, seconds=min(_POLL_SECONDS, left))
-                await waker.ensure()
+                handed = await waits.wait(
+                    channel_id, caller.session_id, read_seq, scanned_to, limit, left, grew
+                )
+                if handed is not None:
+                    return handed
+
+    async def _take(
+        self, caller: Caller, channel_id: UUID, limit: int
+    ) -> tuple[list[ChannelMessage], tuple[int, int]]:
+        """What `receive` returns, and where the session's read position stands and how
+        far the read looked (both its seq) when it returns nothing. A read with no
+        write; when it finds messages, the position moves past them only if it is
+        still where the read found it, else it reads again: two receives of one
+        session never return the same message."""
+        while True:
+            rows = await self.pool.fetch(
+                query("unread_for_session"), caller.session_id, channel_id, caller.tenant_id, limit
+            )
+            channel = rows[0] if rows else None
+            if channel is None or not _sees(caller, channel, channel["channel_run_id"]):
+                raise NotFound("channel not found", channel_id=str(channel_id))
+            read_seq = channel["read_seq"]
+            if channel["seq"] is None:
+                return [], (read_seq, channel["message_count"])
+            move = Move(caller.session_id, read_seq, rows[-1]["seq"])
+            if await move_read_positions(self.pool, channel_id, [move]):
+                return [message_record(row) for row in rows], (read_seq, read_seq)
 
     async def _ensure_named(self, tenant_id: str, workspace: str) -> None:
         if (tenant_id, workspace) in self._ensured:
@@ -229,16 +213,7 @@ class Channels:
         connection: asyncpg.Connection | asyncpg.Pool, caller: Caller, channel_id: UUID
     ) -> asyncpg.Record:
         row = await connection.fetchrow(query("get_channel"), channel_id, caller.tenant_id)
-        lineage = caller.session.lineage
-        sees = row is not None and (
-            row["root_session_id"] == lineage.root_session_id
-            or (
-                row["run_id"] is None
-                and row["workspace"] == caller.session.workspace_id
-                and row["name"] in lineage.permission_policy.network_channels
-            )
-        )
-        if not sees:
+        if row is None or not _sees(caller, row, row["run_id"]):
             raise NotFound("channel not found", channel_id=str(channel_id))
         return row
 
@@ -288,6 +263,17 @@ class Channels:
             },
         )
         return sent
+
+
+def _sees(caller: Caller, channel: asyncpg.Record, run_id: UUID | None) -> bool:
+    """Whether the session sees the channel (see the module's text); `run_id` is the
+    channel's, None for a named channel."""
+    lineage = caller.session.lineage
+    return channel["root_session_id"] == lineage.root_session_id or (
+        run_id is None
+        and channel["workspace"] == caller.session.workspace_id
+        and channel["name"] in lineage.permission_policy.network_channels
+    )
 
 
 def _check(message: Outgoing, channel: asyncpg.Record, caller: Caller) -> None:

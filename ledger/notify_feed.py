@@ -1,8 +1,9 @@
 """Wakes waiters when what they follow grows: live event streams and a parent agent
 waiting for its child when a task's trace grows (`workbench_traces`, keyed by task id),
 long-polling channel receives when their channel has a new message
-(`workbench_channels`, keyed by channel id). Used by the API and by the workers (the
-agent runtime's SDK tools, `worker/runtime_tools.py`) alike.
+(`workbench_channels`, keyed by channel id; followed by `ledger/channel_waits.py`).
+Used by the API and by the workers (the agent runtime's SDK tools,
+`worker/runtime_tools.py`) alike.
 
 One LISTEN connection per process and channel, fanned out to the waiters on it. A
 notification names only the keys that changed (comma-separated, up to 200: a batch of

@@ -24,7 +24,7 @@ children (`children`), and may wait for them to settle (`children_settled`).
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -33,7 +33,6 @@ from agentdefs.permissions import widening
 from ledger.actor import Actor
 from ledger.agent_context import SelfViews
 from ledger.agent_sessions import Caller, session_record, session_state
-from ledger.channels import Waker
 from ledger.creation import TaskCreation
 from ledger.errors import LedgerError, NotFound
 from ledger.models import Task, TaskCreateRequest
@@ -49,6 +48,14 @@ from ledger.traces import append_trace
 SETTLED = TERMINAL | {TaskStatus.BLOCKED, TaskStatus.AWAITING_APPROVAL}
 # How often a waiting parent reads its children again without a notification.
 _POLL_SECONDS = 2.0
+
+
+class Waker(Protocol):
+    """What a wait for children follows: a wake-up per task (`ledger/notify_feed.py`)."""
+
+    async def ensure(self) -> None: ...
+
+    def subscribe(self, key: str) -> Any: ...
 
 
 class SpawnRefused(LedgerError):

@@ -61,6 +61,10 @@ SPANS_DROPPED = Counter(
     "trace_full (too many for one run) or too_many_traces (a trace nobody drained).",
     ["reason"],
 )
+CHANNEL_RECEIVES_WAITING = Gauge(
+    "workbench_channel_receives_waiting",
+    "Channel receives (recv?wait=true, channel_recv) in this process waiting for a message.",
+)
 WORKER_IN_FLIGHT = Gauge("workbench_worker_in_flight", "Runs this worker is executing.")
 WORKER_CAPACITY = Gauge("workbench_worker_capacity", "Runs this worker may execute at once.")
 LANE_DEPTH = Gauge(

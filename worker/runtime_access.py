@@ -1,6 +1,7 @@
 """The agent runtime as a worker-run agent reaches it: the ledger's side of it
-(`ledger/agent_runtime.py`, the code the `/api/agent/*` routes call too) and the two
-wake-ups its waits follow (a channel's new message, a child's trace growing).
+(`ledger/agent_runtime.py`, the code the `/api/agent/*` routes call too), the
+process's channel receives waiting together (`ledger/channel_waits.py`, a channel's new
+message) and the wake-up a wait for a child follows (its trace growing).
 
 One per worker process, shared by its runs; its LISTEN connections are made when a
 run first waits and closed when the worker stops. No SDK here: `RunContext` holds it.
@@ -11,20 +12,21 @@ from dataclasses import dataclass
 import asyncpg
 
 from ledger.agent_runtime import AgentRuntime
-from ledger.notify_feed import CHANNELS, TRACES, NotifyFeed
+from ledger.channel_waits import ChannelWaits
+from ledger.notify_feed import TRACES, NotifyFeed
 from ledger.policy import PolicyConfig
 
 
 @dataclass(frozen=True)
 class RuntimeAccess:
     runtime: AgentRuntime
-    channel_feed: NotifyFeed
+    channel_waits: ChannelWaits
     trace_feed: NotifyFeed
 
     @classmethod
     def open(cls, pool: asyncpg.Pool, policy: PolicyConfig) -> "RuntimeAccess":
-        return cls(AgentRuntime(pool, policy), NotifyFeed(pool, CHANNELS), NotifyFeed(pool, TRACES))
+        return cls(AgentRuntime(pool, policy), ChannelWaits(pool), NotifyFeed(pool, TRACES))
 
     async def close(self) -> None:
-        await self.channel_feed.listener.close()
+        await self.channel_waits.close()
         await self.trace_feed.listener.close()

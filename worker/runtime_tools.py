@@ -8,7 +8,7 @@ run's lease holds.
 |------------------|-----------|---------------------------------------------------------|
 | `channel_send`   | propose   | a message on a channel (`POST .../send`)                |
 | `channel_recv`   | read_only | what the session has not read yet, waiting a bounded    |
-|                  |           | time on the same NOTIFY wake-up as `GET .../recv`       |
+|                  |           | time as `GET .../recv` does                            |
 | `channel_reply`  | propose   | a reply to a message received (`POST .../reply`)        |
 | `agent_context`  | read_only | the context bundle (`GET /api/agent/context`)           |
 | `spawn_agent`    | propose   | a child session and its task (`POST /api/agent/spawn`)  |
@@ -122,10 +122,10 @@ async def channel_recv(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         received: list[ChannelMessage] = []
-        while True:  # each wait is the REST recv's long-poll, on the same feed
+        while True:  # each wait is the REST recv's long-poll, in the worker's own waits
             left = deadline - loop.time()
             received += await access.runtime.receive_waiting(
-                caller, target.id, limit - len(received), max(left, 0.0), access.channel_feed
+                caller, target.id, limit - len(received), max(left, 0.0), access.channel_waits
             )
             if len(received) >= wanted or left <= 0:
                 break

@@ -6,7 +6,12 @@ the claim): these routes answer about it and for it only, while its lease holds 
 404. See `ledger/channels.py` for which channels a session sees and how reading works.
 """
 
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 from uuid import UUID
+
+from starlette.requests import Request
 
 from api.endpoints import AGENT, Call, Endpoint, endpoint
 from api.runtime_schemas import (
@@ -20,12 +25,14 @@ from api.runtime_schemas import (
 )
 from ledger.agent_runtime import AgentRuntime
 from ledger.channels import MAX_WAIT_SECONDS, Outgoing
+from ledger.runtime_models import ChannelMessage
 
 CHANNELS = "/api/agent/channels"
 ONE_CHANNEL = CHANNELS + "/{channel:uuid}"
 # A channel route's statuses: bad input, no or an ended credential, a kind the channel
 # refuses, not found, metadata naming another channel, run or task.
 AGENT_STATUSES = (200, 400, 401, 403, 404, 409)
+T = TypeVar("T")
 CREDENTIAL = (
     "Authenticated by the session credential the claim returned (Authorization: Bearer wbs_...)."
 )
@@ -47,6 +54,28 @@ def _outgoing(body: object, metadata: MessageMetadataRequest) -> Outgoing:
         workflow_id=metadata.workflow_id,
         ext=metadata.ext,
     )
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone. The server only says so (`http.disconnect`):
+    it never cancels the request's handler itself."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _while_connected(request: Request, work: Awaitable[T]) -> T | None:
+    """What `work` returns, or None when the client goes first: `work` is cancelled
+    then, and awaited, so a receive has given back what it took before this returns."""
+    working = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((working, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not working.done():
+            working.cancel()
+            await asyncio.wait((working,))
+    return None if working.cancelled() else working.result()
 
 
 def _channel_id(call: Call) -> UUID:
@@ -98,7 +127,8 @@ async def send_message(call: Call[ChannelSendRequest, None]) -> tuple[int, Messa
     "to it), in order, up to `limit` (1-100); its read position moves past them. With "
     f"wait=true and nothing unread, waits up to wait_seconds (at most {MAX_WAIT_SECONDS:g} "
     "s) for the next message, sent through any API replica or worker; an empty list "
-    "when none came. " + CREDENTIAL,
+    "when none came. A client that goes away while it waits loses nothing: what had "
+    "come for it stays unread. " + CREDENTIAL,
     role=AGENT,
     response=MessagesResponse,
     statuses=(200, 400, 401, 404),
@@ -109,8 +139,10 @@ async def receive_messages(call: Call[None, ChannelRecvQuery]) -> tuple[int, Mes
     agents, channel, limit = runtime(call), _channel_id(call), call.query.limit
     if call.query.wait:
         seconds = min(call.query.wait_seconds, call.request.app.state.settings.recv_wait_seconds)
-        feed = call.request.app.state.channel_feed
-        messages = await agents.receive_waiting(call.session, channel, limit, seconds, feed)
+        waits = call.request.app.state.channel_waits
+        waiting = agents.receive_waiting(call.session, channel, limit, seconds, waits)
+        # No one reads the answer to a client that has gone: it gets nothing.
+        messages: list[ChannelMessage] = await _while_connected(call.request, waiting) or []
     else:
         messages = await agents.receive(call.session, channel, limit)
     return 200, MessagesResponse(messages=messages)

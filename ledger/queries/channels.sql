@@ -54,29 +54,55 @@ RETURNING *;
 -- One message of a tenant by its id ($1 id, $2 tenant).
 SELECT * FROM channel_messages WHERE id = $1 AND tenant_id = $2;
 
--- name: lock_read_position
--- Session $1's read position in channel $2, made at 0 if it has none, and locked until
--- the transaction ends: two receives of one session take turns, so neither returns
--- what the other did.
-INSERT INTO channel_reads AS r (session_id, channel_id) VALUES ($1, $2)
-ON CONFLICT (session_id, channel_id) DO UPDATE SET read_seq = r.read_seq
-RETURNING read_seq;
-
--- name: receive_channel_messages
--- Up to $4 messages for session $1 on channel $2 after its read position $3 (from
--- others, to everyone or to it), in order, and the position moved past them.
-WITH taken AS (
+-- name: unread_for_session
+-- Channel $2 of tenant $3 (no row: none), session $1's read position in it, and up to
+-- $4 messages after that position meant for the session (from others, to everyone or
+-- to it), in order: a row each, or one row with a NULL seq when there is none. One
+-- snapshot and no write: a message not among them has a seq above message_count.
+SELECT c.root_session_id, c.run_id AS channel_run_id, c.workspace, c.name,
+       c.message_count, coalesce(r.read_seq, 0) AS read_seq, m.*
+FROM coordination_channels c
+LEFT JOIN channel_reads r ON r.channel_id = c.id AND r.session_id = $1
+LEFT JOIN LATERAL (
     SELECT * FROM channel_messages m
-    WHERE m.channel_id = $2 AND m.seq > $3 AND m.from_session_id <> $1
+    WHERE m.channel_id = c.id AND m.seq > coalesce(r.read_seq, 0)
+      AND m.from_session_id <> $1
       AND (m.to_session_id IS NULL OR m.to_session_id = $1)
-    ORDER BY m.seq
-    LIMIT $4
+    ORDER BY m.seq LIMIT $4
+) m ON true
+WHERE c.id = $2 AND c.tenant_id = $3
+ORDER BY m.seq;
+
+-- name: channel_messages_after
+-- Up to $3 messages of channel $1 after seq $2, in order: a wake-up's new messages,
+-- read once for every session waiting on the channel in this process.
+SELECT * FROM channel_messages WHERE channel_id = $1 AND seq > $2 ORDER BY seq LIMIT $3;
+
+-- name: move_read_positions
+-- Sessions $2's read positions in channel $1 moved from $3 to $4, each only if it is
+-- still at $3 (no row counts as 0); returns the sessions moved. One a receive of the
+-- same session moved meanwhile stays where that one put it.
+WITH wanted AS (
+    SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS w(session_id, seen, upto)
 ), moved AS (
-    UPDATE channel_reads
-    SET read_seq = (SELECT max(seq) FROM taken), updated_at = now()
-    WHERE session_id = $1 AND channel_id = $2 AND EXISTS (SELECT 1 FROM taken)
+    UPDATE channel_reads r SET read_seq = w.upto, updated_at = now()
+    FROM wanted w
+    WHERE r.session_id = w.session_id AND r.channel_id = $1 AND r.read_seq = w.seen
+    RETURNING r.session_id
+), made AS (
+    INSERT INTO channel_reads (session_id, channel_id, read_seq)
+    SELECT w.session_id, $1, w.upto FROM wanted w WHERE w.seen = 0
+    ON CONFLICT (session_id, channel_id) DO NOTHING
+    RETURNING session_id
 )
-SELECT * FROM taken ORDER BY seq;
+SELECT session_id FROM moved UNION ALL SELECT session_id FROM made;
+
+-- name: give_back_read_positions
+-- Sessions $2's read positions in channel $1 moved back from $4 to $3, each only if
+-- still at $4: what was taken for a receive that left before it was handed over.
+UPDATE channel_reads r SET read_seq = w.seen, updated_at = now()
+FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS w(session_id, seen, upto)
+WHERE r.session_id = w.session_id AND r.channel_id = $1 AND r.read_seq = w.upto;
 
 -- name: latest_received_message
 -- The newest message session $1 of tenant $2 has received: at or before its read
