@@ -12,7 +12,7 @@ at the next poll (`POLL_SECONDS`) and every stream then catches up.
   its timeline (the event id is its sequence number, so a reconnect resumes), and a
   `status` event after a batch that moved the task, so the page refreshes its summary.
 - `channel`: one coordination channel's messages after a sequence number, the same
-  way, woken by the channels' notifications (`app.state.channel_feed`).
+  way, woken by the channels' notifications (`app.state.channel_waits.feed`).
 
 The pages (`static/console.js`) close them while the tab is hidden and open them again,
 from where they stopped, when it is shown; they poll instead while a stream is down.
@@ -30,8 +30,8 @@ from starlette.responses import StreamingResponse
 from api.routes.events import KEEPALIVE_SECONDS, POLL_SECONDS, STREAM_BATCH
 from console.auth import Me
 from console.render import render
-from ledger.channels import Waker
 from ledger.notify import wait_any
+from ledger.notify_feed import NotifyFeed
 
 THROTTLE_SECONDS = 1.0
 # More changed ids than this between two sends: treated as "everything changed".
@@ -140,14 +140,15 @@ def channel(request: Request, me: Me, channel_id: UUID, after: int) -> Streaming
         ]
         return frames, batch[-1].message.seq if batch else seq, len(batch) == STREAM_BATCH
 
-    return _stream(_follow(request, request.app.state.channel_feed, str(channel_id), after, read))
+    feed = request.app.state.channel_waits.feed
+    return _stream(_follow(request, feed, str(channel_id), after, read))
 
 
 Read = Callable[[int], Awaitable[tuple[list[str], int, bool]]]
 
 
 async def _follow(
-    request: Request, feed: Waker, key: str, after: int, read: Read
+    request: Request, feed: NotifyFeed, key: str, after: int, read: Read
 ) -> AsyncIterator[str]:
     """The frames `read(seq)` makes of what follows `seq` (with the new last `seq`, and
     whether the batch was full), from `after` on, read again each time `key` grows."""
