@@ -22,6 +22,7 @@ from api.routes import (
     agent_sessions,
     agent_soul,
     agent_spawn,
+    audit,
     client_sessions,
     events,
     health,
@@ -58,6 +59,7 @@ ENDPOINTS = [
     *runs.ENDPOINTS,
     *agent_sessions.ENDPOINTS,
     *client_sessions.ENDPOINTS,
+    *audit.ENDPOINTS,
 ]
 
 

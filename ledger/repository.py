@@ -10,6 +10,7 @@
 - approval requests (`ledger/approvals.py`): a paused tool call's request, resolved
   by the same guarded decision as the task's tool-call approval;
 - IT requests (`ledger/it_requests.py`);
+- the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked;
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
   status, a task's runs, what waits for a decision, lanes and workers.
 
@@ -20,6 +21,7 @@ methods take and return are importable from here too.
 
 from ledger.actor import Actor
 from ledger.approvals import Approvals
+from ledger.audit_trail import AuditTrail
 from ledger.client_sessions import ClientSessions
 from ledger.creation import CreatedTask
 from ledger.decisions import Transition
@@ -40,5 +42,5 @@ __all__ = [
 ]
 
 
-class Ledger(ClientSessions, Approvals, ITRequests, Overview):
+class Ledger(ClientSessions, Approvals, ITRequests, Overview, AuditTrail):
     """Everything the API does to the ledger."""

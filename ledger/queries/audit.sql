@@ -26,3 +26,49 @@ SELECT $1, head.seq, head.appended_at, $2, $3, $4, $5, $6, $7, $8, $9, $10,
 FROM head
 RETURNING seq, created_at, actor, action, target_type, target_id, category, level,
           ticket_id, agent_id, detail, prev_hash, hash;
+
+-- name: verify_audit_chunk
+-- Checks up to $4 of tenant $1's records after sequence number $2 (whose hash is $3), in
+-- order: how many there were, the last one's number and hash, and the first that breaks
+-- the chain (a number out of turn, a link to other than the record before, or a hash
+-- other than its fields give), with what was expected and what was found.
+WITH chunk AS (
+    SELECT * FROM audit_records
+    WHERE tenant_id = $1 AND seq > $2
+    ORDER BY seq
+    LIMIT $4
+), checked AS (
+    SELECT seq, hash, prev_hash,
+           lag(seq, 1, $2) OVER in_order AS before_seq,
+           lag(hash, 1, $3) OVER in_order AS before_hash,
+           audit_record_hash(tenant_id, seq, prev_hash, created_at, actor, action,
+                             target_type, target_id, category, level, ticket_id,
+                             agent_id, detail) AS computed
+    FROM chunk
+    WINDOW in_order AS (ORDER BY seq)
+), judged AS (
+    SELECT seq, hash,
+           CASE WHEN seq <> before_seq + 1 THEN 'sequence_gap'
+                WHEN prev_hash <> before_hash THEN 'broken_link'
+                WHEN hash <> computed THEN 'hash_mismatch' END AS reason,
+           CASE WHEN seq <> before_seq + 1 THEN (before_seq + 1)::text
+                WHEN prev_hash <> before_hash THEN before_hash
+                ELSE computed END AS expected,
+           CASE WHEN seq <> before_seq + 1 THEN seq::text
+                WHEN prev_hash <> before_hash THEN prev_hash
+                ELSE hash END AS found
+    FROM checked
+), broken AS (
+    SELECT * FROM judged WHERE reason IS NOT NULL ORDER BY seq LIMIT 1
+)
+SELECT (SELECT count(*) FROM judged) AS read,
+       (SELECT count(*) FROM judged WHERE seq < (SELECT seq FROM broken)) AS read_before_break,
+       (SELECT seq FROM judged ORDER BY seq DESC LIMIT 1) AS last_seq,
+       (SELECT hash FROM judged ORDER BY seq DESC LIMIT 1) AS last_hash,
+       broken.seq AS break_seq, broken.reason, broken.expected, broken.found
+FROM (SELECT) AS one
+LEFT JOIN broken ON true;
+
+-- name: get_audit_chain_head
+-- Tenant $1's chain head: the last number handed out and that record's hash.
+SELECT seq, head_hash FROM audit_chain_heads WHERE tenant_id = $1;
