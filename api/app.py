@@ -24,6 +24,7 @@ from api.routes import (
     agent_spawn,
     audit,
     client_sessions,
+    dashboard,
     events,
     health,
     it_requests,
@@ -60,6 +61,7 @@ ENDPOINTS = [
     *agent_sessions.ENDPOINTS,
     *client_sessions.ENDPOINTS,
     *audit.ENDPOINTS,
+    *dashboard.ENDPOINTS,
 ]
 
 

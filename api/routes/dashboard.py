@@ -1,0 +1,31 @@
+"""`/api/dashboard/*`: the audit feed and the overview."""
+
+from api.audit_schemas import AuditFeedQuery
+from api.endpoints import Call, Endpoint, endpoint
+from ledger.audit_feed import FeedFilters, FeedPage
+
+
+@endpoint(
+    "GET",
+    "/api/dashboard/audit",
+    summary="The tenant's audit feed, newest first: audit records, the trace events of "
+    "its runs and its ticket notes (source audit, event or note), filtered by actor, "
+    "action, source, category, level, target, ticket_id, agent_id and q (full-text "
+    "search); next_cursor pages on.",
+    role="operator",
+    response=FeedPage,
+    statuses=(200, 400, 401, 403),
+    query=AuditFeedQuery,
+    tag="audit",
+)
+async def audit_feed(call: Call[None, AuditFeedQuery]) -> tuple[int, FeedPage]:
+    given = call.query.model_dump(exclude={"limit", "cursor"})
+    return 200, await call.ledger.audit_feed(
+        call.actor.tenant_id,
+        FeedFilters(**given),
+        limit=call.query.limit,
+        cursor=call.query.cursor,
+    )
+
+
+ENDPOINTS: list[Endpoint] = [audit_feed]
