@@ -10,7 +10,8 @@
 - approval requests (`ledger/approvals.py`): a paused tool call's request, resolved
   by the same guarded decision as the task's tool-call approval;
 - IT requests (`ledger/it_requests.py`);
-- the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked;
+- the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked, its feed;
+- the dashboard's overview (`ledger/dashboard.py`): counts, trends, recent activity;
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
   status, a task's runs, what waits for a decision, lanes and workers.
 
@@ -24,6 +25,7 @@ from ledger.approvals import Approvals
 from ledger.audit_trail import AuditTrail
 from ledger.client_sessions import ClientSessions
 from ledger.creation import CreatedTask
+from ledger.dashboard import Dashboard
 from ledger.decisions import Transition
 from ledger.errors import BadRequest
 from ledger.it_requests import ITRequests
@@ -42,5 +44,5 @@ __all__ = [
 ]
 
 
-class Ledger(ClientSessions, Approvals, ITRequests, Overview, AuditTrail):
+class Ledger(ClientSessions, Approvals, ITRequests, Dashboard, Overview, AuditTrail):
     """Everything the API does to the ledger."""

@@ -3,6 +3,7 @@
 from api.audit_schemas import AuditFeedQuery
 from api.endpoints import Call, Endpoint, endpoint
 from ledger.audit_feed import FeedFilters, FeedPage
+from ledger.dashboard import DashboardStats
 
 
 @endpoint(
@@ -12,7 +13,7 @@ from ledger.audit_feed import FeedFilters, FeedPage
     "its runs and its ticket notes (source audit, event or note), filtered by actor, "
     "action, source, category, level, target, ticket_id, agent_id and q (full-text "
     "search); next_cursor pages on.",
-    role="operator",
+    role="viewer",
     response=FeedPage,
     statuses=(200, 400, 401, 403),
     query=AuditFeedQuery,
@@ -28,4 +29,19 @@ async def audit_feed(call: Call[None, AuditFeedQuery]) -> tuple[int, FeedPage]:
     )
 
 
-ENDPOINTS: list[Endpoint] = [audit_feed]
+@endpoint(
+    "GET",
+    "/api/dashboard/stats",
+    summary="The tenant's overview: task counts per status, approvals waiting, active "
+    "agent sessions and the audit chain's length; a week of daily trends; the latest "
+    "activity from the audit feed.",
+    role="viewer",
+    response=DashboardStats,
+    statuses=(200, 401, 403),
+    tag="audit",
+)
+async def dashboard_stats(call: Call) -> tuple[int, DashboardStats]:
+    return 200, await call.ledger.dashboard_stats(call.actor.tenant_id)
+
+
+ENDPOINTS: list[Endpoint] = [audit_feed, dashboard_stats]

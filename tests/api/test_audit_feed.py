@@ -161,7 +161,3 @@ async def test_another_tenant_sees_none_of_it(http, auth, new_task, tenant) -> N
 async def test_bad_parameters_are_400(http, auth, params) -> None:
     response = await http.get(FEED, params=params, headers=auth())
     assert response.status_code == 400, response.text
-
-
-async def test_a_viewer_may_not_read_the_feed(http, auth) -> None:
-    assert (await http.get(FEED, headers=auth("viewer"))).status_code == 403
