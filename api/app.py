@@ -29,6 +29,7 @@ from api.routes import (
     health,
     it_requests,
     runs,
+    search,
     tasks,
     threads,
     workspaces,
@@ -62,6 +63,7 @@ ENDPOINTS = [
     *client_sessions.ENDPOINTS,
     *audit.ENDPOINTS,
     *dashboard.ENDPOINTS,
+    *search.ENDPOINTS,
 ]
 
 

@@ -24,3 +24,12 @@ class AuditFeedQuery(BaseModel):
     agent_id: FilterText = Field(default=None, min_length=1, max_length=200)
     limit: int = Field(default=50, ge=1, le=200)
     cursor: FilterText = Field(default=None, pattern=FEED_CURSOR_PATTERN)
+
+
+class GlobalSearchQuery(BaseModel):
+    """`q` in websearch syntax (words, "a phrase", or, -word); empty finds nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field(default="", max_length=200)
+    limit: int = Field(default=60, ge=1, le=200)

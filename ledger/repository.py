@@ -12,6 +12,7 @@
 - IT requests (`ledger/it_requests.py`);
 - the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked, its feed;
 - the dashboard's overview (`ledger/dashboard.py`): counts, trends, recent activity;
+- global search (`ledger/global_search.py`): full-text over the tenant's records;
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
   status, a task's runs, what waits for a decision, lanes and workers.
 
@@ -28,6 +29,7 @@ from ledger.creation import CreatedTask
 from ledger.dashboard import Dashboard
 from ledger.decisions import Transition
 from ledger.errors import BadRequest
+from ledger.global_search import GlobalSearch
 from ledger.it_requests import ITRequests
 from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
@@ -44,5 +46,5 @@ __all__ = [
 ]
 
 
-class Ledger(ClientSessions, Approvals, ITRequests, Dashboard, Overview, AuditTrail):
+class Ledger(ClientSessions, Approvals, ITRequests, Dashboard, Overview, AuditTrail, GlobalSearch):
     """Everything the API does to the ledger."""

@@ -90,3 +90,6 @@ $$;
 -- first, across its tasks.
 CREATE INDEX trace_events_tenant_feed
     ON trace_events (tenant_id, created_at DESC, task_id DESC, seq DESC);
+
+-- Global search reads a tenant's latest agent sessions.
+CREATE INDEX agent_sessions_tenant_recent ON agent_sessions (tenant_id, created_at DESC);
