@@ -47,6 +47,7 @@ class SearchHit(BaseModel):
 class SearchResults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # The query, redacted.
     q: str
     # The kinds searched for the caller's role.
     searched: list[SearchKind]
@@ -64,4 +65,5 @@ class GlobalSearch(Reads):
                 rows = await connection.fetch(query(_QUERIES[kind]), tenant_id, text, limit)
                 hits += [SearchHit.model_validate(dict(row)) for row in rows]
         hits.sort(key=lambda hit: (hit.rank, hit.created_at), reverse=True)
-        return SearchResults(q=text, searched=searched, results=hits[:limit])
+        # The query as given is echoed redacted: one may paste a secret into a search box.
+        return SearchResults(q=self.redactor.text(text), searched=searched, results=hits[:limit])
