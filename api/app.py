@@ -32,6 +32,7 @@ from api.routes import (
     search,
     tasks,
     threads,
+    tickets,
     workspaces,
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
@@ -51,6 +52,7 @@ ENDPOINTS = [
     *tasks.ENDPOINTS,
     *workspaces.ENDPOINTS,
     *it_requests.ENDPOINTS,
+    *tickets.ENDPOINTS,
     *agent_runtime.ENDPOINTS,
     *agent_channels.ENDPOINTS,
     *agent_self.ENDPOINTS,

@@ -9,7 +9,9 @@
   rollback, each a guarded statement plus its trace event in one transaction;
 - approval requests (`ledger/approvals.py`): a paused tool call's request, resolved
   by the same guarded decision as the task's tool-call approval;
-- IT requests (`ledger/it_requests.py`);
+- IT requests (`ledger/it_requests.py`), each registered as a ticket;
+- tickets (`ledger/tickets.py`): status, assignment, notes, attachments, a request
+  for information and its answer;
 - the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked, its feed;
 - the dashboard's overview (`ledger/dashboard.py`): counts, trends, recent activity;
 - global search (`ledger/global_search.py`): full-text over the tenant's records;
