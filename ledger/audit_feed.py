@@ -9,10 +9,11 @@ the position of the last entry shown (its time, source and key), so the next pag
 starts right after it whatever was appended meanwhile.
 
 What each filter matches per source: `actor` (a note's author), `action` (an event's
-kind; a note's `note`), `category` (every event is `operations`, every note `ticket`),
+or a note's kind), `category` (every event is `operations`, every note `ticket`),
 `level` (an event's follows from its kind; a note is `info`), `target` (the target id:
 an event's task, a note's ticket), `ticket_id` and `agent_id` (an event's as its data
-names them), `q` (Postgres full-text search, `websearch_to_tsquery` syntax).
+names them), `q` (Postgres full-text search, `websearch_to_tsquery` syntax). Notes are
+scoped by role: a viewer sees public notes, an operator or owner internal ones too.
 """
 
 import re
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger.audit import AuditLevel
 from ledger.errors import BadRequest
+from ledger.policy import Role
 from ledger.sql import query
 
 FeedSource = Literal["audit", "event", "note"]
@@ -36,6 +38,13 @@ _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 FEED_CURSOR_PATTERN = (
     rf"^[0-9]{{1,19}}\.(audit\.[0-9]{{1,19}}|event\.{_UUID}:[0-9]{{1,10}}|note\.{_UUID})$"
 )
+# The ticket notes each role reads: internal notes are for the people working tickets.
+NOTE_VISIBILITIES: dict[Role, tuple[str, ...]] = {
+    "viewer": ("public",),
+    "worker": ("public",),
+    "operator": ("internal", "public"),
+    "owner": ("internal", "public"),
+}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _MAX_TRACE_SEQ = 2**31 - 1
@@ -122,6 +131,20 @@ def _position(cursor: str | None) -> _Position | None:
     return _Position(created_at, source, key)  # type: ignore[arg-type]
 
 
+def _note_position(position: _Position) -> UUID:
+    """Where ticket notes at the cursor's time start, as the note id to page below."""
+    if position.source != "note":
+        return _ALL_AT_THE_TIME[0]
+    return UUID(position.key)
+
+
+def _as_uuid(text: str | None) -> UUID | None:
+    try:
+        return UUID(text) if text is not None else None
+    except ValueError:
+        return None
+
+
 def _event_position(position: _Position) -> tuple[UUID, int]:
     """Where trace events at the cursor's time start, as (task_id, seq) to page below."""
     if position.source != "event":
@@ -136,8 +159,10 @@ async def read_feed(
     filters: FeedFilters,
     *,
     limit: int,
+    role: Role,
     cursor: str | None = None,
 ) -> FeedPage:
+    """A page of the feed after `cursor`, as `role` may read it."""
     position = _position(cursor)
     before = position.created_at if position else None
     matched = filters.matched()
@@ -153,6 +178,29 @@ async def read_feed(
             task, seq = _event_position(position) if position else (None, None)
             rows += await connection.fetch(
                 query("audit_feed_events"), tenant_id, before, task, seq, *matched, limit
+            )
+        # A note's target and ticket are uuids: a filter naming something else
+        # matches no note.
+        target, ticket = _as_uuid(filters.target), _as_uuid(filters.ticket_id)
+        notes_can_match = (filters.target is None or target is not None) and (
+            filters.ticket_id is None or ticket is not None
+        )
+        if "note" in wanted and notes_can_match:
+            rows += await connection.fetch(
+                query("audit_feed_notes"),
+                tenant_id,
+                before,
+                _note_position(position) if position else None,
+                filters.actor,
+                filters.action,
+                filters.category,
+                filters.level,
+                target,
+                ticket,
+                filters.agent_id,
+                filters.q,
+                list(NOTE_VISIBILITIES[role]),
+                limit,
             )
     # Stable: rows of one source at one time keep their query's order.
     rows.sort(key=lambda row: row["created_at"], reverse=True)

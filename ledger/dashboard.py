@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from ledger.actor import Actor
 from ledger.audit_feed import FeedEntry, FeedFilters, read_feed
 from ledger.overview import STATUS_COUNT_CAP, Overview
 from ledger.sql import query
@@ -44,10 +45,9 @@ class DashboardStats(_Model):
 
 
 class Dashboard(Overview):
-    async def dashboard_stats(
-        self, tenant_id: str, *, now: datetime | None = None
-    ) -> DashboardStats:
-        today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    async def dashboard_stats(self, actor: Actor) -> DashboardStats:
+        tenant_id = actor.tenant_id
+        today = datetime.now(UTC).date()
         days = [today - timedelta(days=back) for back in range(TREND_DAYS - 1, -1, -1)]
         since = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC)
         tasks = await self.status_counts(tenant_id, lane=None)
@@ -64,7 +64,9 @@ class Dashboard(Overview):
             active = await connection.fetchval(
                 query("dashboard_active_sessions"), tenant_id, STATUS_COUNT_CAP
             )
-            recent = await read_feed(connection, tenant_id, FeedFilters(), limit=RECENT_ACTIVITY)
+            recent = await read_feed(
+                connection, tenant_id, FeedFilters(), limit=RECENT_ACTIVITY, role=actor.role
+            )
         trends = [
             DayTrend(
                 day=day,

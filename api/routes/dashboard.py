@@ -12,7 +12,8 @@ from ledger.dashboard import DashboardStats
     summary="The tenant's audit feed, newest first: audit records, the trace events of "
     "its runs and its ticket notes (source audit, event or note), filtered by actor, "
     "action, source, category, level, target, ticket_id, agent_id and q (full-text "
-    "search); next_cursor pages on.",
+    "search); next_cursor pages on. A viewer sees a ticket's public notes, an operator "
+    "or owner its internal ones too.",
     role="viewer",
     response=FeedPage,
     statuses=(200, 400, 401, 403),
@@ -22,7 +23,7 @@ from ledger.dashboard import DashboardStats
 async def audit_feed(call: Call[None, AuditFeedQuery]) -> tuple[int, FeedPage]:
     given = call.query.model_dump(exclude={"limit", "cursor"})
     return 200, await call.ledger.audit_feed(
-        call.actor.tenant_id,
+        call.actor,
         FeedFilters(**given),
         limit=call.query.limit,
         cursor=call.query.cursor,
@@ -41,7 +42,7 @@ async def audit_feed(call: Call[None, AuditFeedQuery]) -> tuple[int, FeedPage]:
     tag="audit",
 )
 async def dashboard_stats(call: Call) -> tuple[int, DashboardStats]:
-    return 200, await call.ledger.dashboard_stats(call.actor.tenant_id)
+    return 200, await call.ledger.dashboard_stats(call.actor)
 
 
 ENDPOINTS: list[Endpoint] = [audit_feed, dashboard_stats]

@@ -136,3 +136,37 @@ WHERE ($5::text IS NULL OR actor = $5)
                             @@ websearch_to_tsquery('simple', $12))
 ORDER BY created_at DESC, task_id DESC, seq DESC
 LIMIT $13;
+
+-- name: audit_feed_notes
+-- Tenant $1's ticket notes of a visibility in $12 before the position ($2, $3: time, note
+-- id; none: from the newest), newest first, at most $13, with the feed's filters as in
+-- audit_feed_records from $4 on (the target $8 and ticket $9 as uuids). A note's action
+-- is its kind, its category `ticket`, its level `info`, its target its ticket. The other
+-- filters are checked on the latest 20,000 notes before the position (of the ticket,
+-- when one is given), a bounded scan.
+SELECT 'note' AS source, id::text AS key, created_at, author AS actor, kind AS action,
+       'ticket' AS category, 'info' AS level, 'ticket' AS target_type,
+       ticket_id::text AS target_id, ticket_id::text AS ticket_id,
+       data->>'agent_id' AS agent_id,
+       jsonb_build_object('source', source, 'visibility', visibility, 'data', data) AS detail,
+       body AS summary
+FROM (
+    SELECT * FROM ticket_notes
+    WHERE tenant_id = $1
+      AND visibility = ANY ($12::text[])
+      AND ($8::uuid IS NULL OR ticket_id = $8)
+      AND ($9::uuid IS NULL OR ticket_id = $9)
+      AND ($2::timestamptz IS NULL
+           OR (created_at <= $2 AND (created_at, id) < ($2, $3::uuid)))
+    ORDER BY created_at DESC, id DESC
+    LIMIT 20000
+) AS latest
+WHERE ($4::text IS NULL OR author = $4)
+  AND ($5::text IS NULL OR kind = $5)
+  AND ($6::text IS NULL OR $6 = 'ticket')
+  AND ($7::text IS NULL OR $7 = 'info')
+  AND ($10::text IS NULL OR data->>'agent_id' = $10)
+  AND ($11::text IS NULL OR to_tsvector('simple', kind || ' ' || body)
+                            @@ websearch_to_tsquery('simple', $11))
+ORDER BY created_at DESC, id DESC
+LIMIT $13;

@@ -161,3 +161,60 @@ async def test_another_tenant_sees_none_of_it(http, auth, new_task, tenant) -> N
 async def test_bad_parameters_are_400(http, auth, params) -> None:
     response = await http.get(FEED, params=params, headers=auth())
     assert response.status_code == 400, response.text
+
+
+async def _ticket_with_notes(http, auth) -> str:
+    created = await http.post(
+        "/api/tickets", json={"title": "Phishing report", "priority": 2}, headers=auth()
+    )
+    assert created.status_code == 201, created.text
+    ticket = created.json()["ticket"]["id"]
+    for body, visibility in (
+        ("Scoped recipients, no further delivery.", "internal"),
+        ("We are looking into it.", "public"),
+    ):
+        note = await http.post(
+            f"/api/tickets/{ticket}/notes",
+            json={"body": body, "author": "sam", "visibility": visibility},
+            headers=auth(),
+        )
+        assert note.status_code in (200, 201), note.text
+    return ticket
+
+
+async def test_ticket_notes_are_in_the_feed_as_the_role_may_read_them(http, auth) -> None:
+    ticket = await _ticket_with_notes(http, auth)
+    notes = (await _feed(http, auth, source="note", actor="sam"))["entries"]
+    assert [(e["summary"], e["detail"]["visibility"]) for e in notes] == [
+        ("We are looking into it.", "public"),
+        ("Scoped recipients, no further delivery.", "internal"),
+    ]
+    assert {(e["category"], e["target_type"], e["ticket_id"]) for e in notes} == {
+        ("ticket", "ticket", ticket)
+    }
+    as_viewer = await http.get(
+        FEED, params={"source": "note", "actor": "sam"}, headers=auth("viewer")
+    )
+    assert [e["summary"] for e in as_viewer.json()["entries"]] == ["We are looking into it."]
+    # The ticket's whole trail: its notes and the audit records of what was done to it.
+    trail = (await _feed(http, auth, ticket_id=ticket))["entries"]
+    assert {e["source"] for e in trail} >= {"note", "audit"}
+    assert (await _feed(http, auth, q="recipients", source="note"))["entries"][0]["key"] == (
+        notes[1]["key"]
+    )
+    assert (await _feed(http, auth, ticket_id="not-a-ticket", source="note"))["entries"] == []
+
+
+async def test_pages_walk_notes_and_audit_records_once(http, auth) -> None:
+    for _ in range(2):
+        await _ticket_with_notes(http, auth)
+    whole = (await _feed(http, auth, limit=200))["entries"]
+    assert {e["source"] for e in whole} >= {"note", "audit"}
+    seen, cursor = [], None
+    while True:
+        page = await _feed(http, auth, limit=3, **({"cursor": cursor} if cursor else {}))
+        seen += page["entries"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [(e["source"], e["key"]) for e in seen] == [(e["source"], e["key"]) for e in whole]
