@@ -13,19 +13,25 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ledger.audit_feed import NOTE_VISIBILITIES
 from ledger.policy import Role
 from ledger.reads import Reads
 from ledger.sql import query
 
 SearchKind = Literal["ticket", "note", "agent", "change", "audit"]
 _QUERIES: dict[SearchKind, str] = {
+    "ticket": "search_tickets",
+    "note": "search_ticket_notes",
     "audit": "search_audit_records",
     "agent": "search_agent_sessions",
 }
+_EVERYTHING: tuple[SearchKind, ...] = ("ticket", "note", "agent", "audit")
+# A person searches every kind, a viewer only public notes (NOTE_VISIBILITIES); a
+# worker's token is for the worker protocol, not for reading the tenant's records.
 SEARCHED_BY_ROLE: dict[Role, tuple[SearchKind, ...]] = {
-    "viewer": ("agent", "audit"),
-    "operator": ("agent", "audit"),
-    "owner": ("agent", "audit"),
+    "viewer": _EVERYTHING,
+    "operator": _EVERYTHING,
+    "owner": _EVERYTHING,
     "worker": (),
 }
 
@@ -62,7 +68,8 @@ class GlobalSearch(Reads):
         hits: list[SearchHit] = []
         async with self.pool.acquire() as connection:
             for kind in searched:
-                rows = await connection.fetch(query(_QUERIES[kind]), tenant_id, text, limit)
+                scope = (list(NOTE_VISIBILITIES[role]),) if kind == "note" else ()
+                rows = await connection.fetch(query(_QUERIES[kind]), tenant_id, text, limit, *scope)
                 hits += [SearchHit.model_validate(dict(row)) for row in rows]
         hits.sort(key=lambda hit: (hit.rank, hit.created_at), reverse=True)
         # The query as given is echoed redacted: one may paste a secret into a search box.

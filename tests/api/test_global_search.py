@@ -55,3 +55,30 @@ async def test_search_is_the_tenants_own_and_bounded(http, auth, new_task, tenan
     assert (await _search(http, auth, ""))["results"] == []
     assert (await _search(http, auth, "!!! &&"))["results"] == []
     assert (await http.get(SEARCH, params={"limit": 0}, headers=auth())).status_code == 400
+
+
+async def test_tickets_and_notes_are_found_as_the_role_may_read_them(http, auth) -> None:
+    created = await http.post(
+        "/api/tickets",
+        json={"title": "VPN outage in Lisbon", "description": "Users cannot reach the VPN."},
+        headers=auth(),
+    )
+    ticket = created.json()["ticket"]["id"]
+    for body, visibility in (
+        ("Lisbon concentrator rebooted; db_password=hunter2-note", "internal"),
+        ("Lisbon users: we are on it.", "public"),
+    ):
+        await http.post(
+            f"/api/tickets/{ticket}/notes",
+            json={"body": body, "visibility": visibility},
+            headers=auth(),
+        )
+    as_operator = await http.get(SEARCH, params={"q": "lisbon"}, headers=auth("operator"))
+    kinds = [(hit["kind"], hit["ticket_id"]) for hit in as_operator.json()["results"]]
+    assert sorted(kinds) == [("note", ticket), ("note", ticket), ("ticket", ticket)]
+    assert "hunter2" not in as_operator.text
+    as_viewer = (await _search(http, auth, "lisbon"))["results"]
+    assert sorted(hit["kind"] for hit in as_viewer) == ["note", "ticket"]
+    assert "on it" in next(hit["snippet"] for hit in as_viewer if hit["kind"] == "note")
+    worker = await http.get(SEARCH, params={"q": "lisbon"}, headers=auth("worker"))
+    assert worker.status_code == 403
