@@ -11,7 +11,9 @@
   by the same guarded decision as the task's tool-call approval;
 - IT requests (`ledger/it_requests.py`), each registered as a ticket;
 - tickets (`ledger/tickets.py`): status, assignment, notes, attachments, a request
-  for information and its answer;
+  for information and its answer; change requests (`ledger/changes.py`), access
+  requests (`ledger/access_requests.py`) and a ticket's context bundle
+  (`ledger/ticket_context.py`);
 - the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked;
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
   status, a task's runs, what waits for a decision, lanes and workers.
@@ -31,6 +33,7 @@ from ledger.errors import BadRequest
 from ledger.it_requests import ITRequests
 from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
+from ledger.ticket_context import TicketContexts
 
 __all__ = [
     "Actor",
@@ -44,5 +47,5 @@ __all__ = [
 ]
 
 
-class Ledger(ClientSessions, Approvals, ITRequests, Overview, AuditTrail):
+class Ledger(ClientSessions, Approvals, ITRequests, TicketContexts, Overview, AuditTrail):
     """Everything the API does to the ledger."""

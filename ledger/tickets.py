@@ -46,6 +46,7 @@ TicketEventKind = Literal[
     "ticket_created", "note_added", "user_responded", "access_granted", "access_refused"
 ]
 _CLOSING = frozenset({"resolved", "closed"})
+_AUDIT_CATEGORIES = {"ticket": "ticket", "change_request": "change", "access_request": "access"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ async def audit_ticket(
         action=action,
         target_type=target_type,
         target_id=str(target_id or ticket_id),
-        category="ticket" if target_type == "ticket" else "change",
+        category=_AUDIT_CATEGORIES[target_type],
         ticket_id=str(ticket_id),
         agent_id=str(agent_id) if agent_id else None,
         detail={**detail, "role": actor.role},
