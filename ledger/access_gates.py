@@ -10,7 +10,7 @@ import asyncpg
 from ledger.actor import Actor
 from ledger.change_models import ChangeRequest
 from ledger.sql import query
-from ledger.tickets import TicketEvent, audit_ticket, ticket_record, write_note
+from ledger.ticket_timeline import TicketEvent, audit_ticket, ticket_record, write_note
 
 if TYPE_CHECKING:
     from ledger.tickets import Tickets

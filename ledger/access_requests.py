@@ -11,7 +11,7 @@ from ledger.changes import Changes
 from ledger.errors import BadRequest
 from ledger.sql import query
 from ledger.ticket_models import TicketCreateRequest
-from ledger.tickets import audit_ticket, write_note
+from ledger.ticket_timeline import audit_ticket, write_note
 
 
 class AccessRequests(Changes):

@@ -36,7 +36,8 @@ from ledger.change_models import (
 from ledger.errors import Conflict, NotFound, PolicyError
 from ledger.sql import query
 from ledger.ticket_models import Ticket
-from ledger.tickets import Tickets, audit_ticket, write_note
+from ledger.ticket_timeline import audit_ticket, write_note
+from ledger.tickets import Tickets
 
 PENDING_PAGE = 200
 

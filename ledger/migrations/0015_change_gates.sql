@@ -2,6 +2,12 @@
 -- and access requests (a permission wall hit while working a ticket: a child ticket for
 -- the owning group, and a change gate that decides the grant).
 --
+-- A ticket's status is one of the ticket workflow's (`ledger/ticket_workflow.py`), for
+-- every class.
+ALTER TABLE tickets ADD CONSTRAINT tickets_status_check CHECK (status IN (
+    'new', 'assigned', 'in_progress', 'on_hold', 'awaiting_approval',
+    'awaiting_user_response', 'resolved', 'closed', 'cancelled'));
+
 -- A change's status (`ledger/changes.py` says who moves it out of each):
 --   pending    requested; waiting for its approvals until expires_at
 --   approved   enough distinct approvers allowed it (never its requester)

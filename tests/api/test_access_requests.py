@@ -6,7 +6,7 @@ Also the ticket's context bundle and the provider list."""
 import pytest
 
 from ledger.repository import Ledger
-from ledger.tickets import TicketEvent
+from ledger.ticket_timeline import TicketEvent
 
 AGENT = "5f0e7c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
 ACCESS = {
