@@ -19,7 +19,11 @@ class AccessRequests(Changes):
         self, actor: Actor, ticket_id: UUID, request: AccessRequestCreate
     ) -> AccessRequest:
         ticket = await self.get_ticket(actor.tenant_id, ticket_id)
-        group = request.assignment_group or ticket.owning_group
+        group = (
+            self.redactor.text(request.assignment_group)
+            if request.assignment_group
+            else ticket.owning_group
+        )
         if group is None:
             raise BadRequest(
                 "the ticket has no owning group: name the assignment_group that grants access",
@@ -70,7 +74,7 @@ class AccessRequests(Changes):
                 request.agent_id,
                 self.redactor.text(request.resource),
                 self.redactor.text(request.permission),
-                request.account_ref,
+                self.redactor.text(request.account_ref) if request.account_ref else None,
                 group,
                 self.redactor.text(request.reason),
                 actor.subject,

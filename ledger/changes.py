@@ -197,6 +197,7 @@ class Changes(Tickets):
         self, actor: Actor, change_id: UUID, request: ApproveChangeRequest
     ) -> ChangeRequest:
         change = await self._decidable(actor, change_id, "approve")
+        on_behalf = self.redactor.text(request.approved_by or actor.subject)
         if actor.subject == change.requested_by:
             raise PolicyError(
                 "the requester of a change may not approve it",
@@ -239,7 +240,7 @@ class Changes(Tickets):
                 "change_approved" if granted else "change_approval_added",
                 f"Change {approved.action} on {approved.target} "
                 + ("approved" if granted else "approval added")
-                + f" by {request.approved_by or actor.subject}"
+                + f" by {on_behalf}"
                 + f" ({len(approved.approvals)}/{approved.approvals_required})"
                 + (f": {reason}" if reason else ""),
                 {
@@ -247,7 +248,7 @@ class Changes(Tickets):
                     "approval_gate": True,
                     "approval_mode": "manual_approval",
                     "auto_approved": False,
-                    "on_behalf_of": request.approved_by,
+                    "on_behalf_of": on_behalf,
                 },
             )
             if granted:
@@ -258,6 +259,7 @@ class Changes(Tickets):
         self, actor: Actor, change_id: UUID, request: RejectChangeRequest
     ) -> ChangeRequest:
         change = await self._decidable(actor, change_id, "reject")
+        on_behalf = self.redactor.text(request.rejected_by or actor.subject)
         if actor.role not in change.approver_roles:
             raise PolicyError(
                 f"a {change.risk_level} risk change is decided by: "
@@ -281,8 +283,8 @@ class Changes(Tickets):
                 rejected,
                 "change_rejected",
                 f"Change {rejected.action} on {rejected.target} rejected by "
-                f"{request.rejected_by or actor.subject}" + (f": {reason}" if reason else ""),
-                {"reason": reason, "on_behalf_of": request.rejected_by},
+                f"{on_behalf}" + (f": {reason}" if reason else ""),
+                {"reason": reason, "on_behalf_of": on_behalf},
             )
             await settle_access_gate(connection, self, actor, rejected)
         return rejected
@@ -292,7 +294,7 @@ class Changes(Tickets):
     ) -> ChangeRequest:
         """An approved change was carried out; 409 for any other status."""
         result = self.redactor.text(request.result)
-        completed_by = request.completed_by or actor.subject
+        completed_by = self.redactor.text(request.completed_by or actor.subject)
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 query("complete_change"), actor.tenant_id, change_id, completed_by, result

@@ -50,20 +50,35 @@ def _priority(value: Any) -> Any:
     return _whole(value)
 
 
+_PRIORITY_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "integer", "minimum": 1, "maximum": 4},
+            {"type": "string", "pattern": "^[Pp]?[1-4]$"},
+        ],
+        "description": "P1-P4 or 1-4 (1 is the most urgent)",
+    }
+)
 # 1 (most urgent) to 4.
-Priority = Annotated[
-    int,
-    BeforeValidator(_priority),
-    Field(ge=1, le=4),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": 4},
-                {"type": "string", "pattern": "^[Pp]?[1-4]$"},
-            ],
-            "description": "P1-P4 or 1-4 (1 is the most urgent)",
-        }
-    ),
+Priority = Annotated[int, BeforeValidator(_priority), Field(ge=1, le=4), _PRIORITY_SCHEMA]
+
+
+def _query_priority(value: str) -> Any:
+    """A query parameter is text: P1-P4, or a whole number as a JSON integer is written
+    (2 or 2.0); the range check follows."""
+    if value in _PRIORITY_TEXT:
+        return _PRIORITY_TEXT[value]
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("a priority is P1-P4 or 1-4") from None
+    if not number.is_integer():
+        raise ValueError("a priority is P1-P4 or 1-4")
+    return int(number)
+
+
+QueryPriority = Annotated[
+    int, BeforeValidator(_query_priority), Field(ge=1, le=4), _PRIORITY_SCHEMA
 ]
 
 # Who wrote a note. A person (dashboard), the requester or their answer (requester,
@@ -107,7 +122,7 @@ class TicketListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: StatusFilter | None = None
-    priority: Priority | None = None
+    priority: QueryPriority | None = None
     assignee: Label | None = None
     # Only tickets an agent is working on now.
     agent_only: bool = False

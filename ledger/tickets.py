@@ -123,7 +123,7 @@ class Tickets(Reads):
             request.ticket_class,
             request.status,
             request.priority,
-            request.created_by or actor.subject,
+            self.redactor.text(request.created_by or actor.subject),
             owning_group,
             owning_group,
             parent_ticket_id,
@@ -165,7 +165,7 @@ class Tickets(Reads):
         if not in_workflow(request.status):
             raise _outside_workflow(request.status)
         ticket = await self.get_ticket(actor.tenant_id, ticket_id)
-        on_behalf = request.actor or actor.subject
+        on_behalf = self.redactor.text(request.actor or actor.subject)
         async with self.pool.acquire() as connection, connection.transaction():
             moved = await connection.fetchrow(
                 query("set_ticket_status"),
@@ -226,16 +226,18 @@ class Tickets(Reads):
         self, actor: Actor, ticket_id: UUID, request: AssignmentRequest
     ) -> tuple[Ticket, TicketNote]:
         # The fields given; none given records the reason alone (nothing reassigned).
-        fields = request.model_dump(exclude={"actor", "reason"}, exclude_none=True)
-        on_behalf = request.actor or actor.subject
+        fields = self.redactor.value(
+            request.model_dump(exclude={"actor", "reason"}, exclude_none=True)
+        )
+        on_behalf = self.redactor.text(request.actor or actor.subject)
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 query("assign_ticket"),
                 actor.tenant_id,
                 ticket_id,
-                request.assignee_team,
-                request.owning_group,
-                request.assignee,
+                fields.get("assignee_team"),
+                fields.get("owning_group"),
+                fields.get("assignee"),
                 request.priority,
                 list(TERMINAL_STATUSES),
             )
@@ -277,7 +279,7 @@ class Tickets(Reads):
                 actor.tenant_id,
                 kind="note",
                 body=request.body,
-                author=request.author or actor.subject,
+                author=self.redactor.text(request.author or actor.subject),
                 source=request.source,
                 visibility=request.visibility,
                 data={"recorded_by": actor.subject},
@@ -311,7 +313,7 @@ class Tickets(Reads):
                 actor.tenant_id,
                 ticket.id,
                 self.redactor.text(request.filename),
-                request.content_type,
+                self.redactor.text(request.content_type),
                 request.size_bytes,
                 # A reference may be a signed URL: its signature is a secret.
                 self.redactor.text(request.storage_ref),
@@ -340,7 +342,7 @@ class Tickets(Reads):
         """Ask the requester a question: a public note, and the ticket waits for the
         answer (awaiting_user_response) until `user_response`."""
         ticket = await self.get_ticket(actor.tenant_id, ticket_id)
-        on_behalf = request.actor or actor.subject
+        on_behalf = self.redactor.text(request.actor or actor.subject)
         async with self.pool.acquire() as connection, connection.transaction():
             moved = await connection.fetchrow(
                 query("set_ticket_status"),
@@ -397,7 +399,7 @@ class Tickets(Reads):
                 actor.tenant_id,
                 kind="user_response",
                 body=request.body,
-                author=request.author or actor.subject,
+                author=self.redactor.text(request.author or actor.subject),
                 source="user-response",
                 visibility="public",
                 data={"restored": ticket.status, "recorded_by": actor.subject},
