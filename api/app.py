@@ -25,11 +25,13 @@ from api.routes import (
     audit,
     changes,
     client_sessions,
+    dashboard,
     events,
     health,
     it_requests,
     providers,
     runs,
+    search,
     tasks,
     threads,
     tickets,
@@ -66,6 +68,8 @@ ENDPOINTS = [
     *agent_sessions.ENDPOINTS,
     *client_sessions.ENDPOINTS,
     *audit.ENDPOINTS,
+    *dashboard.ENDPOINTS,
+    *search.ENDPOINTS,
 ]
 
 

@@ -85,3 +85,11 @@ CREATE FUNCTION audit_record_hash(
         actor, action, target_type, target_id, category, level, ticket_id, agent_id, detail
     )::text, 'UTF8')), 'hex')
 $$;
+
+-- The audit feed (`GET /api/dashboard/audit`) pages a tenant's trace events newest
+-- first, across its tasks.
+CREATE INDEX trace_events_tenant_feed
+    ON trace_events (tenant_id, created_at DESC, task_id DESC, seq DESC);
+
+-- Global search reads a tenant's latest agent sessions.
+CREATE INDEX agent_sessions_tenant_recent ON agent_sessions (tenant_id, created_at DESC);

@@ -72,3 +72,101 @@ LEFT JOIN broken ON true;
 -- name: get_audit_chain_head
 -- Tenant $1's chain head: the last number handed out and that record's hash.
 SELECT seq, head_hash FROM audit_chain_heads WHERE tenant_id = $1;
+
+-- name: plan_feed_for_its_filters
+-- For the rest of the transaction, plan each statement for its arguments: a filter left
+-- out is NULL, and only a plan made knowing which filters are given uses their index.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
+-- name: audit_feed_records
+-- Tenant $1's audit records older than $2 (none: from the newest), newest first, at most
+-- $11, with the feed's filters, each NULL when not given: actor $3, action $4, category
+-- $5, level $6, target id $7, ticket $8, agent $9, full-text query $10. (Times are
+-- unique in a tenant's chain: no tie to break.)
+SELECT 'audit' AS source, seq::text AS key, created_at, actor, action, category, level,
+       target_type, target_id, ticket_id, agent_id, detail,
+       action || ' ' || target_type || ' ' || target_id AS summary
+FROM audit_records
+WHERE tenant_id = $1
+  AND ($2::timestamptz IS NULL OR created_at < $2)
+  AND ($3::text IS NULL OR actor = $3)
+  AND ($4::text IS NULL OR action = $4)
+  AND ($5::text IS NULL OR category = $5)
+  AND ($6::text IS NULL OR level = $6)
+  AND ($7::text IS NULL OR target_id = $7)
+  AND ($8::text IS NULL OR ticket_id = $8)
+  AND ($9::text IS NULL OR agent_id = $9)
+  AND ($10::text IS NULL OR search @@ websearch_to_tsquery('simple', $10))
+ORDER BY created_at DESC
+LIMIT $11;
+
+-- name: audit_feed_events
+-- Tenant $1's trace events before the position ($2, $3, $4: time, task, seq; none: from
+-- the newest), newest first, at most $13, with the feed's filters as in
+-- audit_feed_records from $5 on. An event's category is `operations`, its level follows
+-- from its kind, its target is its task, its ticket and agent are those its data names.
+-- The filters are checked on the tenant's latest 20,000 events before the position, so
+-- a filter that matches little costs a bounded scan, not the tenant's whole trace.
+SELECT 'event' AS source, task_id::text || ':' || seq AS key, created_at, actor,
+       kind AS action, 'operations' AS category, level, 'task' AS target_type,
+       task_id::text AS target_id, data->>'ticket_id' AS ticket_id,
+       data->>'agent_id' AS agent_id, data AS detail, message AS summary
+FROM (
+    SELECT *,
+           CASE WHEN kind IN ('failed', 'blocked', 'fence_refused', 'lease_expired',
+                              'dead_lettered') THEN 'error'
+                WHEN kind LIKE '%refused' OR kind LIKE 'break_glass%'
+                     OR kind IN ('denied', 'rejected', 'rollback_requested') THEN 'warning'
+                ELSE 'info' END AS level
+    FROM trace_events
+    WHERE tenant_id = $1
+      AND ($2::timestamptz IS NULL
+           OR (created_at <= $2 AND (created_at, task_id, seq) < ($2, $3::uuid, $4::integer)))
+    ORDER BY created_at DESC, task_id DESC, seq DESC
+    LIMIT 20000
+) AS latest
+WHERE ($5::text IS NULL OR actor = $5)
+  AND ($6::text IS NULL OR kind = $6)
+  AND ($7::text IS NULL OR $7 = 'operations')
+  AND ($8::text IS NULL OR level = $8)
+  AND ($9::text IS NULL OR task_id::text = $9)
+  AND ($10::text IS NULL OR data->>'ticket_id' = $10)
+  AND ($11::text IS NULL OR data->>'agent_id' = $11)
+  AND ($12::text IS NULL OR to_tsvector('simple', kind || ' ' || message)
+                            @@ websearch_to_tsquery('simple', $12))
+ORDER BY created_at DESC, task_id DESC, seq DESC
+LIMIT $13;
+
+-- name: audit_feed_notes
+-- Tenant $1's ticket notes of a visibility in $12 before the position ($2, $3: time, note
+-- id; none: from the newest), newest first, at most $13, with the feed's filters as in
+-- audit_feed_records from $4 on (the target $8 and ticket $9 as uuids). A note's action
+-- is its kind, its category `ticket`, its level `info`, its target its ticket. The other
+-- filters are checked on the latest 20,000 notes before the position (of the ticket,
+-- when one is given), a bounded scan.
+SELECT 'note' AS source, id::text AS key, created_at, author AS actor, kind AS action,
+       'ticket' AS category, 'info' AS level, 'ticket' AS target_type,
+       ticket_id::text AS target_id, ticket_id::text AS ticket_id,
+       data->>'agent_id' AS agent_id,
+       jsonb_build_object('source', source, 'visibility', visibility, 'data', data) AS detail,
+       body AS summary
+FROM (
+    SELECT * FROM ticket_notes
+    WHERE tenant_id = $1
+      AND visibility = ANY ($12::text[])
+      AND ($8::uuid IS NULL OR ticket_id = $8)
+      AND ($9::uuid IS NULL OR ticket_id = $9)
+      AND ($2::timestamptz IS NULL
+           OR (created_at <= $2 AND (created_at, id) < ($2, $3::uuid)))
+    ORDER BY created_at DESC, id DESC
+    LIMIT 20000
+) AS latest
+WHERE ($4::text IS NULL OR author = $4)
+  AND ($5::text IS NULL OR kind = $5)
+  AND ($6::text IS NULL OR $6 = 'ticket')
+  AND ($7::text IS NULL OR $7 = 'info')
+  AND ($10::text IS NULL OR data->>'agent_id' = $10)
+  AND ($11::text IS NULL OR to_tsvector('simple', kind || ' ' || body)
+                            @@ websearch_to_tsquery('simple', $11))
+ORDER BY created_at DESC, id DESC
+LIMIT $13;

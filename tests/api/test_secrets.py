@@ -32,6 +32,7 @@ LEDGER_TABLES = (
     "ticket_attachments",
     "change_requests",
     "access_requests",
+    "audit_records",
 )
 AGENTS = "/api/v1/agents"
 SESSIONS = "/api/v1/client-sessions"
@@ -131,7 +132,14 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
         "thread": thread.text,
         "thread read": (await http.get(thread_url, headers=auth())).text,
         "threads": (await http.get("/api/v1/threads", headers=auth())).text,
+        "audit feed": (await http.get("/api/dashboard/audit?limit=200", headers=auth())).text,
+        "audit verify": (await http.get("/api/audit/verify", headers=auth())).text,
+        "dashboard stats": (await http.get("/api/dashboard/stats", headers=auth())).text,
     }
+    # Every word of every form, searched for: what matches shows only redacted text.
+    for name, text, _ in WRITTEN_FORMS:
+        found = await http.get("/api/search/global", params={"q": text[:200]}, headers=auth())
+        texts[f"search for the {name} form"] = found.text
     texts |= {f"transition {n}": response.text for n, response in enumerate(transitions)}
     texts |= runs
     for each in (task_id, approved, rejected):
