@@ -175,6 +175,21 @@ class Changes(Tickets):
         rows = await self.pool.fetch(query("pending_changes"), tenant_id, PENDING_PAGE)
         return [ChangeRequest.model_validate(dict(row)) for row in rows]
 
+    async def approved_change_for(
+        self, tenant_id: str, *, ticket_id: UUID, agent_id: UUID, target: str
+    ) -> ChangeRequest | None:
+        """The approved change that lets `agent_id`'s write to `target` proceed on the
+        ticket (None: there is none; the write must wait for one). The target is
+        compared as stored, redacted."""
+        row = await self.pool.fetchrow(
+            query("approved_change_for_target"),
+            tenant_id,
+            ticket_id,
+            agent_id,
+            self.redactor.text(target),
+        )
+        return None if row is None else ChangeRequest.model_validate(dict(row))
+
     async def ticket_changes(self, tenant_id: str, ticket_id: UUID) -> list[ChangeRequest]:
         rows = await self.pool.fetch(query("ticket_changes"), tenant_id, ticket_id)
         return [ChangeRequest.model_validate(dict(row)) for row in rows]

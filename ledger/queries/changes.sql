@@ -123,3 +123,12 @@ FROM access_requests a
 JOIN change_requests_now c ON c.id = a.change_id
 JOIN tickets child ON child.id = a.child_ticket_id
 WHERE a.tenant_id = $1 AND a.id = $2;
+
+-- name: approved_change_for_target
+-- The latest approved (not yet completed) change of an agent on a ticket for a target:
+-- what lets the agent's write to that target proceed.
+SELECT * FROM change_requests
+WHERE tenant_id = $1 AND ticket_id = $2 AND agent_id = $3 AND target = $4
+  AND status = 'approved'
+ORDER BY decided_at DESC
+LIMIT 1;

@@ -3,7 +3,9 @@ as the risk level's rule says (never one's own), reject, complete; an expired ch
 cannot be approved and expires by itself; every transition leaves a ticket note and an
 audit record; another tenant's change is not found."""
 
+import asyncio
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import pytest
 
@@ -275,3 +277,29 @@ async def test_another_tenants_change_is_not_found(http, auth, ticket_id, reques
         assert response.status_code == 404, response.text
     assert (await http.get(CHANGES, headers=other)).json()["changes"] == []
     assert (await http.get(f"{url}/status", headers=auth())).json()["change"]["status"] == "pending"
+
+
+async def test_two_approvers_at_once_decide_once(http, auth, request_change):
+    change = await request_change()
+    url = f"{CHANGES}/{change['id']}/approve"
+    answers = await asyncio.gather(
+        *(http.post(url, json={}, headers=auth(subject=who)) for who in ("bob", "carol"))
+    )
+    assert sorted(answer.status_code for answer in answers) == [200, 409]
+    decided = (await http.get(f"{CHANGES}/{change['id']}", headers=auth())).json()["change"]
+    assert len(decided["approvals"]) == 1 and decided["status"] == "approved"
+
+
+async def test_an_approved_change_is_what_lets_the_agents_write_proceed(
+    app, http, auth, tenant, ticket_id, request_change
+):
+    agent = "0b6c3f4e-6d0f-4a43-9a57-2d9d1c8a7e10"
+    change = await request_change(agent_id=agent, target="db01:/etc/app.conf")
+    ledger = app.state.ledger
+    ask = {"ticket_id": UUID(ticket_id), "agent_id": UUID(agent), "target": "db01:/etc/app.conf"}
+    assert await ledger.approved_change_for(tenant, **ask) is None
+    await http.post(f"{CHANGES}/{change['id']}/approve", json={}, headers=auth(subject="bob"))
+    approved = await ledger.approved_change_for(tenant, **ask)
+    assert approved is not None and str(approved.id) == change["id"]
+    assert await ledger.approved_change_for(tenant, **{**ask, "target": "db02"}) is None
+    assert await ledger.approved_change_for("another-tenant", **ask) is None

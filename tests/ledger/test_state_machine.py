@@ -237,6 +237,7 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     "insert_change_request": {("change_requests", "pending")},
     "pending_changes": {("change_requests", "pending")},
     "changes_due_to_expire": {("change_requests", "pending")},
+    "approved_change_for_target": {("change_requests", "approved")},
     "approve_change": {("change_requests", "pending")},
     "reject_change": {("change_requests", "pending"), ("change_requests", "rejected")},
     "complete_change": {("change_requests", "approved"), ("change_requests", "completed")},
