@@ -415,6 +415,26 @@ class Tickets(Reads):
             await self.on_ticket_event(connection, TicketEvent("user_responded", ticket, note))
         return ticket, note
 
+    async def set_current_agent(
+        self,
+        connection: asyncpg.Connection,
+        tenant_id: str,
+        ticket_id: UUID,
+        *,
+        agent_id: UUID | None,
+        task_id: UUID | None,
+    ) -> Ticket:
+        """Record, in `connection`'s transaction, the agent now working the ticket and
+        its current task (None for both when the agent is unassigned); the task is
+        linked to the ticket too. The agent lifecycle writes its own audit record."""
+        row = await connection.fetchrow(
+            query("set_ticket_agent"), tenant_id, ticket_id, agent_id, task_id
+        )
+        ticket = ticket_record(row, ticket_id)
+        if task_id is not None:
+            await self.link_ticket_task(connection, tenant_id, ticket_id, task_id)
+        return ticket
+
     async def link_ticket_task(
         self, connection: asyncpg.Connection, tenant_id: str, ticket_id: UUID, task_id: UUID
     ) -> None:

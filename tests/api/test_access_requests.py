@@ -3,6 +3,8 @@ owning group and a change gate on the ticket and its agent; the gate's decision 
 grant, settles the child ticket, and tells the agent lifecycle (`on_ticket_event`).
 Also the ticket's context bundle and the provider list."""
 
+from uuid import UUID
+
 import pytest
 
 from ledger.repository import Ledger
@@ -176,3 +178,24 @@ async def test_providers_lists_local(http, auth) -> None:
             "configured": True,
         }
     ]
+
+
+async def test_the_current_agent_shows_on_the_ticket(app, http, auth, tenant, new_task, ticket_id):
+    task = (await new_task())["task"]
+    ledger = app.state.ledger
+    async with ledger.pool.acquire() as connection:
+        await ledger.set_current_agent(
+            connection, tenant, UUID(ticket_id), agent_id=UUID(AGENT), task_id=UUID(task["id"])
+        )
+    detail = (await http.get(f"/api/tickets/{ticket_id}", headers=auth())).json()
+    assert detail["agent"] == {"agent_id": AGENT, "task_id": task["id"], "task_status": "queued"}
+    listed = (await http.get("/api/tickets", params={"agent_only": "true"}, headers=auth())).json()
+    assert [t["id"] for t in listed["tickets"]] == [ticket_id]
+    context = (await http.get(f"/api/tickets/{ticket_id}/context", headers=auth())).json()
+    assert [t["id"] for t in context["context"]["recent_tasks"]] == [task["id"]]
+    async with ledger.pool.acquire() as connection:
+        await ledger.set_current_agent(
+            connection, tenant, UUID(ticket_id), agent_id=None, task_id=None
+        )
+    listed = (await http.get("/api/tickets", params={"agent_only": "true"}, headers=auth())).json()
+    assert listed["tickets"] == []
