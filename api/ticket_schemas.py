@@ -2,6 +2,8 @@
 
 from pydantic import BaseModel, ConfigDict
 
+from ledger.change_models import AccessRequest, ChangeRequest, ChangeStatusView
+from ledger.ticket_context import TicketContext
 from ledger.ticket_models import CurrentAgent, Ticket, TicketAttachment, TicketNote
 
 
@@ -45,3 +47,49 @@ class AttachmentsResponse(_Response):
 class TicketDetailResponse(_Response):
     ticket: Ticket
     agent: CurrentAgent
+    change_requests: list[ChangeRequest]
+
+
+class TicketContextResponse(_Response):
+    context: TicketContext
+
+
+class AccessRequestResponse(_Response):
+    access_request: AccessRequest
+
+
+class AccessRequestsResponse(_Response):
+    access_requests: list[AccessRequest]
+
+
+class ChangeResponse(_Response):
+    change: ChangeRequest
+
+
+class ChangeListResponse(_Response):
+    changes: list[ChangeRequest]
+
+
+class ChangeStatusResponse(_Response):
+    change: ChangeStatusView
+
+
+class ChangeStats(_Response):
+    total: int
+    pending: int
+    by_status: dict[str, int]
+    by_risk_level: dict[str, int]
+
+
+class ChangeStatsResponse(_Response):
+    stats: ChangeStats
+
+
+class ProviderInfo(_Response):
+    name: str
+    description: str
+    configured: bool
+
+
+class ProvidersResponse(_Response):
+    providers: list[ProviderInfo]

@@ -11,7 +11,9 @@
   by the same guarded decision as the task's tool-call approval;
 - IT requests (`ledger/it_requests.py`), each registered as a ticket;
 - tickets (`ledger/tickets.py`): status, assignment, notes, attachments, a request
-  for information and its answer;
+  for information and its answer; change requests (`ledger/changes.py`), access
+  requests (`ledger/access_requests.py`) and a ticket's context bundle
+  (`ledger/ticket_context.py`);
 - the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked, its feed;
 - the dashboard's overview (`ledger/dashboard.py`): counts, trends, recent activity;
 - global search (`ledger/global_search.py`): full-text over the tenant's records;
@@ -35,6 +37,7 @@ from ledger.global_search import GlobalSearch
 from ledger.it_requests import ITRequests
 from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
+from ledger.ticket_context import TicketContexts
 
 __all__ = [
     "Actor",
@@ -48,5 +51,14 @@ __all__ = [
 ]
 
 
-class Ledger(ClientSessions, Approvals, ITRequests, Dashboard, Overview, AuditTrail, GlobalSearch):
+class Ledger(
+    ClientSessions,
+    Approvals,
+    ITRequests,
+    TicketContexts,
+    Dashboard,
+    Overview,
+    AuditTrail,
+    GlobalSearch,
+):
     """Everything the API does to the ledger."""

@@ -5,17 +5,32 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from ledger.ticket_workflow import TicketClass
+from ledger.ticket_workflow import TICKET_STATUSES, TicketClass
 
 ShortText = Annotated[str, Field(min_length=1, max_length=500)]
 Body = Annotated[str, Field(min_length=1, max_length=100_000)]
 Label = Annotated[str, Field(min_length=1, max_length=200)]
 Reason = Annotated[str, Field(max_length=2_000)]
-# A status is checked against the ticket's workflow (400 naming the allowed ones), so the
-# schema only bounds its shape.
-StatusName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z_]*$")]
+# One of the ticket workflow's statuses, as the schema lists them; the ledger refuses any
+# other with a 400 naming them (`ledger/ticket_workflow.py`).
+StatusName = Annotated[
+    str,
+    Field(max_length=64),
+    WithJsonSchema({"type": "string", "enum": list(TICKET_STATUSES)}),
+]
+
+
+def _known_status(value: str) -> str:
+    if value not in TICKET_STATUSES:
+        raise ValueError(f"not a ticket status; allowed: {', '.join(TICKET_STATUSES)}")
+    return value
+
+
+# A filter is refused by the model (a request body's status, by the ledger, with the
+# allowed ones in its details).
+StatusFilter = Annotated[StatusName, AfterValidator(_known_status)]
 
 _PRIORITY_TEXT = {f"{prefix}{n}": n for n in range(1, 5) for prefix in ("", "P", "p")}
 
@@ -26,27 +41,44 @@ def _whole(value: Any) -> Any:
 
 
 def _priority(value: Any) -> Any:
-    """P1-P4 or 1-4, as a number or as text; anything else is left for the int check
-    (which refuses it)."""
+    """P1-P4 or 1-4, as a number or as text (a query parameter is text); any other text
+    is refused, a number is left for the range check."""
     if isinstance(value, str):
-        return _PRIORITY_TEXT.get(value, value)
+        if value not in _PRIORITY_TEXT:
+            raise ValueError("a priority is P1-P4 or 1-4")
+        return _PRIORITY_TEXT[value]
     return _whole(value)
 
 
+_PRIORITY_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "integer", "minimum": 1, "maximum": 4},
+            {"type": "string", "pattern": "^[Pp]?[1-4]$"},
+        ],
+        "description": "P1-P4 or 1-4 (1 is the most urgent)",
+    }
+)
 # 1 (most urgent) to 4.
-Priority = Annotated[
-    int,
-    BeforeValidator(_priority),
-    Field(ge=1, le=4),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": 4},
-                {"type": "string", "pattern": "^[Pp]?[1-4]$"},
-            ],
-            "description": "P1-P4 or 1-4 (1 is the most urgent)",
-        }
-    ),
+Priority = Annotated[int, BeforeValidator(_priority), Field(ge=1, le=4), _PRIORITY_SCHEMA]
+
+
+def _query_priority(value: str) -> Any:
+    """A query parameter is text: P1-P4, or a whole number as a JSON integer is written
+    (2 or 2.0); the range check follows."""
+    if value in _PRIORITY_TEXT:
+        return _PRIORITY_TEXT[value]
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("a priority is P1-P4 or 1-4") from None
+    if not number.is_integer():
+        raise ValueError("a priority is P1-P4 or 1-4")
+    return int(number)
+
+
+QueryPriority = Annotated[
+    int, BeforeValidator(_query_priority), Field(ge=1, le=4), _PRIORITY_SCHEMA
 ]
 
 # Who wrote a note. A person (dashboard), the requester or their answer (requester,
@@ -89,8 +121,8 @@ class TicketListQuery(BaseModel):
     # Query parameters arrive as text: not strict, but unknown ones are refused.
     model_config = ConfigDict(extra="forbid")
 
-    status: StatusName | None = None
-    priority: Priority | None = None
+    status: StatusFilter | None = None
+    priority: QueryPriority | None = None
     assignee: Label | None = None
     # Only tickets an agent is working on now.
     agent_only: bool = False

@@ -1,9 +1,8 @@
-"""Which statuses a ticket may take: one workflow per ticket class (no I/O).
+"""The statuses a ticket may take: one workflow for every ticket class (no I/O).
 
-A ticket's status is free to move to any status of its class's workflow, as a service
-desk's is, except out of a terminal one: a closed or cancelled ticket stays so (a new
-ticket is raised instead). `awaiting_user_response` is entered by a request for
-information and left by the requester's response, which restores the status before it.
+`/openapi.json` lists exactly these, and a status outside them is refused with a 400
+naming them, so what a client may send is what the schema says. A ticket moves freely
+between them, as a service desk's does, except out of a terminal one.
 """
 
 from typing import Literal, get_args
@@ -12,58 +11,31 @@ TicketClass = Literal["Incident", "UserRequest", "Problem", "Change", "AccessReq
 TICKET_CLASSES: tuple[str, ...] = get_args(TicketClass)
 
 AWAITING_USER_RESPONSE = "awaiting_user_response"
-TERMINAL_STATUSES = frozenset({"closed", "cancelled"})
 
-_SERVICE = (
+TICKET_STATUSES: tuple[str, ...] = (
+    # Created; nobody works it yet.
     "new",
+    # An owning group or assignee took it.
     "assigned",
+    # Someone (a person or an agent) works it.
     "in_progress",
+    # Paused on purpose (a vendor, a maintenance window).
     "on_hold",
+    # Waits for a change gate: an access request's child ticket, until its gate is
+    # decided (granted: resolved; rejected or expired: cancelled).
+    "awaiting_approval",
+    # A question was put to the requester (request-info); their answer (user-response)
+    # restores the status the ticket had before.
     AWAITING_USER_RESPONSE,
+    # The work is done and verified; may still be reopened or closed.
     "resolved",
+    # Terminal: the ticket's record is final (a new ticket is raised instead).
     "closed",
+    # Terminal: it will not be worked.
     "cancelled",
 )
-
-WORKFLOWS: dict[str, tuple[str, ...]] = {
-    "Incident": _SERVICE,
-    "UserRequest": _SERVICE,
-    "Problem": (
-        "new",
-        "assessment",
-        "root_cause_analysis",
-        "fix_in_progress",
-        AWAITING_USER_RESPONSE,
-        "resolved",
-        "closed",
-        "cancelled",
-    ),
-    # ServiceNow's change model; whether the change may proceed is its gate's decision
-    # (`ledger/changes.py`), not the ticket's status.
-    "Change": (
-        "new",
-        "assess",
-        "authorize",
-        "scheduled",
-        "implement",
-        "review",
-        "closed",
-        "cancelled",
-    ),
-    # The child ticket an access request raises for the owning group: it waits for its
-    # change gate, which resolves it (granted) or cancels it (rejected, expired).
-    "AccessRequest": ("new", "awaiting_approval", "in_progress", "resolved", "closed", "cancelled"),
-}
-
-# Every status any workflow has, for filters and the CHECK a reader may want.
-ALL_STATUSES: tuple[str, ...] = tuple(
-    dict.fromkeys(status for workflow in WORKFLOWS.values() for status in workflow)
-)
+TERMINAL_STATUSES = frozenset({"closed", "cancelled"})
 
 
-def allowed_statuses(ticket_class: str) -> tuple[str, ...]:
-    return WORKFLOWS[ticket_class]
-
-
-def in_workflow(ticket_class: str, status: str) -> bool:
-    return status in WORKFLOWS[ticket_class]
+def in_workflow(status: str) -> bool:
+    return status in TICKET_STATUSES

@@ -8,18 +8,15 @@ transaction, so what it does with it (a steering event, a resumed agent) commits
 back with the change.
 """
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from ledger.actor import Actor
-from ledger.audit import record_audit
 from ledger.errors import BadRequest, Conflict, NotFound
 from ledger.providers import ProviderSync, provider_for
 from ledger.reads import Reads
-from ledger.redaction import Redactor
 from ledger.sql import query
 from ledger.ticket_models import (
     AssignmentRequest,
@@ -35,94 +32,15 @@ from ledger.ticket_models import (
     TicketStatusRequest,
     UserResponseRequest,
 )
+from ledger.ticket_timeline import TicketEvent, audit_ticket, ticket_record, write_note
 from ledger.ticket_workflow import (
     AWAITING_USER_RESPONSE,
     TERMINAL_STATUSES,
-    allowed_statuses,
+    TICKET_STATUSES,
     in_workflow,
 )
 
-TicketEventKind = Literal[
-    "ticket_created", "note_added", "user_responded", "access_granted", "access_refused"
-]
 _CLOSING = frozenset({"resolved", "closed"})
-
-
-@dataclass(frozen=True)
-class TicketEvent:
-    """Something the agent lifecycle may act on: a ticket created (with `auto_assign` in
-    `detail`), a note added (its `source` says whether it may steer), the requester's
-    answer (the agent may resume), an access request's gate decided."""
-
-    kind: TicketEventKind
-    ticket: Ticket
-    note: TicketNote | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-async def write_note(
-    connection: asyncpg.Connection,
-    redactor: Redactor,
-    ticket: Ticket,
-    tenant_id: str,
-    *,
-    kind: str,
-    body: str,
-    author: str,
-    source: str,
-    visibility: str = "internal",
-    data: dict[str, Any] | None = None,
-) -> TicketNote:
-    """Append one note to `ticket`'s timeline, redacted. Call it inside the transaction
-    of the change it records."""
-    row = await connection.fetchrow(
-        query("insert_ticket_note"),
-        uuid4(),
-        tenant_id,
-        ticket.id,
-        kind,
-        redactor.text(body),
-        author,
-        source,
-        visibility,
-        redactor.value(data or {}),
-    )
-    return TicketNote.model_validate(dict(row))
-
-
-async def audit_ticket(
-    connection: asyncpg.Connection,
-    redactor: Redactor,
-    actor: Actor,
-    action: str,
-    ticket_id: UUID,
-    detail: dict[str, Any],
-    *,
-    target_type: str = "ticket",
-    target_id: UUID | None = None,
-    agent_id: UUID | None = None,
-) -> None:
-    """The audit record of a ticket's, a change's or an access request's transition,
-    attributed to the authenticated caller."""
-    await record_audit(
-        connection,
-        tenant_id=actor.tenant_id,
-        actor=actor.subject,
-        action=action,
-        target_type=target_type,
-        target_id=str(target_id or ticket_id),
-        category="ticket" if target_type == "ticket" else "change",
-        ticket_id=str(ticket_id),
-        agent_id=str(agent_id) if agent_id else None,
-        detail={**detail, "role": actor.role},
-        redactor=redactor,
-    )
-
-
-def ticket_record(row: asyncpg.Record | None, ticket_id: UUID) -> Ticket:
-    if row is None:
-        raise NotFound("ticket not found", ticket_id=str(ticket_id))
-    return Ticket.model_validate(dict(row))
 
 
 class Tickets(Reads):
@@ -168,8 +86,8 @@ class Tickets(Reads):
     ) -> Ticket:
         """A new ticket, its audit record and the `ticket_created` event; in
         `connection`'s transaction when given (an access request's child ticket)."""
-        if not in_workflow(request.ticket_class, request.status):
-            raise _outside_workflow(request.ticket_class, request.status)
+        if not in_workflow(request.status):
+            raise _outside_workflow(request.status)
         if connection is None:
             async with self.pool.acquire() as connection, connection.transaction():
                 ticket = await self._insert_ticket(
@@ -205,7 +123,7 @@ class Tickets(Reads):
             request.ticket_class,
             request.status,
             request.priority,
-            request.created_by or actor.subject,
+            self.redactor.text(request.created_by or actor.subject),
             owning_group,
             owning_group,
             parent_ticket_id,
@@ -241,13 +159,13 @@ class Tickets(Reads):
     async def set_ticket_status(
         self, actor: Actor, ticket_id: UUID, request: TicketStatusRequest
     ) -> tuple[Ticket, TicketNote]:
-        """Move the ticket to a status of its workflow (400 naming the allowed ones
+        """Move the ticket to a status of the workflow (400 naming the allowed ones
         otherwise; 409 from a closed or cancelled ticket). Resolving or closing it with
         `close_provider` closes the provider's record too, once the change committed."""
+        if not in_workflow(request.status):
+            raise _outside_workflow(request.status)
         ticket = await self.get_ticket(actor.tenant_id, ticket_id)
-        if not in_workflow(ticket.ticket_class, request.status):
-            raise _outside_workflow(ticket.ticket_class, request.status)
-        on_behalf = request.actor or actor.subject
+        on_behalf = self.redactor.text(request.actor or actor.subject)
         async with self.pool.acquire() as connection, connection.transaction():
             moved = await connection.fetchrow(
                 query("set_ticket_status"),
@@ -307,22 +225,19 @@ class Tickets(Reads):
     async def assign_ticket(
         self, actor: Actor, ticket_id: UUID, request: AssignmentRequest
     ) -> tuple[Ticket, TicketNote]:
-        fields = request.model_dump(exclude={"actor", "reason"}, exclude_none=True)
-        if not fields:
-            raise BadRequest(
-                "an assignment names at least one of assignee_team, owning_group, assignee, "
-                "escalation_tier, priority",
-                field="assignee",
-            )
-        on_behalf = request.actor or actor.subject
+        # The fields given; none given records the reason alone (nothing reassigned).
+        fields = self.redactor.value(
+            request.model_dump(exclude={"actor", "reason"}, exclude_none=True)
+        )
+        on_behalf = self.redactor.text(request.actor or actor.subject)
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 query("assign_ticket"),
                 actor.tenant_id,
                 ticket_id,
-                request.assignee_team,
-                request.owning_group,
-                request.assignee,
+                fields.get("assignee_team"),
+                fields.get("owning_group"),
+                fields.get("assignee"),
                 request.priority,
                 list(TERMINAL_STATUSES),
             )
@@ -330,7 +245,7 @@ class Tickets(Reads):
                 raise await self._status_conflict(actor.tenant_id, ticket_id, "reassign")
             ticket = Ticket.model_validate(dict(row))
             reason = self.redactor.text(request.reason)
-            summary = ", ".join(f"{name}={value}" for name, value in fields.items())
+            summary = ", ".join(f"{name}={value}" for name, value in fields.items()) or "unchanged"
             note = await write_note(
                 connection,
                 self.redactor,
@@ -364,7 +279,7 @@ class Tickets(Reads):
                 actor.tenant_id,
                 kind="note",
                 body=request.body,
-                author=request.author or actor.subject,
+                author=self.redactor.text(request.author or actor.subject),
                 source=request.source,
                 visibility=request.visibility,
                 data={"recorded_by": actor.subject},
@@ -398,7 +313,7 @@ class Tickets(Reads):
                 actor.tenant_id,
                 ticket.id,
                 self.redactor.text(request.filename),
-                request.content_type,
+                self.redactor.text(request.content_type),
                 request.size_bytes,
                 # A reference may be a signed URL: its signature is a secret.
                 self.redactor.text(request.storage_ref),
@@ -427,9 +342,7 @@ class Tickets(Reads):
         """Ask the requester a question: a public note, and the ticket waits for the
         answer (awaiting_user_response) until `user_response`."""
         ticket = await self.get_ticket(actor.tenant_id, ticket_id)
-        if not in_workflow(ticket.ticket_class, AWAITING_USER_RESPONSE):
-            raise _outside_workflow(ticket.ticket_class, AWAITING_USER_RESPONSE)
-        on_behalf = request.actor or actor.subject
+        on_behalf = self.redactor.text(request.actor or actor.subject)
         async with self.pool.acquire() as connection, connection.transaction():
             moved = await connection.fetchrow(
                 query("set_ticket_status"),
@@ -486,7 +399,7 @@ class Tickets(Reads):
                 actor.tenant_id,
                 kind="user_response",
                 body=request.body,
-                author=request.author or actor.subject,
+                author=self.redactor.text(request.author or actor.subject),
                 source="user-response",
                 visibility="public",
                 data={"restored": ticket.status, "recorded_by": actor.subject},
@@ -502,6 +415,26 @@ class Tickets(Reads):
             await self.on_ticket_event(connection, TicketEvent("user_responded", ticket, note))
         return ticket, note
 
+    async def set_current_agent(
+        self,
+        connection: asyncpg.Connection,
+        tenant_id: str,
+        ticket_id: UUID,
+        *,
+        agent_id: UUID | None,
+        task_id: UUID | None,
+    ) -> Ticket:
+        """Record, in `connection`'s transaction, the agent now working the ticket and
+        its current task (None for both when the agent is unassigned); the task is
+        linked to the ticket too. The agent lifecycle writes its own audit record."""
+        row = await connection.fetchrow(
+            query("set_ticket_agent"), tenant_id, ticket_id, agent_id, task_id
+        )
+        ticket = ticket_record(row, ticket_id)
+        if task_id is not None:
+            await self.link_ticket_task(connection, tenant_id, ticket_id, task_id)
+        return ticket
+
     async def link_ticket_task(
         self, connection: asyncpg.Connection, tenant_id: str, ticket_id: UUID, task_id: UUID
     ) -> None:
@@ -510,10 +443,10 @@ class Tickets(Reads):
         await connection.execute(query("link_ticket_task"), ticket_id, task_id, tenant_id)
 
 
-def _outside_workflow(ticket_class: str, status: str) -> BadRequest:
-    allowed = list(allowed_statuses(ticket_class))
+def _outside_workflow(status: str) -> BadRequest:
+    allowed = list(TICKET_STATUSES)
     return BadRequest(
-        f"status {status!r} is not in the {ticket_class} workflow; allowed: {', '.join(allowed)}",
+        f"status {status!r} is not in the ticket workflow; allowed: {', '.join(allowed)}",
         field="status",
         allowed=allowed,
     )

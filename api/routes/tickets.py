@@ -1,19 +1,24 @@
 """`/api/tickets`: tickets, their status and assignment, notes, attachment metadata, a
-request for information and the requester's answer."""
+request for information and the requester's answer, the context bundle and access
+requests."""
 
 from uuid import UUID
 
 from api.endpoints import Call, Endpoint, endpoint
 from api.ticket_schemas import (
+    AccessRequestResponse,
+    AccessRequestsResponse,
     AttachmentResponse,
     AttachmentsResponse,
     NoteResponse,
     NotesResponse,
+    TicketContextResponse,
     TicketDetailResponse,
     TicketListResponse,
     TicketNoteResponse,
     TicketResponse,
 )
+from ledger.change_models import AccessRequestCreate
 from ledger.ticket_models import (
     AssignmentRequest,
     AttachmentRequest,
@@ -70,7 +75,7 @@ async def create_ticket(call: Call[TicketCreateRequest, None]) -> tuple[int, Tic
 @endpoint(
     "GET",
     ONE_TICKET,
-    summary="Returns a ticket with its current agent.",
+    summary="Returns a ticket with its current agent and its change requests.",
     role="viewer",
     response=TicketDetailResponse,
     statuses=_READ,
@@ -81,6 +86,7 @@ async def get_ticket(call: Call) -> tuple[int, TicketDetailResponse]:
     return 200, TicketDetailResponse(
         ticket=await call.ledger.get_ticket(tenant, ticket),
         agent=await call.ledger.current_agent(tenant, ticket),
+        change_requests=await call.ledger.ticket_changes(tenant, ticket),
     )
 
 
@@ -231,6 +237,54 @@ async def user_response(call: Call[UserResponseRequest, None]) -> tuple[int, Tic
     return 200, TicketNoteResponse(ticket=ticket, note=note)
 
 
+@endpoint(
+    "GET",
+    ONE_TICKET + "/context",
+    summary="Returns the ticket's context bundle for the agent working it: the ticket, "
+    "notes, attachments, change requests, recent tasks, related tickets, access requests.",
+    role="viewer",
+    response=TicketContextResponse,
+    statuses=_READ,
+    tag=_TAG,
+)
+async def ticket_context(call: Call) -> tuple[int, TicketContextResponse]:
+    context = await call.ledger.ticket_context(call.actor.tenant_id, ticket_id(call))
+    return 200, TicketContextResponse(context=context)
+
+
+@endpoint(
+    "POST",
+    ONE_TICKET + "/access-request",
+    summary="Raises an access request: a child ticket for the owning group and a change "
+    "gate on this ticket and its agent, which decides the grant.",
+    role="operator",
+    response=AccessRequestResponse,
+    statuses=(201, 400, 401, 403, 404),
+    body=AccessRequestCreate,
+    tag=_TAG,
+)
+async def request_access(
+    call: Call[AccessRequestCreate, None],
+) -> tuple[int, AccessRequestResponse]:
+    access = await call.ledger.request_access(call.actor, ticket_id(call), call.body)
+    return 201, AccessRequestResponse(access_request=access)
+
+
+@endpoint(
+    "GET",
+    ONE_TICKET + "/access-requests",
+    summary="Lists the access requests raised for the ticket (or the one it is the child "
+    "ticket of), with their child ticket, gate and grant status.",
+    role="viewer",
+    response=AccessRequestsResponse,
+    statuses=_READ,
+    tag=_TAG,
+)
+async def list_access_requests(call: Call) -> tuple[int, AccessRequestsResponse]:
+    listed = await call.ledger.list_access_requests(call.actor.tenant_id, ticket_id(call))
+    return 200, AccessRequestsResponse(access_requests=listed)
+
+
 ENDPOINTS: list[Endpoint] = [
     list_tickets,
     create_ticket,
@@ -244,4 +298,7 @@ ENDPOINTS: list[Endpoint] = [
     list_attachments,
     request_info,
     user_response,
+    ticket_context,
+    request_access,
+    list_access_requests,
 ]

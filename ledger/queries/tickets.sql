@@ -113,3 +113,9 @@ SELECT * FROM tickets WHERE tenant_id = $1 AND it_request_number = $2;
 SELECT tk.agent_id, tk.agent_task_id AS task_id, t.status AS task_status
 FROM tickets tk LEFT JOIN tasks t ON t.id = tk.agent_task_id
 WHERE tk.tenant_id = $1 AND tk.id = $2;
+
+-- name: set_ticket_agent
+-- The agent now working a ticket and its current task (both NULL: none works it).
+UPDATE tickets SET agent_id = $3, agent_task_id = $4, updated_at = now()
+WHERE tenant_id = $1 AND id = $2
+RETURNING *;
