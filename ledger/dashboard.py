@@ -1,8 +1,10 @@
-"""The dashboard's overview of a tenant: counts, a week of daily trends, what waits for
-a person, and the latest activity from the audit feed. Every count is bounded (capped or
-read from a counter), so the overview costs the same in a tenant with millions of rows."""
+"""The dashboard's overview of a tenant: counts, a week of daily trends, the change
+requests waiting for a decision, and the latest activity from the audit feed. Every
+count is bounded (capped or read from a counter), so the overview costs the same in a
+tenant with millions of rows."""
 
 from datetime import UTC, date, datetime, timedelta
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,6 +16,7 @@ from ledger.states import TaskStatus
 
 TREND_DAYS = 7
 RECENT_ACTIVITY = 10
+PENDING_CHANGES = 20
 
 
 class _Model(BaseModel):
@@ -25,6 +28,8 @@ class DashboardCounts(_Model):
     tasks: dict[str, int]
     approvals_waiting: int
     agents_active: int
+    # Change requests waiting for a decision (capped at STATUS_COUNT_CAP).
+    changes_pending: int
     # The tenant's audit chain length (its head).
     audit_records: int
 
@@ -37,10 +42,24 @@ class DayTrend(_Model):
     audit_warnings: int
 
 
+class PendingChange(_Model):
+    id: UUID
+    ticket_id: UUID
+    agent_id: UUID | None
+    action: str
+    target: str
+    risk_level: str
+    requested_by: str
+    expires_at: datetime
+    created_at: datetime
+
+
 class DashboardStats(_Model):
     counts: DashboardCounts
     # The last TREND_DAYS days (UTC), oldest first, today included.
     trends: list[DayTrend]
+    # The soonest to expire first, at most PENDING_CHANGES.
+    pending_changes: list[PendingChange]
     recent_activity: list[FeedEntry]
 
 
@@ -64,6 +83,12 @@ class Dashboard(Overview):
             active = await connection.fetchval(
                 query("dashboard_active_sessions"), tenant_id, STATUS_COUNT_CAP
             )
+            pending = await connection.fetch(
+                query("dashboard_pending_changes"), tenant_id, PENDING_CHANGES
+            )
+            changes_pending = await connection.fetchval(
+                query("dashboard_pending_change_count"), tenant_id, STATUS_COUNT_CAP
+            )
             recent = await read_feed(
                 connection, tenant_id, FeedFilters(), limit=RECENT_ACTIVITY, role=actor.role
             )
@@ -81,6 +106,12 @@ class Dashboard(Overview):
             tasks=tasks,
             approvals_waiting=tasks.get(TaskStatus.AWAITING_APPROVAL, 0),
             agents_active=active,
+            changes_pending=changes_pending,
             audit_records=head["seq"] if head else 0,
         )
-        return DashboardStats(counts=counts, trends=trends, recent_activity=recent.entries)
+        return DashboardStats(
+            counts=counts,
+            trends=trends,
+            pending_changes=[PendingChange.model_validate(dict(row)) for row in pending],
+            recent_activity=recent.entries,
+        )

@@ -22,10 +22,11 @@ SearchKind = Literal["ticket", "note", "agent", "change", "audit"]
 _QUERIES: dict[SearchKind, str] = {
     "ticket": "search_tickets",
     "note": "search_ticket_notes",
+    "change": "search_change_requests",
     "audit": "search_audit_records",
     "agent": "search_agent_sessions",
 }
-_EVERYTHING: tuple[SearchKind, ...] = ("ticket", "note", "agent", "audit")
+_EVERYTHING: tuple[SearchKind, ...] = ("ticket", "note", "agent", "change", "audit")
 # A person searches every kind, a viewer only public notes (NOTE_VISIBILITIES); a
 # worker's token is for the worker protocol, not for reading the tenant's records.
 SEARCHED_BY_ROLE: dict[Role, tuple[SearchKind, ...]] = {

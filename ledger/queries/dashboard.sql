@@ -23,3 +23,21 @@ SELECT count(*) FROM (
     WHERE s.tenant_id = $1 AND s.state = 'active' AND r.status = 'running'
     LIMIT $2
 ) AS capped;
+
+-- name: dashboard_pending_changes
+-- Tenant $1's change requests waiting for a decision and not yet expired, the soonest to
+-- expire first, at most $2.
+SELECT id, ticket_id, agent_id, action, target, risk_level, requested_by, expires_at,
+       created_at
+FROM change_requests
+WHERE tenant_id = $1 AND status = 'pending' AND expires_at > now()
+ORDER BY expires_at
+LIMIT $2;
+
+-- name: dashboard_pending_change_count
+-- How many of tenant $1's change requests wait for a decision, stopping at $2.
+SELECT count(*) FROM (
+    SELECT 1 FROM change_requests
+    WHERE tenant_id = $1 AND status = 'pending' AND expires_at > now()
+    LIMIT $2
+) AS capped;

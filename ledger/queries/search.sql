@@ -73,3 +73,23 @@ FROM (
 WHERE document @@ matched
 ORDER BY rank DESC, created_at DESC
 LIMIT $3;
+
+-- name: search_change_requests
+-- Tenant $1's change requests whose action, target or reason match $2, best first, at
+-- most $3, among its latest 20,000 (a bounded scan). The command is not searched.
+SELECT 'change' AS kind, id::text AS id, action || ' ' || target AS title,
+       ts_headline('simple', action || ' ' || target || ' ' || reason, matched,
+                   'MaxWords=24, MinWords=6, StartSel=**, StopSel=**') AS snippet,
+       ts_rank(document, matched) AS rank, created_at, ticket_id::text AS ticket_id,
+       agent_id::text AS agent_id
+FROM (
+    SELECT id, action, target, reason, ticket_id, agent_id, created_at,
+           to_tsvector('simple', action || ' ' || target || ' ' || reason) AS document
+    FROM change_requests
+    WHERE tenant_id = $1
+    ORDER BY created_at DESC, id DESC
+    LIMIT 20000
+) AS latest, websearch_to_tsquery('simple', $2) AS matched
+WHERE document @@ matched
+ORDER BY rank DESC, created_at DESC
+LIMIT $3;

@@ -44,3 +44,35 @@ async def test_stats_count_what_the_tenant_did_today(http, auth, new_task, tenan
     other = (await http.get(STATS, headers=auth(tenant_id=f"other-{tenant}"))).json()
     assert other["counts"]["audit_records"] == 0 and other["recent_activity"] == []
     assert sum(other["counts"]["tasks"].values()) == 0
+
+
+async def test_stats_list_the_changes_waiting_for_a_decision(http, auth) -> None:
+    ticket = (await http.post("/api/tickets", json={"title": "Phishing"}, headers=auth())).json()[
+        "ticket"
+    ]["id"]
+    requested = []
+    for target in ("https://example.invalid/a", "https://example.invalid/b"):
+        response = await http.post(
+            "/api/changes/request",
+            json={
+                "ticket_id": ticket,
+                "action": "block_url",
+                "target": target,
+                "reason": "Confirmed phishing URL.",
+                "risk_level": "medium",
+            },
+            headers=auth(subject="agent-26"),
+        )
+        assert response.status_code == 201, response.text
+        requested.append(response.json()["change"])
+    rejected = await http.post(
+        f"/api/changes/{requested[0]['id']}/reject",
+        json={"reason": "not phishing"},
+        headers=auth(subject="olivia"),
+    )
+    assert rejected.status_code == 200, rejected.text
+    stats = (await http.get(STATS, headers=auth("viewer"))).json()
+    assert stats["counts"]["changes_pending"] == 1
+    assert [(c["id"], c["target"], c["requested_by"]) for c in stats["pending_changes"]] == [
+        (requested[1]["id"], "https://example.invalid/b", "agent-26")
+    ]

@@ -82,3 +82,29 @@ async def test_tickets_and_notes_are_found_as_the_role_may_read_them(http, auth)
     assert "on it" in next(hit["snippet"] for hit in as_viewer if hit["kind"] == "note")
     worker = await http.get(SEARCH, params={"q": "lisbon"}, headers=auth("worker"))
     assert worker.status_code == 403
+
+
+async def test_change_requests_are_found_by_action_target_and_reason(http, auth) -> None:
+    ticket = (await http.post("/api/tickets", json={"title": "Mail flow"}, headers=auth())).json()[
+        "ticket"
+    ]["id"]
+    change = await http.post(
+        "/api/changes/request",
+        json={
+            "ticket_id": ticket,
+            "action": "block_sender",
+            "target": "mallory@example.invalid",
+            "reason": "Quarantine the sender behind the invoice campaign.",
+            "command": "mailctl block --token hunter2-command",
+            "risk_level": "low",
+        },
+        headers=auth(subject="agent-26"),
+    )
+    assert change.status_code == 201, change.text
+    found = await _search(http, auth, "invoice campaign")
+    changes = [hit for hit in found["results"] if hit["kind"] == "change"]
+    assert [(hit["id"], hit["ticket_id"]) for hit in changes] == [
+        (change.json()["change"]["id"], ticket)
+    ]
+    assert "**invoice**" in changes[0]["snippet"] and "hunter2" not in str(found)
+    assert [h["kind"] for h in (await _search(http, auth, "mailctl"))["results"]] == []
