@@ -11,9 +11,10 @@ starts right after it whatever was appended meanwhile.
 What each filter matches per source: `actor` (a note's author), `action` (an event's
 or a note's kind), `category` (every event is `operations`, every note `ticket`),
 `level` (an event's follows from its kind; a note is `info`), `target` (the target id:
-an event's task, a note's ticket), `ticket_id` and `agent_id` (an event's as its data
-names them), `q` (Postgres full-text search, `websearch_to_tsquery` syntax). Notes are
-scoped by role: a viewer sees public notes, an operator or owner internal ones too.
+an event's task, a note's ticket), `ticket_id` (an event's as its data names it, else
+its task's ticket), `agent_id` (an event's as its data names it), `q` (Postgres
+full-text search, `websearch_to_tsquery` syntax). Notes are scoped by role: a viewer
+sees public notes, an operator or owner internal ones too.
 """
 
 import re
@@ -177,7 +178,14 @@ async def read_feed(
         if "event" in wanted:
             task, seq = _event_position(position) if position else (None, None)
             rows += await connection.fetch(
-                query("audit_feed_events"), tenant_id, before, task, seq, *matched, limit
+                query("audit_feed_events"),
+                tenant_id,
+                before,
+                task,
+                seq,
+                *matched,
+                limit,
+                _as_uuid(filters.ticket_id),
             )
         # A note's target and ticket are uuids: a filter naming something else
         # matches no note.

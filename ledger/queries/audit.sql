@@ -103,25 +103,31 @@ LIMIT $11;
 -- name: audit_feed_events
 -- Tenant $1's trace events before the position ($2, $3, $4: time, task, seq; none: from
 -- the newest), newest first, at most $13, with the feed's filters as in
--- audit_feed_records from $5 on. An event's category is `operations`, its level follows
--- from its kind, its target is its task, its ticket and agent are those its data names.
--- The filters are checked on the tenant's latest 20,000 events before the position, so
--- a filter that matches little costs a bounded scan, not the tenant's whole trace.
+-- audit_feed_records from $5 on ($14: the ticket as a uuid, NULL when it is none). An
+-- event's category is `operations`, its level follows from its kind, its target is its
+-- task; its ticket is the one its data names or else its task's (ticket_tasks), its
+-- agent the one its data names. The filters are checked on the tenant's latest 20,000
+-- events before the position (of the ticket's tasks, when a ticket is given), so a
+-- filter that matches little costs a bounded scan, not the tenant's whole trace.
 SELECT 'event' AS source, task_id::text || ':' || seq AS key, created_at, actor,
        kind AS action, 'operations' AS category, level, 'task' AS target_type,
-       task_id::text AS target_id, data->>'ticket_id' AS ticket_id,
-       data->>'agent_id' AS agent_id, data AS detail, message AS summary
+       task_id::text AS target_id, ticket_id, data->>'agent_id' AS agent_id,
+       data AS detail, message AS summary
 FROM (
-    SELECT *,
+    SELECT e.*,
            CASE WHEN kind IN ('failed', 'blocked', 'fence_refused', 'lease_expired',
                               'dead_lettered') THEN 'error'
                 WHEN kind LIKE '%refused' OR kind LIKE 'break_glass%'
                      OR kind IN ('denied', 'rejected', 'rollback_requested') THEN 'warning'
-                ELSE 'info' END AS level
-    FROM trace_events
+                ELSE 'info' END AS level,
+           coalesce(data->>'ticket_id', (SELECT t.ticket_id::text FROM ticket_tasks t
+                                         WHERE t.task_id = e.task_id LIMIT 1)) AS ticket_id
+    FROM trace_events e
     WHERE tenant_id = $1
       AND ($2::timestamptz IS NULL
            OR (created_at <= $2 AND (created_at, task_id, seq) < ($2, $3::uuid, $4::integer)))
+      AND ($10::text IS NULL OR data->>'ticket_id' = $10
+           OR task_id IN (SELECT t.task_id FROM ticket_tasks t WHERE t.ticket_id = $14::uuid))
     ORDER BY created_at DESC, task_id DESC, seq DESC
     LIMIT 20000
 ) AS latest
@@ -130,7 +136,6 @@ WHERE ($5::text IS NULL OR actor = $5)
   AND ($7::text IS NULL OR $7 = 'operations')
   AND ($8::text IS NULL OR level = $8)
   AND ($9::text IS NULL OR task_id::text = $9)
-  AND ($10::text IS NULL OR data->>'ticket_id' = $10)
   AND ($11::text IS NULL OR data->>'agent_id' = $11)
   AND ($12::text IS NULL OR to_tsvector('simple', kind || ' ' || message)
                             @@ websearch_to_tsquery('simple', $12))

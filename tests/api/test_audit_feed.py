@@ -218,3 +218,21 @@ async def test_pages_walk_notes_and_audit_records_once(http, auth) -> None:
         if cursor is None:
             break
     assert [(e["source"], e["key"]) for e in seen] == [(e["source"], e["key"]) for e in whole]
+
+
+async def test_a_tickets_trail_holds_the_events_of_the_tasks_worked_for_it(http, auth) -> None:
+    itr = {"request_number": "ITR-9", "title": "Disk full on app-7", "requester": "bob"}
+    ticket = (await http.post("/api/it-requests", json=itr, headers=auth())).json()["ticket"]
+    task = await http.post(
+        "/api/agents/tasks/from-it-request/ITR-9", json={"lane": "analysis"}, headers=auth()
+    )
+    assert task.status_code == 201, task.text
+    await new_unrelated_task(http, auth)
+    events = (await _feed(http, auth, source="event", ticket_id=ticket["id"]))["entries"]
+    assert events and {e["target_id"] for e in events} == {task.json()["task"]["id"]}
+    assert {e["ticket_id"] for e in events} == {ticket["id"]}
+
+
+async def new_unrelated_task(http, auth) -> None:
+    body = {"lane": "analysis", "title": "Other", "instructions": "Summarise."}
+    assert (await http.post(TASKS, json=body, headers=auth())).status_code == 201

@@ -102,9 +102,9 @@ async def test_each_audit_filter_reads_its_index_in_order(connection, filters, i
 async def test_the_event_page_reads_the_tenant_feed_index_from_its_cursor(connection):
     cursor = (datetime.now(UTC), UUID(int=2**128 - 1), 2**31 - 1)
     plan = await _plan(
-        connection, "audit_feed_events", TENANT, *cursor, *FeedFilters().matched(), PAGE
+        connection, "audit_feed_events", TENANT, *cursor, *FeedFilters().matched(), PAGE, None
     )
-    scans = [n for n in _nodes(plan) if "Index Name" in n]
-    assert [n["Index Name"] for n in scans] == ["trace_events_tenant_feed"]
+    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "trace_events"]
+    assert [n.get("Index Name") for n in scans] == ["trace_events_tenant_feed"]
     assert "created_at <=" in scans[0]["Index Cond"]
     assert not [n for n in _nodes(plan) if n["Node Type"] == "Sort"]
