@@ -22,13 +22,19 @@ from api.routes import (
     agent_sessions,
     agent_soul,
     agent_spawn,
+    audit,
+    changes,
     client_sessions,
+    dashboard,
     events,
     health,
     it_requests,
+    providers,
     runs,
+    search,
     tasks,
     threads,
+    tickets,
     workspaces,
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
@@ -48,6 +54,9 @@ ENDPOINTS = [
     *tasks.ENDPOINTS,
     *workspaces.ENDPOINTS,
     *it_requests.ENDPOINTS,
+    *tickets.ENDPOINTS,
+    *changes.ENDPOINTS,
+    *providers.ENDPOINTS,
     *agent_runtime.ENDPOINTS,
     *agent_channels.ENDPOINTS,
     *agent_self.ENDPOINTS,
@@ -58,6 +67,9 @@ ENDPOINTS = [
     *runs.ENDPOINTS,
     *agent_sessions.ENDPOINTS,
     *client_sessions.ENDPOINTS,
+    *audit.ENDPOINTS,
+    *dashboard.ENDPOINTS,
+    *search.ENDPOINTS,
 ]
 
 

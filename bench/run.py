@@ -10,7 +10,15 @@ from datetime import UTC, datetime
 
 from bench.common import RESULTS
 
-BENCHMARKS = ["queue_core", "pipeline", "ledger_size", "memory", "streams", "conversations"]
+BENCHMARKS = [
+    "queue_core",
+    "pipeline",
+    "ledger_size",
+    "memory",
+    "streams",
+    "conversations",
+    "audit",
+]
 # Each finishes in a few minutes; past this something is stuck.
 TIMEOUT_SECONDS = 420
 

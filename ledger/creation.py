@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 
 from ledger.actor import Actor
+from ledger.audit import record_audit
 from ledger.errors import BadRequest, Conflict, PolicyError
 from ledger.group_commit import GroupCommit
 from ledger.models import Task, TaskCreateRequest
@@ -204,6 +205,10 @@ class TaskCreation(Reads):
             turn.agent_type if turn else None,
             turn.run_options if turn else None,
         )
+        if verdict.decision == "deny":
+            # A refusal (or an owner's break-glass request) is audited with the task it
+            # records, so it takes the task's own transaction, off the batched path.
+            with_task = self._audited_refusal(actor, verdict, break_glass, with_task)
         if turn is None and with_task is None:
             row = await self._inserts.submit(arguments)
         else:
@@ -253,6 +258,33 @@ class TaskCreation(Reads):
         TASKS_CREATED.labels(task.lane, verdict.decision).inc()
         return CreatedTask(task=task, verdict=verdict, created=True)
 
+    def _audited_refusal(
+        self, actor: Actor, verdict: Verdict, break_glass: bool, with_task: WithTask | None
+    ) -> WithTask:
+        async def audit(connection: asyncpg.Connection, task_id: UUID, status: str) -> None:
+            if with_task is not None:
+                await with_task(connection, task_id, status)
+            await record_audit(
+                connection,
+                tenant_id=actor.tenant_id,
+                actor=actor.subject,
+                action="break_glass_requested" if break_glass else "policy_denied",
+                target_type="task",
+                target_id=str(task_id),
+                category="policy",
+                level="warning",
+                detail={
+                    "role": actor.role,
+                    "reasons": verdict.reasons,
+                    "profile": verdict.profile,
+                    "policy_version": verdict.policy_version,
+                    "to_status": status,
+                },
+                redactor=self.redactor,
+            )
+
+        return audit
+
     async def _insert_alone(
         self,
         arguments: tuple[Any, ...],
@@ -296,7 +328,7 @@ class TaskCreation(Reads):
                     [message],
                     [self.redactor.value(turn.message_data)],
                 )
-            if with_task is not None:
+            if with_task is not None and row is not None:
                 await with_task(connection, task_id, status)
         return row
 
