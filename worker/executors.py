@@ -80,6 +80,7 @@ def load_sdk() -> None:
             "worker.conversation",
             "worker.client_session",
             "worker.hooks",
+            "worker.steering",
         ):
             importlib.import_module(module)
 
@@ -121,6 +122,8 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
     from agents import Agent, ModelSettings, RunConfig
 
     from worker.hooks import WorkbenchHooks
+    from worker.steering import ACK_STEERING, SteeringInbox, ticket_agent_id
+    from worker.steering import INSTRUCTIONS as STEERING_INSTRUCTIONS
     from worker.streaming import RunStream, StreamingModelProvider
     from worker.tools import tools_for
     from worker.tracing import trace_processor
@@ -131,6 +134,7 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
     model = options.get("model") or model
     processor = trace_processor(run.leases.redactor)
     stream = RunStream(trace_id, run.leases.redactor, flush)
+    steering: SteeringInbox | None = None
     if task.thread_id is not None:
         from worker.conversation import conversation_agent
 
@@ -140,14 +144,18 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
         # it, at most its parent's for a spawned helper.
         session = run.claim.grant.session
         allowed = set(session.lineage.permission_policy.tools)
-        agent = Agent(
-            name=session.agent_name,
-            instructions=(
-                f"You are an agent working in lane {task.lane} at mutation level "
-                f"{task.mutation_level}. Task: {task.title}"
-            ),
-            tools=tools_for(run, names=[tool for tool in run.lane.tools if tool in allowed]),
+        instructions = (
+            f"You are an agent working in lane {task.lane} at mutation level "
+            f"{task.mutation_level}. Task: {task.title}"
         )
+        tools = tools_for(run, names=[tool for tool in run.lane.tools if tool in allowed])
+        if ticket_agent_id(run) is not None:
+            # A ticket's agent hears from the people on the ticket while it works, and
+            # says when it has taken a note into account.
+            instructions += "\n" + STEERING_INSTRUCTIONS
+            tools.append(ACK_STEERING)
+            steering = SteeringInbox(run)
+        agent = Agent(name=session.agent_name, instructions=instructions, tools=tools)
 
     config = RunConfig(
         # The model too, not only the provider: otherwise the SDK applies the settings
@@ -163,6 +171,7 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
         workflow_name=f"workbench:{task.lane}",
         trace_id=trace_id,
         trace_metadata={"task_id": str(task.id), "lane": task.lane},
+        call_model_input_filter=steering,
     )
     return AgentRun(agent, WorkbenchHooks(run, processor, stream), config, stream)
 

@@ -44,7 +44,7 @@ async def read_artifact(ctx: ToolContext[RunContext], name: str) -> str:
         name: The artifact's name, e.g. "final_output.md".
     """
     run = ctx.context
-    await _verdict(ctx, "read_only", {"name": name})
+    await record_verdict(ctx, "read_only", {"name": name})
     found = await run.leases.artifact_named(run.task.id, name)
     if found is None:
         return f"no artifact named {name}"
@@ -61,7 +61,7 @@ async def write_artifact(ctx: ToolContext[RunContext], name: str, content: str) 
         content: Its text.
     """
     run = ctx.context
-    await _verdict(ctx, "propose", {"name": name, "size": len(content)})
+    await record_verdict(ctx, "propose", {"name": name, "size": len(content)})
     # Artifacts are downloadable: secrets the agent wrote are redacted like everywhere else.
     cleaned = run.leases.redactor.text(content)
     return await _store(run, name, "text/plain", cleaned.encode(), {"kind": "tool_output"})
@@ -76,7 +76,7 @@ async def http_get(ctx: ToolContext[RunContext], url: str) -> str:
     run = ctx.context
     host = urlsplit(url).hostname or ""
     allowed = host in run.lane.allowed_hosts
-    await _verdict(ctx, "read_only", {"host": host}, decision="allow" if allowed else "deny")
+    await record_verdict(ctx, "read_only", {"host": host}, decision="allow" if allowed else "deny")
     if not allowed:
         return f"refused: host {host or '(none)'} is not allowed in lane {run.task.lane}"
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
@@ -92,7 +92,7 @@ async def propose_change(ctx: ToolContext[RunContext], summary: str, change: str
         change: The change itself (a diff, a command, a configuration).
     """
     run = ctx.context
-    await _verdict(ctx, "propose", {"summary": summary})
+    await record_verdict(ctx, "propose", {"summary": summary})
     body = json.dumps({"summary": summary, "change": change}, indent=2).encode()
     return await _store(
         run,
@@ -139,7 +139,7 @@ def _function_tool(name: str, needs_approval: bool) -> FunctionTool:
     return function_tool(TOOLS[name].function, needs_approval=needs_approval)
 
 
-async def _verdict(
+async def record_verdict(
     ctx: ToolContext[RunContext], level: str, details: dict[str, Any], decision: str = "allow"
 ) -> None:
     """The call's verdict, a fenced write before the tool does anything: a worker that
