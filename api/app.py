@@ -30,6 +30,7 @@ from api.routes import (
     runs,
     tasks,
     threads,
+    tickets,
     workspaces,
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
@@ -49,6 +50,7 @@ ENDPOINTS = [
     *tasks.ENDPOINTS,
     *workspaces.ENDPOINTS,
     *it_requests.ENDPOINTS,
+    *tickets.ENDPOINTS,
     *agent_runtime.ENDPOINTS,
     *agent_channels.ENDPOINTS,
     *agent_self.ENDPOINTS,

@@ -9,7 +9,9 @@
   rollback, each a guarded statement plus its trace event in one transaction;
 - approval requests (`ledger/approvals.py`): a paused tool call's request, resolved
   by the same guarded decision as the task's tool-call approval;
-- IT requests (`ledger/it_requests.py`);
+- IT requests (`ledger/it_requests.py`), each registered as a ticket;
+- tickets (`ledger/tickets.py`): status, assignment, notes, attachments, a request
+  for information and its answer;
 - the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked;
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
   status, a task's runs, what waits for a decision, lanes and workers.
