@@ -37,30 +37,13 @@ from ledger.fencing import Fence, FencedWrites
 from ledger.redaction import Redactor
 from ledger.sql import query
 from ledger.states import TERMINAL
+from ledger.ticket_models import STEERING_SOURCES
 from ledger.traces import append_trace
 
 SteeringState = Literal["pending", "delivered", "acknowledged", "superseded", "expired"]
 # How long an event stays open: a day, then nobody is waiting for its answer any more.
 STEERING_TTL_SECONDS = 86_400.0
 
-# Note sources that steer the ticket's agent: people and the systems they write from.
-# Notes by agents themselves (`agent`) or the control plane (`system`, ...) never do, so
-# an agent is not steered by its own progress notes.
-STEERING_SOURCES = frozenset(
-    {
-        "dashboard",
-        "console",
-        "provider",
-        "requester",
-        "user",
-        "user-response",
-        "email",
-        "chat",
-        "itop",
-        "servicenow",
-        "jira",
-    }
-)
 USER_RESPONSE = "user-response"
 
 
@@ -103,7 +86,9 @@ class SteeringNote:
 
 
 def steers(source: str) -> bool:
-    """Whether a note from `source` becomes a steering event for the ticket's agent."""
+    """Whether a note from `source` becomes a steering event for the ticket's agent:
+    people and the systems they write from do; agents (their own progress notes) and
+    the control plane never do."""
     return source in STEERING_SOURCES
 
 

@@ -10,7 +10,7 @@
 CREATE TABLE ticket_agents (
     id                 uuid        PRIMARY KEY,
     tenant_id          text        NOT NULL,
-    ticket_id          uuid        NOT NULL,
+    ticket_id          uuid        NOT NULL REFERENCES tickets (id),
     -- The agent's latest task: the one steering reaches, the one stop cancels.
     task_id            uuid        NOT NULL REFERENCES tasks (id),
     -- `assigned` from assign-agent (or a restart's replacement) until unassign, stop
@@ -66,7 +66,7 @@ CREATE TABLE steering_events (
     id                 uuid        PRIMARY KEY,
     tenant_id          text        NOT NULL,
     agent_id           uuid        NOT NULL REFERENCES ticket_agents (id),
-    ticket_id          uuid        NOT NULL,
+    ticket_id          uuid        NOT NULL REFERENCES tickets (id),
     note_id            uuid,
     source             text        NOT NULL,
     author             text        NOT NULL,
