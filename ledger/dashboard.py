@@ -73,7 +73,9 @@ class Dashboard(Overview):
         async with self.pool.acquire() as connection:
             task_days = {
                 row["day"].date(): row
-                for row in await connection.fetch(query("dashboard_task_trend"), tenant_id, since)
+                for row in await connection.fetch(
+                    query("dashboard_task_trend"), tenant_id, since, TaskStatus.FAILED
+                )
             }
             audit_days = {
                 row["day"].date(): row

@@ -1,8 +1,8 @@
 -- name: dashboard_task_trend
--- Tenant $1's tasks created per day since $2 (a day's start), and how many of them failed.
+-- Tenant $1's tasks created per day since $2 (a day's start), and how many are in status $3 (failed).
 SELECT date_trunc('day', created_at, 'UTC') AS day,
        count(*) AS tasks_created,
-       count(*) FILTER (WHERE status = 'failed') AS tasks_failed
+       count(*) FILTER (WHERE status = $3) AS tasks_failed
 FROM tasks
 WHERE tenant_id = $1 AND created_at >= $2
 GROUP BY 1;

@@ -26,9 +26,10 @@ SELECT inserted.*, agent.task_id FROM inserted, agent;
 UPDATE steering_events e
 SET state = 'delivered', deliveries = e.deliveries + 1, delivered_run_id = $1,
     delivered_attempt = $2, delivered_claim = $3, delivered_at = now(), updated_at = now()
-FROM ticket_agents a, runs r
+FROM ticket_agents a
+JOIN runs r ON r.task_id = a.task_id
 WHERE a.task_id = $4 AND a.state = 'assigned' AND e.agent_id = a.id
-  AND r.id = $1 AND r.task_id = $4 AND r.attempt = $2 AND r.claim_token_hash = $3
+  AND r.id = $1 AND r.attempt = $2 AND r.claim_token_hash = $3
   AND r.status = 'running'
   AND e.expires_at > now()
   AND (e.state = 'pending'
@@ -41,9 +42,10 @@ RETURNING e.id, e.agent_id, e.source, e.author, e.body, e.deliveries, e.created_
 -- when $5 is NULL; `acknowledged_by` is $6.
 UPDATE steering_events e
 SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $6, updated_at = now()
-FROM ticket_agents a, runs r
+FROM ticket_agents a
+JOIN runs r ON r.task_id = a.task_id
 WHERE a.task_id = $4 AND e.agent_id = a.id
-  AND r.id = $1 AND r.task_id = $4 AND r.attempt = $2 AND r.claim_token_hash = $3
+  AND r.id = $1 AND r.attempt = $2 AND r.claim_token_hash = $3
   AND r.status = 'running'
   AND e.state = 'delivered' AND e.delivered_claim = $3
   AND ($5::uuid[] IS NULL OR e.id = ANY($5::uuid[]))

@@ -209,6 +209,11 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
             "session_by_credential",
             "peer_sessions",
             "spawned_children",
+            # A steering note reaches, and is acknowledged by, the claim holding the run.
+            "deliver_steering_if_holder",
+            "acknowledge_steering_if_holder",
+            # The dashboard counts the sessions whose claim holds their run.
+            "dashboard_active_sessions",
         )
     },
     # A new run is always queued.
@@ -237,6 +242,8 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     # change_requests_pending.
     "insert_change_request": {("change_requests", "pending")},
     "pending_changes": {("change_requests", "pending")},
+    "dashboard_pending_changes": {("change_requests", "pending")},
+    "dashboard_pending_change_count": {("change_requests", "pending")},
     "changes_due_to_expire": {("change_requests", "pending")},
     "approved_change_for_target": {("change_requests", "approved")},
     "approve_change": {("change_requests", "pending")},
