@@ -34,6 +34,7 @@ from api.routes import (
     search,
     tasks,
     threads,
+    ticket_agents,
     tickets,
     workspaces,
 )
@@ -55,6 +56,7 @@ ENDPOINTS = [
     *workspaces.ENDPOINTS,
     *it_requests.ENDPOINTS,
     *tickets.ENDPOINTS,
+    *ticket_agents.ENDPOINTS,
     *changes.ENDPOINTS,
     *providers.ENDPOINTS,
     *agent_runtime.ENDPOINTS,

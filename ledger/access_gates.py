@@ -85,6 +85,7 @@ async def settle_access_gate(
         connection,
         TicketEvent(
             "access_granted" if granted else "access_refused",
+            actor.tenant_id,
             original,
             note,
             detail={

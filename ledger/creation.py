@@ -90,12 +90,14 @@ class TaskCreation(Reads):
         lineage: dict[str, Any] | None = None,
         turn: ThreadTurn | None = None,
         with_task: WithTask | None = None,
+        run_options: dict[str, Any] | None = None,
     ) -> CreatedTask:
         """Record a task with its verdict. Denied tasks are recorded too (status
         `denied`), so every refusal is auditable. A thread run (`turn`) is written with
         its user message, and refused with a conflict while its thread has a run that is
         still queued, running or waiting for a decision. `with_task` runs in the
-        task's transaction (a spawn's budget check and session)."""
+        task's transaction (a spawn's budget check and session). `run_options` (a model)
+        apply to a task's runs as a thread run's agent_config does."""
         self._check_known(request.lane, request.mutation_level, request.model_provider)
         if request.break_glass_acknowledged and actor.role != "owner":
             raise PolicyError("only an owner may break glass", role=actor.role)
@@ -203,7 +205,7 @@ class TaskCreation(Reads):
             [self.redactor.value(data) for *_, data in events],
             turn.thread_id if turn else None,
             turn.agent_type if turn else None,
-            turn.run_options if turn else None,
+            turn.run_options if turn else run_options,
         )
         if verdict.decision == "deny":
             # A refusal (or an owner's break-glass request) is audited with the task it
@@ -253,7 +255,7 @@ class TaskCreation(Reads):
             updated_at=row["created_at"],  # both default to the transaction's now()
             thread_id=turn.thread_id if turn else None,
             agent_type=turn.agent_type if turn else None,
-            run_options=turn.run_options if turn else None,
+            run_options=turn.run_options if turn else run_options,
         )
         TASKS_CREATED.labels(task.lane, verdict.decision).inc()
         return CreatedTask(task=task, verdict=verdict, created=True)

@@ -13,7 +13,8 @@
 - tickets (`ledger/tickets.py`): status, assignment, notes, attachments, a request
   for information and its answer; change requests (`ledger/changes.py`), access
   requests (`ledger/access_requests.py`) and a ticket's context bundle
-  (`ledger/ticket_context.py`);
+  (`ledger/ticket_context.py`); agents on tickets and their steering
+  (`ledger/ticket_agents.py`);
 - the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked, its feed;
 - the dashboard's overview (`ledger/dashboard.py`): counts, trends, recent activity;
 - global search (`ledger/global_search.py`): full-text over the tenant's records;
@@ -37,6 +38,7 @@ from ledger.global_search import GlobalSearch
 from ledger.it_requests import ITRequests
 from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
+from ledger.ticket_agents import TicketAgents
 from ledger.ticket_context import TicketContexts
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
 
 
 class Ledger(
+    TicketAgents,
     ClientSessions,
     Approvals,
     ITRequests,

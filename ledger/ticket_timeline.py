@@ -18,7 +18,12 @@ from ledger.ticket_models import Ticket, TicketNote
 TicketEventKind = Literal[
     "ticket_created", "note_added", "user_responded", "access_granted", "access_refused"
 ]
-_AUDIT_CATEGORIES = {"ticket": "ticket", "change_request": "change", "access_request": "access"}
+_AUDIT_CATEGORIES = {
+    "ticket": "ticket",
+    "change_request": "change",
+    "access_request": "access",
+    "ticket_agent": "agent",
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class TicketEvent:
     answer (the agent may resume), an access request's gate decided."""
 
     kind: TicketEventKind
+    tenant_id: str
     ticket: Ticket
     note: TicketNote | None = None
     detail: dict[str, Any] = field(default_factory=dict)

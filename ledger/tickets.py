@@ -142,7 +142,12 @@ class Tickets(Reads):
         )
         await self.on_ticket_event(
             connection,
-            TicketEvent("ticket_created", ticket, detail={"auto_assign": request.auto_assign}),
+            TicketEvent(
+                "ticket_created",
+                actor.tenant_id,
+                ticket,
+                detail={"auto_assign": request.auto_assign},
+            ),
         )
         return ticket
 
@@ -292,7 +297,9 @@ class Tickets(Reads):
                 ticket_id,
                 {"note_id": str(note.id), "source": note.source, "visibility": note.visibility},
             )
-            await self.on_ticket_event(connection, TicketEvent("note_added", ticket, note))
+            await self.on_ticket_event(
+                connection, TicketEvent("note_added", actor.tenant_id, ticket, note)
+            )
         return note
 
     async def list_notes(
@@ -412,7 +419,9 @@ class Tickets(Reads):
                 ticket_id,
                 {"restored": ticket.status, "note_id": str(note.id)},
             )
-            await self.on_ticket_event(connection, TicketEvent("user_responded", ticket, note))
+            await self.on_ticket_event(
+                connection, TicketEvent("user_responded", actor.tenant_id, ticket, note)
+            )
         return ticket, note
 
     async def set_current_agent(

@@ -26,13 +26,12 @@ from agents.run_config import CallModelData, ModelInputData
 from agents.tool_context import ToolContext
 
 from ledger.steering import SteeringNote
+from ledger.ticket_agents import TICKET_AGENT_KEY
 from worker.context import RunContext
 from worker.tools import verdict
 
 log = structlog.get_logger(__name__)
 
-# The scope key a ticket agent's task carries (`ledger/ticket_agents.py`).
-TICKET_AGENT_KEY = "ticket_agent_id"
 ACK_TOOL = "ack_steering"
 INSTRUCTIONS = (
     "People working the ticket may send you steering notes while you work; each arrives "
