@@ -33,6 +33,9 @@ LEDGER_TABLES = (
     "change_requests",
     "access_requests",
     "audit_records",
+    "ticket_agents",
+    "ticket_agent_tasks",
+    "steering_events",
 )
 AGENTS = "/api/v1/agents"
 SESSIONS = "/api/v1/client-sessions"
@@ -188,8 +191,12 @@ async def _ticket_texts(http, auth, every_form: str, reasons: list[str]) -> dict
     url = f"/api/tickets/{created.json()['ticket']['id']}"
     ticket_id = created.json()["ticket"]["id"]
     sas = "https://a.blob.core.windows.net/c?sv=2024&sig=hunter2%2Bsas"
+    assigned = await http.post(
+        url + "/assign-agent", json={"prompt": every_form[:20_000]}, headers=auth()
+    )
     writes = [
         created,
+        assigned,
         await http.post(
             url + "/notes", json={"body": every_form, "author": yaml_form}, headers=auth()
         ),
@@ -256,9 +263,16 @@ async def _ticket_texts(http, auth, every_form: str, reasons: list[str]) -> dict
             headers=approver,
         ),
     ]
-    assert [response.status_code for response in writes] == [201, 201, 201] + [200] * 4 + [
-        201
-    ] * 4 + [200] * 3, [response.text for response in writes]
+    old_agent = f"/api/agents/{assigned.json()['agent']['id']}"
+    restarted = await http.post(old_agent + "/restart", json={"reason": reasons[2]}, headers=auth())
+    new_agent = f"/api/agents/{restarted.json()['agent']['id']}"
+    writes += [
+        restarted,
+        await http.post(new_agent + "/stop", json={"reason": reasons[0]}, headers=auth()),
+    ]
+    assert [response.status_code for response in writes] == [201] * 4 + [200] * 4 + [201] * 4 + [
+        200
+    ] * 5, [response.text for response in writes]
     texts = {f"ticket write {n}": response.text for n, response in enumerate(writes)}
     reads = [
         url,
@@ -273,6 +287,10 @@ async def _ticket_texts(http, auth, every_form: str, reasons: list[str]) -> dict
         "/api/providers",
         *(f"/api/changes/{change_id}" for change_id in change_ids),
         *(f"/api/changes/{change_id}/status" for change_id in change_ids),
+        "/api/agents",
+        "/api/agents/active",
+        "/api/agents/stats",
+        *(agent + read for agent in (old_agent, new_agent) for read in ("", "/logs", "/steering")),
     ]
     for read in reads:
         response = await http.get(read, headers=auth())
