@@ -162,11 +162,21 @@ class Seeded:
     # pending ones of another requester than the roles' own.
     ticket_ids: list[str] = field(default_factory=list)
     change_ids: list[str] = field(default_factory=list)
+    # The ticket's agent and the steering event the ticket's note made for it.
+    agent_ids: list[str] = field(default_factory=list)
+    steering_ids: list[str] = field(default_factory=list)
 
     def path_parameters(self, path: str) -> list[dict[str, Any]]:
         """Fixed path parameters addressing seeded resources, one dict per choice."""
         if path.startswith(CLIENT_SESSIONS + "/"):
             return [{"session_id": session_id} for session_id in self.client_session_ids]
+        if "{event_id}" in path:
+            return [
+                {"agent_id": agent_id, "event_id": event_id}
+                for agent_id, event_id in zip(self.agent_ids, self.steering_ids, strict=True)
+            ]
+        if "{agent_id}" in path:
+            return [{"agent_id": agent_id} for agent_id in self.agent_ids]
         if "{change_id}" in path:
             return [{"change_id": change_id} for change_id in self.change_ids]
         if "{ticket_id}" in path:
@@ -255,7 +265,7 @@ def _seed(client: Any, tenant: str, *, run: bool, settle: bool = False) -> Seede
 
 
 def _seed_tickets(client: Any, seeded: Seeded) -> None:
-    """A ticket with a note, an access request (its child ticket and gate) and change
+    """A ticket with an agent and a note that steers it, an access request (its child ticket and gate) and change
     requests of each kind of risk, requested by another subject than the roles' own so
     that an approval can pass; and the IT request's ticket."""
     requester = {
@@ -275,7 +285,11 @@ def _seed_tickets(client: Any, seeded: Seeded) -> None:
 
     ticket = post("/api/tickets", {"title": "Phishing report", "priority": "P2"})["ticket"]
     url = f"/api/tickets/{ticket['id']}"
+    agent = post(url + "/assign-agent", {"prompt": "Scope the recipients."})["agent"]
     post(url + "/notes", {"body": "Scoped recipients."})
+    seeded.agent_ids.append(agent["id"])
+    steering = client.get(f"/api/agents/{agent['id']}/steering", headers=requester)
+    seeded.steering_ids += [event["id"] for event in steering.json()["events"]]
     access = post(
         url + "/access-request",
         {"resource": "repo demo/infra", "permission": "read", "assignment_group": "DevSecOps"},
