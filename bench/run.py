@@ -18,6 +18,7 @@ BENCHMARKS = [
     "streams",
     "conversations",
     "audit",
+    "steering",
 ]
 # Each finishes in a few minutes; past this something is stuck.
 TIMEOUT_SECONDS = 420
