@@ -3,9 +3,11 @@ tests/faults/test_steering.py): assign through the policy, the reads, stop, wake
 restart and unassign with their notes and audit records, which notes steer and which
 never do, and nothing of another tenant's."""
 
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
+
+from ledger.fencing import Fence
 
 TICKETS = "/api/tickets"
 AGENTS = "/api/agents"
@@ -212,3 +214,43 @@ async def test_literal_agent_paths_are_not_one_agent(http, auth) -> None:
     response = await http.get(f"{AGENTS}/models", headers=auth("viewer"))
     assert response.status_code == 404, response.text
     assert (await http.get(f"{AGENTS}/stats", headers=auth("viewer"))).status_code == 200
+
+
+async def test_a_session_acknowledges_only_what_was_delivered_to_its_claim(http, auth, app) -> None:
+    ticket, other_ticket = await _ticket(http, auth()), await _ticket(http, auth())
+    agent_id = (await _assign(http, auth(), ticket))["agent"]["id"]
+    other_agent = (await _assign(http, auth(), other_ticket))["agent"]["id"]
+    claimed = []
+    for _ in range(2):
+        response = await http.post("/api/agent/tasks/claim-next", json={}, headers=auth("worker"))
+        assert response.status_code == 200, response.text
+        claimed.append(response.json()["claim"])
+    mine = next(c for c in claimed if c["task"]["scope"]["ticket_agent_id"] == agent_id)
+    session = {"Authorization": f"Bearer {mine['session_credential']}"}
+    await _note(http, auth(), ticket, "dashboard")
+    await _note(http, auth(), other_ticket, "dashboard")
+    [event] = await _steering(http, auth(), agent_id)
+    [foreign] = await _steering(http, auth(), other_agent)
+    ack = f"{AGENTS}/{agent_id}/steering/{event['id']}/ack"
+
+    # Not yet delivered to this session's claim: not the caller's.
+    assert (await http.post(ack, headers=session)).status_code == 404
+    fence = Fence(UUID(mine["run"]["id"]), mine["run"]["attempt"], mine["claim_token"])
+    [note] = await app.state.leases.deliver_steering(
+        fence, worker="test-worker", task_id=UUID(mine["task"]["id"])
+    )
+    assert note.id == UUID(event["id"])
+    [delivered] = await _steering(http, auth(), agent_id)
+    assert delivered["state"] == "delivered" and delivered["delivered_attempt"] == 1
+
+    for path in (
+        f"{AGENTS}/{other_agent}/steering/{foreign['id']}/ack",  # another agent's
+        f"{AGENTS}/{other_agent}/steering/{event['id']}/ack",  # under the wrong agent
+        f"{AGENTS}/{agent_id}/steering/{uuid4()}/ack",
+    ):
+        assert (await http.post(path, headers=session)).status_code == 404, path
+    first = await http.post(ack, headers=session)
+    assert first.status_code == 200, first.text
+    assert first.json()["event"]["state"] == "acknowledged"
+    again = await http.post(ack, headers=session)
+    assert again.status_code == 200 and again.json() == first.json()
