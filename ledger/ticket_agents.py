@@ -6,9 +6,10 @@ An agent is the governed task made for a ticket through the policy like any othe
 waits for an approval, or is recorded as denied (the agent is then written stopped,
 reason `policy_denied`). The task's scope names the agent (`ticket_agent_id`), which is
 how the worker knows to give its run the steering inbox and the `ack_steering` tool
-(`worker/steering.py`). A wake, or the requester's answer to a question, gives the agent
-a new task when its last one has finished; a restart replaces the agent by a new one,
-and its open steering notes go to the replacement.
+(`worker/steering.py`). A wake, the requester's answer to a question, or the approval
+that grants an access request raised for the ticket gives the agent a new task when its
+last one has finished; a restart replaces the agent by a new one, and its open steering
+notes go to the replacement.
 
 Every change is a guarded statement (`*_if_assigned`, or the task the agent is moved
 from) with a note on the ticket, an audit record and a trace event on the task, in the
@@ -16,9 +17,10 @@ transaction that makes it. A stopped agent's task is cancelled after that transa
 commits, by the task's own guarded transition: if the task finished in between, there
 is nothing left to cancel.
 
-What a model, profile and prompt resolve to: the model given, else the runtime
-profile's; the lane, provider and mutation level come from the runtime profile, which
-until the tenant's agent settings name one is `DEFAULT_RUN`.
+What a model, profile and prompt resolve to: the prompt given, else the ticket's title
+and description; the model given, else the provider's own; the lane, provider and
+mutation level are `DEFAULT_RUN`'s. The profile named is recorded with the agent; the
+tenant's agent runtime settings, where named profiles are defined, are not read here.
 """
 
 import contextlib
@@ -29,6 +31,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from ledger.actor import Actor
+from ledger.change_models import ApproveChangeRequest, ChangeRequest
 from ledger.creation import CreatedTask, TaskCreation, WithTask
 from ledger.decisions import Decisions
 from ledger.errors import Conflict, InvalidTransition, NotFound
@@ -254,16 +257,39 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
         self, actor: Actor, ticket_id: UUID, request: UserResponseRequest
     ) -> tuple[Ticket, TicketNote]:
         """The requester's answer (a steering event for the ticket's agent, from the
-        note's transaction), and the agent woken once it committed when its last task
-        has finished: the answer reaches the new task's first model call."""
+        note's transaction), then the agent resumed: the answer reaches the new task's
+        first model call."""
         ticket, note = await super().user_response(actor, ticket_id, request)
-        if ticket.agent_id is not None:
-            agent = await self.get_agent(actor.tenant_id, ticket.agent_id)
-            if agent.state == ASSIGNED and agent.status in FINISHED:
-                await self.wake_agent(
-                    actor, agent.id, "the requester answered", why="user_response"
-                )
+        await self._resume(actor, ticket_id, "the requester answered", why="user_response")
         return ticket, note
+
+    async def approve_change(
+        self, actor: Actor, change_id: UUID, request: ApproveChangeRequest
+    ) -> ChangeRequest:
+        """An approval; when it grants an access request, the original ticket's agent
+        resumed."""
+        approved = await super().approve_change(actor, change_id, request)
+        if approved.status == "approved":
+            access = await self.pool.fetchrow(
+                query("access_request_for_change"), actor.tenant_id, approved.id
+            )
+            if access is not None:
+                reason = f"access granted: {access['permission']} on {access['resource']}"
+                await self._resume(actor, access["ticket_id"], reason, why="access_granted")
+        return approved
+
+    async def _resume(self, actor: Actor, ticket_id: UUID, reason: str, *, why: str) -> None:
+        """Wake the ticket's agent, once the change that resumes it has committed (a
+        wake in its transaction would wait on the ticket row it holds), when its last
+        task has finished; an agent still working is left to its steering."""
+        ticket = await self.get_ticket(actor.tenant_id, ticket_id)
+        if ticket.agent_id is None:
+            return
+        agent = await self.get_agent(actor.tenant_id, ticket.agent_id)
+        if agent.state == ASSIGNED and agent.status in FINISHED:
+            # Woken meanwhile by someone else: that wake resumed it.
+            with contextlib.suppress(Conflict):
+                await self.wake_agent(actor, agent.id, reason, why=why)
 
     # -- helpers -----------------------------------------------------------------------
 

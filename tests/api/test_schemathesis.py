@@ -265,9 +265,10 @@ def _seed(client: Any, tenant: str, *, run: bool, settle: bool = False) -> Seede
 
 
 def _seed_tickets(client: Any, seeded: Seeded) -> None:
-    """A ticket with an agent and a note that steers it, an access request (its child ticket and gate) and change
-    requests of each kind of risk, requested by another subject than the roles' own so
-    that an approval can pass; and the IT request's ticket."""
+    """A ticket with an agent and a note that steers it, an access request (its child
+    ticket and gate) and change requests of each kind of risk, requested by another
+    subject than the roles' own so that an approval can pass; and the IT request's
+    ticket."""
     requester = {
         "Authorization": "Bearer "
         + mint_token(

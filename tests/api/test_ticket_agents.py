@@ -254,3 +254,50 @@ async def test_a_session_acknowledges_only_what_was_delivered_to_its_claim(http,
     assert first.json()["event"]["state"] == "acknowledged"
     again = await http.post(ack, headers=session)
     assert again.status_code == 200 and again.json() == first.json()
+
+
+async def _finish(http, auth, task_id: str) -> None:
+    cancelled = await http.post(f"/api/agents/tasks/{task_id}/cancel", json={}, headers=auth())
+    assert cancelled.status_code == 200, cancelled.text
+
+
+async def test_the_requesters_answer_and_a_granted_access_resume_a_finished_agent(
+    http, auth
+) -> None:
+    ticket = await _ticket(http, auth())
+    assigned = await _assign(http, auth(), ticket)
+    agent_id, url = assigned["agent"]["id"], f"{TICKETS}/{ticket['id']}"
+    await _finish(http, auth, assigned["task"]["id"])
+    asked = await http.post(
+        url + "/request-info", json={"question": "Which mailbox?"}, headers=auth()
+    )
+    assert asked.status_code == 200, asked.text
+    answered = await http.post(url + "/user-response", json={"body": "ops@"}, headers=auth())
+    assert answered.status_code == 200, answered.text
+    agent = (await http.get(f"{AGENTS}/{agent_id}", headers=auth())).json()
+    assert [t["reason"] for t in agent["tasks"]] == ["user_response", "assigned"]
+    assert agent["agent"]["status"] == "queued"
+    # The answer waits for the new task's first model call.
+    [event] = await _steering(http, auth(), agent_id)
+    assert event["source"] == "user-response" and event["state"] == "pending"
+
+    await _finish(http, auth, agent["agent"]["task_id"])
+    access = await http.post(
+        url + "/access-request",
+        json={
+            "agent_id": agent_id,
+            "resource": "mx config",
+            "permission": "read",
+            "assignment_group": "Messaging",
+        },
+        headers=auth(),
+    )
+    assert access.status_code == 201, access.text
+    change_id = access.json()["access_request"]["change_id"]
+    approved = await http.post(
+        f"/api/changes/{change_id}/approve", json={}, headers=auth(subject="bob")
+    )
+    assert approved.status_code == 200, approved.text
+    agent = (await http.get(f"{AGENTS}/{agent_id}", headers=auth())).json()
+    assert [t["reason"] for t in agent["tasks"]] == ["access_granted", "user_response", "assigned"]
+    assert agent["agent"]["status"] == "queued"
