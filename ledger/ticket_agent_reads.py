@@ -17,6 +17,7 @@ from ledger.sql import query
 from ledger.states import TERMINAL
 from ledger.steering import SteeringEvent, expire_overdue_steering
 from ledger.ticket_agent_models import (
+    STOPPED,
     AgentListQuery,
     AgentStats,
     AgentTask,
@@ -68,7 +69,7 @@ class AgentReads(Changes):
                 for row in await connection.fetch(query("ticket_agent_status_counts"), tenant_id)
             }
             durations = await connection.fetchrow(query("ticket_agent_durations"), tenant_id)
-        finished = set(FINISHED) | {"stopped"}
+        finished = {*FINISHED, STOPPED}
         return AgentStats(
             total=sum(counts.values()),
             active=sum(n for status, n in counts.items() if status not in finished),

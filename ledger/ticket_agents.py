@@ -43,10 +43,7 @@ from ledger.steering import (
     steer_ticket_agent,
     supersede_open_steering,
 )
-from ledger.ticket_agent_models import (
-    AssignAgentRequest,
-    TicketAgent,
-)
+from ledger.ticket_agent_models import STOPPED, AssignAgentRequest, TicketAgent
 from ledger.ticket_agent_reads import FINISHED, AgentReads
 from ledger.ticket_models import Ticket, TicketNote, UserResponseRequest
 from ledger.ticket_timeline import TicketEvent, audit_ticket, write_note
@@ -128,7 +125,7 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
                     actor.tenant_id,
                     ticket_id,
                     task_id,
-                    "stopped" if denied else ASSIGNED,
+                    STOPPED if denied else ASSIGNED,
                     POLICY_DENIED if denied else None,
                     run.lane,
                     run.model_provider,
@@ -223,7 +220,7 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
                 actor.tenant_id,
                 old.ticket_id,
                 task_id,
-                "stopped" if denied else ASSIGNED,
+                STOPPED if denied else ASSIGNED,
                 POLICY_DENIED if denied else None,
                 old.lane,
                 old.model_provider,
@@ -364,7 +361,7 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
                 query("stop_ticket_agent_if_assigned"), actor.tenant_id, agent_id, why
             )
             if stopped is None:
-                raise Conflict("the agent is already stopped", current_status="stopped")
+                raise Conflict("the agent is already stopped", current_status=STOPPED)
             await close_open_steering(
                 connection, self.redactor, stopped, reason=f"agent_{why}", actor=actor.subject
             )
