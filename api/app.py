@@ -22,13 +22,20 @@ from api.routes import (
     agent_sessions,
     agent_soul,
     agent_spawn,
+    audit,
+    changes,
     client_sessions,
+    dashboard,
     events,
     health,
     it_requests,
+    providers,
     runs,
+    search,
     tasks,
     threads,
+    ticket_agents,
+    tickets,
     workspaces,
 )
 from api.settings import MAX_BODY_BYTES, ApiSettings
@@ -49,6 +56,10 @@ ENDPOINTS = [
     *tasks.ENDPOINTS,
     *workspaces.ENDPOINTS,
     *it_requests.ENDPOINTS,
+    *tickets.ENDPOINTS,
+    *ticket_agents.ENDPOINTS,
+    *changes.ENDPOINTS,
+    *providers.ENDPOINTS,
     *agent_runtime.ENDPOINTS,
     *agent_channels.ENDPOINTS,
     *agent_self.ENDPOINTS,
@@ -59,6 +70,9 @@ ENDPOINTS = [
     *runs.ENDPOINTS,
     *agent_sessions.ENDPOINTS,
     *client_sessions.ENDPOINTS,
+    *audit.ENDPOINTS,
+    *dashboard.ENDPOINTS,
+    *search.ENDPOINTS,
 ]
 
 

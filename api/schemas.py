@@ -30,6 +30,7 @@ from ledger.run_steps import ConversationStatus, RunStep, ThreadRun, TokenUsage
 from ledger.runtime_config import ChannelDeclaration
 from ledger.session_steps import RESPONSE_ID_PATTERN, CallInfo, StepVerdict
 from ledger.states import TaskStatus
+from ledger.ticket_models import Ticket
 
 
 class _Response(BaseModel):
@@ -107,6 +108,8 @@ class TaskCreatedResponse(_Response):
 
 class TaskFromITResponse(TaskCreatedResponse):
     itr_context: ITRequest
+    # The IT request's ticket, which the task is worked for.
+    ticket_id: UUID
 
 
 class TaskResponse(_Response):
@@ -203,6 +206,8 @@ class WorkspacesResponse(_Response):
 
 class ITRequestResponse(_Response):
     it_request: ITRequest
+    # The ticket the request is registered as.
+    ticket: Ticket
 
 
 class HealthResponse(_Response):

@@ -18,6 +18,8 @@ BENCHMARKS = [
     "streams",
     "conversations",
     "runtime",
+    "audit",
+    "steering",
 ]
 # Each finishes in a few minutes; past this something is stuck.
 TIMEOUT_SECONDS = 420

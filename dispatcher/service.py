@@ -1,5 +1,6 @@
-"""`workbench dispatcher`: the outbox, the reaper (`reaper.py`) and the session reaper
-(`session_reaper.py`) in one bounded, cancellable loop.
+"""`workbench dispatcher`: the outbox, the reaper (`reaper.py`), the session reaper
+(`session_reaper.py`) and the change expiry sweeper (`change_expiry.py`) in one bounded,
+cancellable loop.
 
 Several replicas may run: the outbox locks with SKIP LOCKED and the reaper guards each
 rescue in SQL, so they share the work rather than repeat it.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
+from dispatcher.change_expiry import ChangeExpiry, ChangeExpiryConfig
 from dispatcher.outbox import Outbox
 from dispatcher.reaper import Reaper, ReaperConfig
 from dispatcher.session_reaper import SessionReaper, SessionReaperConfig
@@ -44,6 +46,7 @@ async def run_dispatcher(
     outbox = Outbox(pool, lanes, config.name)
     reaper = Reaper(pool, policy, ReaperConfig(actor=config.name))
     sessions = SessionReaper(pool, policy, SessionReaperConfig(actor=config.name))
+    changes = ChangeExpiry(pool, policy, ChangeExpiryConfig(actor=config.name))
     wake = asyncio.Event()
     listener = Listener(pool, "workbench_runs", lambda _: wake.set())
     loop = asyncio.get_running_loop()
@@ -62,6 +65,9 @@ async def run_dispatcher(
             stopped = await sessions.run_once()
             if stopped:
                 log.info("sessions_stopped", **stopped)
+            expired = await changes.run_once()
+            if expired:
+                log.info("changes_expired", count=expired)
         return result.sent
 
     log.info("dispatcher_started", lanes=lanes.configured(), batch_size=config.batch_size)

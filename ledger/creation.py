@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 
 from ledger.actor import Actor
+from ledger.audit import record_audit
 from ledger.errors import BadRequest, Conflict, PolicyError
 from ledger.group_commit import GroupCommit
 from ledger.models import Task, TaskCreateRequest
@@ -89,12 +90,14 @@ class TaskCreation(Reads):
         lineage: dict[str, Any] | None = None,
         turn: ThreadTurn | None = None,
         with_task: WithTask | None = None,
+        run_options: dict[str, Any] | None = None,
     ) -> CreatedTask:
         """Record a task with its verdict. Denied tasks are recorded too (status
         `denied`), so every refusal is auditable. A thread run (`turn`) is written with
         its user message, and refused with a conflict while its thread has a run that is
         still queued, running or waiting for a decision. `with_task` runs in the
-        task's transaction (a spawn's budget check and session)."""
+        task's transaction (a spawn's budget check and session). `run_options` (a model)
+        apply to a task's runs as a thread run's agent_config does."""
         self._check_known(request.lane, request.mutation_level, request.model_provider)
         if request.break_glass_acknowledged and actor.role != "owner":
             raise PolicyError("only an owner may break glass", role=actor.role)
@@ -202,8 +205,12 @@ class TaskCreation(Reads):
             [self.redactor.value(data) for *_, data in events],
             turn.thread_id if turn else None,
             turn.agent_type if turn else None,
-            turn.run_options if turn else None,
+            turn.run_options if turn else run_options,
         )
+        if verdict.decision == "deny":
+            # A refusal (or an owner's break-glass request) is audited with the task it
+            # records, so it takes the task's own transaction, off the batched path.
+            with_task = self._audited_refusal(actor, verdict, break_glass, with_task)
         if turn is None and with_task is None:
             row = await self._inserts.submit(arguments)
         else:
@@ -248,10 +255,37 @@ class TaskCreation(Reads):
             updated_at=row["created_at"],  # both default to the transaction's now()
             thread_id=turn.thread_id if turn else None,
             agent_type=turn.agent_type if turn else None,
-            run_options=turn.run_options if turn else None,
+            run_options=turn.run_options if turn else run_options,
         )
         TASKS_CREATED.labels(task.lane, verdict.decision).inc()
         return CreatedTask(task=task, verdict=verdict, created=True)
+
+    def _audited_refusal(
+        self, actor: Actor, verdict: Verdict, break_glass: bool, with_task: WithTask | None
+    ) -> WithTask:
+        async def audit(connection: asyncpg.Connection, task_id: UUID, status: str) -> None:
+            if with_task is not None:
+                await with_task(connection, task_id, status)
+            await record_audit(
+                connection,
+                tenant_id=actor.tenant_id,
+                actor=actor.subject,
+                action="break_glass_requested" if break_glass else "policy_denied",
+                target_type="task",
+                target_id=str(task_id),
+                category="policy",
+                level="warning",
+                detail={
+                    "role": actor.role,
+                    "reasons": verdict.reasons,
+                    "profile": verdict.profile,
+                    "policy_version": verdict.policy_version,
+                    "to_status": status,
+                },
+                redactor=self.redactor,
+            )
+
+        return audit
 
     async def _insert_alone(
         self,
@@ -296,7 +330,7 @@ class TaskCreation(Reads):
                     [message],
                     [self.redactor.value(turn.message_data)],
                 )
-            if with_task is not None:
+            if with_task is not None and row is not None:
                 await with_task(connection, task_id, status)
         return row
 

@@ -2,7 +2,8 @@
 a paused run waits on), retry, cancel, roll back; and notes that change no status.
 
 Each is one guarded statement from `queries/`, given its rule's statuses from
-`ledger/states.py`, plus its trace event, in one transaction. A guard that matches no
+`ledger/states.py`, plus its trace event (and, for a person's decision, its audit
+record), in one transaction. A guard that matches no
 row becomes `InvalidTransition` carrying the current status, so an illegal action
 never half-applies.
 """
@@ -14,12 +15,26 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from ledger.actor import Actor
+from ledger.audit import AuditLevel, record_audit
 from ledger.errors import InvalidTransition, NotFound, PolicyError
 from ledger.models import Task, TraceEvent
 from ledger.reads import Reads
 from ledger.sql import query
 from ledger.states import TRANSITIONS, Rule, may
 from ledger.traces import append_trace
+
+# The decisions the audit trail records (by their trace kind), with its category and
+# level for each: approving past a deny and asking to undo a change stand out.
+_AUDITED: dict[str, tuple[str, AuditLevel]] = {
+    "approved": ("approval", "info"),
+    "break_glass_approved": ("approval", "warning"),
+    "rejected": ("approval", "info"),
+    "tool_call_approved": ("approval", "info"),
+    "tool_call_rejected": ("approval", "info"),
+    "retry_requested": ("task", "info"),
+    "cancelled": ("task", "info"),
+    "rollback_requested": ("task", "warning"),
+}
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ class Decisions(Reads):
                 message=message,
                 data={**data, "attempt": row["attempt"]},
             )
+            await self._audit(connection, actor, task_id, trace)
         return Transition(Task.model_validate(dict(row)), trace)
 
     async def reject(self, actor: Actor, task_id: UUID, *, reason: str) -> Transition:
@@ -251,6 +267,7 @@ class Decisions(Reads):
                 message=message or f"{row['from_status']} -> {to_status}",
                 data=data,
             )
+            await self._audit(connection, actor, task_id, trace)
         return Transition(Task.model_validate(dict(row)), trace)
 
     async def move(
@@ -332,6 +349,32 @@ class Decisions(Reads):
         if current is None:
             raise NotFound("task not found", task_id=str(task_id))
         raise InvalidTransition(action, current, allowed)
+
+    async def _audit(
+        self, connection: asyncpg.Connection, actor: Actor, task_id: UUID, trace: TraceEvent
+    ) -> None:
+        """The audit record of a person's decision, beside its trace event."""
+        if trace.kind not in _AUDITED:
+            return
+        category, level = _AUDITED[trace.kind]
+        await record_audit(
+            connection,
+            tenant_id=actor.tenant_id,
+            actor=actor.subject,
+            action=trace.kind,
+            target_type="task",
+            target_id=str(task_id),
+            category=category,
+            level=level,
+            detail={
+                **trace.data,
+                "role": actor.role,
+                "from_status": trace.from_status,
+                "to_status": trace.to_status,
+                "trace_seq": trace.seq,
+            },
+            redactor=self.redactor,
+        )
 
     async def _trace(
         self,

@@ -4,7 +4,9 @@
   later write presents it (`ledger/fencing.py`);
 - writes while holding a run (`ledger/run_writes.py`): artifacts, trace events, SDK
   spans, token usage;
-- outcomes (`ledger/outcomes.py`): complete, fail, block, pause, release.
+- outcomes (`ledger/outcomes.py`): complete, fail, block, pause, release;
+- steering (`ledger/steering.py`): a ticket agent's notes delivered to its run and
+  acknowledged by it.
 
 The reaper's rescue of expired leases lives with the dispatcher (`dispatcher/reaper.py`).
 The types the methods take and return are importable from here too.
@@ -14,6 +16,7 @@ from ledger.claims import Claim, Claims, Hint
 from ledger.fencing import Fence, FenceRejected
 from ledger.outcomes import Outcomes
 from ledger.run_writes import NewArtifact, SpanEvent, Usage
+from ledger.steering import SteeringWrites
 
 __all__ = [
     "Claim",
@@ -27,5 +30,5 @@ __all__ = [
 ]
 
 
-class Leases(Claims, Outcomes):
+class Leases(Claims, Outcomes, SteeringWrites):
     """Everything a worker does to the ledger, each write fenced."""

@@ -87,6 +87,42 @@ class Lane(_Strict):
     coordinator: CoordinatorSettings | None = None
 
 
+RiskLevel = Literal["low", "medium", "high", "critical"]
+RISK_LEVELS: tuple[RiskLevel, ...] = ("low", "medium", "high", "critical")
+
+
+class ChangeApprovalRule(_Strict):
+    """Who may approve a change request of one risk level, and how many must."""
+
+    approver_roles: list[Role] = Field(min_length=1)
+    # Distinct approvers needed (a change advisory board's quorum); the requester is
+    # never one of them.
+    approvals_required: int = Field(default=1, ge=1, le=10)
+
+
+class ChangeApproval(_Strict):
+    """The change gates' rule (`ledger/changes.py`): one entry per risk level, and how
+    long a change waits for its decision before it expires."""
+
+    risk_levels: dict[RiskLevel, ChangeApprovalRule] = {
+        "low": ChangeApprovalRule(approver_roles=["operator", "owner"]),
+        "medium": ChangeApprovalRule(approver_roles=["operator", "owner"]),
+        "high": ChangeApprovalRule(approver_roles=["owner"]),
+        "critical": ChangeApprovalRule(approver_roles=["owner"], approvals_required=2),
+    }
+    default_expiry_seconds: int = Field(default=3600, ge=1, le=30 * 86_400)
+    max_expiry_seconds: int = Field(default=7 * 86_400, ge=1, le=30 * 86_400)
+
+    @model_validator(mode="after")
+    def _every_level_has_a_rule(self) -> "ChangeApproval":
+        missing = [level for level in RISK_LEVELS if level not in self.risk_levels]
+        if missing:
+            raise ValueError(f"change_approval: no rule for risk levels {missing}")
+        if self.default_expiry_seconds > self.max_expiry_seconds:
+            raise ValueError("change_approval: default_expiry_seconds exceeds the maximum")
+        return self
+
+
 class PolicyConfig(_Strict):
     policy_version: str
     secret_keys: list[str]
@@ -96,6 +132,7 @@ class PolicyConfig(_Strict):
     profiles: dict[str, Profile]
     lanes: dict[str, Lane]
     coordinator: CoordinatorSettings = CoordinatorSettings()
+    change_approval: ChangeApproval = ChangeApproval()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "PolicyConfig":

@@ -9,7 +9,15 @@
   rollback, each a guarded statement plus its trace event in one transaction;
 - approval requests (`ledger/approvals.py`): a paused tool call's request, resolved
   by the same guarded decision as the task's tool-call approval;
-- IT requests (`ledger/it_requests.py`);
+- IT requests (`ledger/it_requests.py`), each registered as a ticket;
+- tickets (`ledger/tickets.py`): status, assignment, notes, attachments, a request
+  for information and its answer; change requests (`ledger/changes.py`), access
+  requests (`ledger/access_requests.py`) and a ticket's context bundle
+  (`ledger/ticket_context.py`); agents on tickets and their steering
+  (`ledger/ticket_agents.py`);
+- the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked, its feed;
+- the dashboard's overview (`ledger/dashboard.py`): counts, trends, recent activity;
+- global search (`ledger/global_search.py`): full-text over the tenant's records;
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
   status, a task's runs, what waits for a decision, lanes and workers; and of the
   agent runtime (`ledger/runtime_overview.py`): sessions, channels, refused spawns.
@@ -21,14 +29,19 @@ methods take and return are importable from here too.
 
 from ledger.actor import Actor
 from ledger.approvals import Approvals
+from ledger.audit_trail import AuditTrail
 from ledger.client_sessions import ClientSessions
 from ledger.creation import CreatedTask
+from ledger.dashboard import Dashboard
 from ledger.decisions import Transition
 from ledger.errors import BadRequest
+from ledger.global_search import GlobalSearch
 from ledger.it_requests import ITRequests
 from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
 from ledger.runtime_overview import RuntimeOverview
+from ledger.ticket_agents import TicketAgents
+from ledger.ticket_context import TicketContexts
 
 __all__ = [
     "Actor",
@@ -42,5 +55,16 @@ __all__ = [
 ]
 
 
-class Ledger(ClientSessions, Approvals, ITRequests, Overview, RuntimeOverview):
+class Ledger(
+    TicketAgents,
+    ClientSessions,
+    Approvals,
+    ITRequests,
+    TicketContexts,
+    Dashboard,
+    Overview,
+    AuditTrail,
+    GlobalSearch,
+    RuntimeOverview,
+):
     """Everything the API does to the ledger."""

@@ -33,6 +33,7 @@ from agentdefs.permissions import widening
 from ledger.actor import Actor
 from ledger.agent_context import SelfViews
 from ledger.agent_sessions import Caller, session_record, session_state
+from ledger.audit import record_audit
 from ledger.creation import TaskCreation
 from ledger.errors import LedgerError, NotFound
 from ledger.models import Task, TaskCreateRequest
@@ -353,6 +354,24 @@ class Spawns(SelfViews):
                 run_id=parent.run_id,
                 message=f"spawn refused ({refused.code}): {refused.message}",
                 data={"code": refused.code, **refused.details, "asked": asked},
+            )
+            await record_audit(
+                connection,
+                tenant_id=caller.tenant_id,
+                actor=f"session:{parent.id}",
+                action="spawn_refused",
+                target_type="agent_session",
+                target_id=str(parent.id),
+                category="spawn",
+                level="warning",
+                agent_id=str(parent.id),
+                detail={
+                    "code": refused.code,
+                    "message": refused.message,
+                    "task_id": str(parent.task_id),
+                    **refused.details,
+                },
+                redactor=self.redactor,
             )
 
 

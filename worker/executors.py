@@ -81,6 +81,7 @@ def load_sdk() -> None:
             "worker.session_agent",
             "worker.client_session",
             "worker.hooks",
+            "worker.steering",
         ):
             importlib.import_module(module)
 
@@ -122,6 +123,7 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
     from agents import ModelSettings, RunConfig
 
     from worker.hooks import WorkbenchHooks
+    from worker.steering import SteeringInbox, ticket_agent_id
     from worker.streaming import RunStream, StreamingModelProvider
     from worker.tracing import trace_processor
 
@@ -162,6 +164,8 @@ def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[obje
         workflow_name=f"workbench:{task.lane}",
         trace_id=trace_id,
         trace_metadata={"task_id": str(task.id), "lane": task.lane},
+        # A ticket's agent hears from the people on the ticket while it works.
+        call_model_input_filter=SteeringInbox(run) if ticket_agent_id(run) is not None else None,
     )
     return AgentRun(agent, WorkbenchHooks(run, processor, stream), config, stream)
 

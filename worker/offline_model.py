@@ -43,6 +43,13 @@ One turn
                                     a handoff's ``transfer_to_*`` call is not one)
         task: <first non-blank line of the latest user message that is not a directive>
 
+Steering notes
+    A user message that begins ``Steering note <event id> from`` is a note someone sent the
+    agent mid-run (``worker/steering.py``), not its task: the latest user message above is
+    the latest other one. While the ``ack_steering`` tool is offered, each note in the input
+    is answered first, before the next directive, by one call ``ack_steering {"event_id":
+    "<event id>"}`` with the call id ``"call_" + sha256(f"steer:{event id}")[:24]``.
+
 Usage is counted in whitespace-separated words: input is the system instructions plus the text of
 every input item, output is the message text or the tool name plus its arguments; every response
 is one request. Each response is traced in its own ``generation_span`` with model ``"offline"``.
@@ -78,6 +85,8 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 from worker.offline_stream import MODEL_NAME, Turn, stream_events
 
 _DIRECTIVE = re.compile(r"^\s*#call\s+(?P<name>\S+)(?:\s+(?P<arguments>.*?))?\s*$")
+_STEERING_NOTE = re.compile(r"^Steering note (?P<event_id>[0-9a-f-]{36}) from ")
+_ACK_TOOL = "ack_steering"
 
 _Item = Mapping[str, Any]
 
@@ -177,11 +186,30 @@ def _item_text(item: _Item) -> str:
     return ""
 
 
+def _user_texts(items: Sequence[_Item]) -> list[str]:
+    return [
+        _content_text(item.get("content"))
+        for item in items
+        if item.get("role") == "user" and item.get("type", "message") == "message"
+    ]
+
+
 def _latest_user_text(items: Sequence[_Item]) -> str:
-    for item in reversed(items):
-        if item.get("role") == "user" and item.get("type", "message") == "message":
-            return _content_text(item.get("content"))
-    return ""
+    tasks = [text for text in _user_texts(items) if _STEERING_NOTE.match(text) is None]
+    return tasks[-1] if tasks else ""
+
+
+def _steering_acks(items: Sequence[_Item]) -> list[_Directive]:
+    """One ``ack_steering`` call per steering note in the input, in input order."""
+    acks = []
+    for text in _user_texts(items):
+        note = _STEERING_NOTE.match(text)
+        if note is not None:
+            arguments = json.dumps({"event_id": note["event_id"]}, separators=(",", ":"))
+            seed = f"steer:{note['event_id']}"
+            call_id = f"call_{hashlib.sha256(seed.encode()).hexdigest()[:24]}"
+            acks.append(_Directive(_ACK_TOOL, arguments, None, call_id))
+    return acks
 
 
 def _canonical_arguments(raw: str) -> tuple[str, str | None]:
@@ -278,9 +306,11 @@ def _respond(
 ) -> Turn:
     task_text = _latest_user_text(items)
     directives = _parse_directives(f"{system_instructions or ''}\n{task_text}")
+    offered = sorted(tool.name for tool in tools if isinstance(tool, FunctionTool))
+    if _ACK_TOOL in offered:
+        directives = _steering_acks(items) + directives
     done = {item.get("call_id") for item in items if item.get("type") == "function_call_output"}
     pending = next((d for d in directives if d.call_id not in done), None)
-    offered = sorted(tool.name for tool in tools if isinstance(tool, FunctionTool))
     # Ids hash the whole request so that replaying a conversation reproduces them exactly.
     digest = _digest([system_instructions, list(items)])
 

@@ -10,7 +10,7 @@ who it is, what it is told, which tools it gets.
   its parent's): the built-in ones (`worker/tools.py`; an agents-file agent only those
   its definition lists too), and the agent runtime's (`worker/runtime_tools.py`), which
   come with the session, not with the agent's specialism, and only when the run has the
-  runtime.
+  runtime; a ticket's agent also gets the steering acknowledgement (`worker/steering.py`).
 """
 
 from agents import Agent, FunctionTool
@@ -18,6 +18,8 @@ from agents import Agent, FunctionTool
 from ledger.agent_registry import AgentRegistry
 from worker.context import RunContext
 from worker.runtime_tools import RUNTIME_TOOLS
+from worker.steering import ACK_STEERING, ticket_agent_id
+from worker.steering import INSTRUCTIONS as STEERING_INSTRUCTIONS
 from worker.tools import TOOLS, tools_for
 
 
@@ -32,7 +34,12 @@ def session_agent(run: RunContext) -> Agent[RunContext]:
             f"You are an agent working in lane {task.lane} at mutation level "
             f"{task.mutation_level}. {task_line}"
         )
-    return Agent(name=session.agent_name, instructions=instructions, tools=_tools(run, registry))
+    tools = _tools(run, registry)
+    if ticket_agent_id(run) is not None:
+        # A ticket's agent says when it has taken a steering note into account.
+        instructions += "\n" + STEERING_INSTRUCTIONS
+        tools.append(ACK_STEERING)
+    return Agent(name=session.agent_name, instructions=instructions, tools=tools)
 
 
 def session_souls(run: RunContext) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """`/api/agents/tasks`: the governed task ledger."""
 
 import asyncio
+from typing import Any
 from uuid import UUID
 
 from starlette.responses import Response
@@ -103,7 +104,7 @@ async def create_task(call: Call[TaskCreateRequest, None]) -> tuple[int, TaskCre
     "POST",
     TASKS + "/from-it-request/{request_number}",
     summary="Creates an agent task seeded from a registered IT request; the request is "
-    "copied into scope.source_request.",
+    "copied into scope.source_request, and the task is worked for the request's ticket.",
     role="operator",
     response=TaskFromITResponse,
     statuses=(200, 201, 400, 401, 403, 404, 409),
@@ -122,12 +123,21 @@ async def create_task_from_it_request(
         mutation_level=call.body.mutation_level,
         model_provider=call.body.model_provider,
     )
-    lineage = {"source_request": itr.model_dump(mode="json")}
+    ticket = await call.ledger.ticket_for_it_request(call.actor.tenant_id, itr.request_number)
+    lineage = {"source_request": itr.model_dump(mode="json"), "ticket_id": str(ticket.id)}
+
+    async def worked_for_ticket(connection: Any, task_id: UUID, status: str) -> None:
+        await call.ledger.link_ticket_task(connection, call.actor.tenant_id, ticket.id, task_id)
+
     created = await call.ledger.create_task(
-        call.actor, request, idempotency_key=_idempotency_key(call), lineage=lineage
+        call.actor,
+        request,
+        idempotency_key=_idempotency_key(call),
+        lineage=lineage,
+        with_task=worked_for_ticket,
     )
     return (201 if created.created else 200), TaskFromITResponse(
-        task=created.task, policy_verdict=created.verdict, itr_context=itr
+        task=created.task, policy_verdict=created.verdict, itr_context=itr, ticket_id=ticket.id
     )
 
 

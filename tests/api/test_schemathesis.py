@@ -11,8 +11,9 @@ header left out, methods a path does not have) run for every operation and role 
 
 Random ids only ever reach the 404 branch, so part of the requests address resources
 seeded through the API first (tasks in every lane, an IT request, artifacts, claimed
-runs with their claim tokens), and part of the valid bodies use the policy's real lane,
-provider, source and mutation-level names, which the schema types only as names.
+runs with their claim tokens, tickets and change requests), and part of the valid
+bodies use the policy's real lane, provider, source and mutation-level names, which the
+schema types only as names, and a seeded ticket's id.
 
 Deterministic (derandomized) and small by default. `SCHEMATHESIS_MAX_EXAMPLES` sets the
 examples per operation and role (e.g. 1000 for a soak run); `SCHEMATHESIS_SEED` swaps
@@ -157,11 +158,29 @@ class Seeded:
     client_session_ids: list[str] = field(default_factory=list)
     response_ids: list[str] = field(default_factory=list)
     calls: list[dict[str, str]] = field(default_factory=list)
+    # Tickets (one with an access request, its child ticket) and change requests,
+    # pending ones of another requester than the roles' own.
+    ticket_ids: list[str] = field(default_factory=list)
+    change_ids: list[str] = field(default_factory=list)
+    # The ticket's agent and the steering event the ticket's note made for it.
+    agent_ids: list[str] = field(default_factory=list)
+    steering_ids: list[str] = field(default_factory=list)
 
     def path_parameters(self, path: str) -> list[dict[str, Any]]:
         """Fixed path parameters addressing seeded resources, one dict per choice."""
         if path.startswith(CLIENT_SESSIONS + "/"):
             return [{"session_id": session_id} for session_id in self.client_session_ids]
+        if "{event_id}" in path:
+            return [
+                {"agent_id": agent_id, "event_id": event_id}
+                for agent_id, event_id in zip(self.agent_ids, self.steering_ids, strict=True)
+            ]
+        if "{agent_id}" in path:
+            return [{"agent_id": agent_id} for agent_id in self.agent_ids]
+        if "{change_id}" in path:
+            return [{"change_id": change_id} for change_id in self.change_ids]
+        if "{ticket_id}" in path:
+            return [{"ticket_id": ticket_id} for ticket_id in self.ticket_ids]
         if "{approval_id}" in path:
             return [{"approval_id": approval_id} for approval_id in self.approval_ids]
         if "{run_id}" in path:
@@ -234,6 +253,7 @@ def _seed(client: Any, tenant: str, *, run: bool, settle: bool = False) -> Seede
         seeded.artifacts = [
             {"task_id": task_id, "artifact_id": artifact["id"]} for artifact in artifacts
         ]
+    _seed_tickets(client, seeded)
     if settle:
         for task_id in seeded.task_ids:
             response = client.get(
@@ -242,6 +262,44 @@ def _seed(client: Any, tenant: str, *, run: bool, settle: bool = False) -> Seede
             if response.json()["task"]["status"] == "queued":
                 post(f"/api/agents/tasks/{task_id}/cancel", {}, expected=200)
     return seeded
+
+
+def _seed_tickets(client: Any, seeded: Seeded) -> None:
+    """A ticket with an agent and a note that steers it, an access request (its child
+    ticket and gate) and change requests of each kind of risk, requested by another
+    subject than the roles' own so that an approval can pass; and the IT request's
+    ticket."""
+    requester = {
+        "Authorization": "Bearer "
+        + mint_token(
+            JWT_SECRET,
+            subject="schemathesis-requester",
+            roles=["operator"],
+            tenant_id=seeded.tenant,
+        )
+    }
+
+    def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = client.post(url, json=body, headers=requester, timeout=REQUEST_TIMEOUT)
+        assert response.status_code == 201, (url, response.text)
+        return response.json()
+
+    ticket = post("/api/tickets", {"title": "Phishing report", "priority": "P2"})["ticket"]
+    url = f"/api/tickets/{ticket['id']}"
+    agent = post(url + "/assign-agent", {"prompt": "Scope the recipients."})["agent"]
+    post(url + "/notes", {"body": "Scoped recipients."})
+    seeded.agent_ids.append(agent["id"])
+    steering = client.get(f"/api/agents/{agent['id']}/steering", headers=requester)
+    seeded.steering_ids += [event["id"] for event in steering.json()["events"]]
+    access = post(
+        url + "/access-request",
+        {"resource": "repo demo/infra", "permission": "read", "assignment_group": "DevSecOps"},
+    )["access_request"]
+    seeded.ticket_ids += [ticket["id"], access["child_ticket_id"]]
+    seeded.change_ids.append(access["change_id"])
+    for risk in ("low", "high", "critical"):
+        body = {"ticket_id": ticket["id"], "action": "block_url", "target": "x", "risk_level": risk}
+        seeded.change_ids.append(post("/api/changes/request", body)["change"]["id"])
 
 
 def _seed_thread_runs(client: Any, seeded: Seeded, database_url: str) -> None:
@@ -512,6 +570,8 @@ def test_operation_conforms_to_its_schema(
             caller = (
                 {"tenant_id": seeded.tenant, "user_id": f"schemathesis-{role}"} if seeded else {}
             )
+            if seeded and seeded.ticket_ids:
+                caller["ticket_id"] = seeded.ticket_ids[0]
             _use_policy_names(case.body, data, caller)
             if seeded and case.operation.path.startswith(CLIENT_SESSIONS + "/"):
                 _use_seeded_references(case.body, seeded, data)

@@ -27,6 +27,15 @@ LEDGER_TABLES = (
     "coordination_channels",
     "channel_messages",
     "client_sessions",
+    "tickets",
+    "ticket_notes",
+    "ticket_attachments",
+    "change_requests",
+    "access_requests",
+    "audit_records",
+    "ticket_agents",
+    "ticket_agent_tasks",
+    "steering_events",
 )
 AGENTS = "/api/v1/agents"
 SESSIONS = "/api/v1/client-sessions"
@@ -114,6 +123,7 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
     session = await _session_texts(http, auth, tenant, every_form)
     session |= await _agent_runtime_texts(http, auth, every_form)
     session |= await _client_session_texts(http, auth, every_form)
+    session |= await _ticket_texts(http, auth, every_form, reasons)
 
     texts = {
         **session,
@@ -125,7 +135,14 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
         "thread": thread.text,
         "thread read": (await http.get(thread_url, headers=auth())).text,
         "threads": (await http.get("/api/v1/threads", headers=auth())).text,
+        "audit feed": (await http.get("/api/dashboard/audit?limit=200", headers=auth())).text,
+        "audit verify": (await http.get("/api/audit/verify", headers=auth())).text,
+        "dashboard stats": (await http.get("/api/dashboard/stats", headers=auth())).text,
     }
+    # Every word of every form, searched for: what matches shows only redacted text.
+    for name, text, _ in WRITTEN_FORMS:
+        found = await http.get("/api/search/global", params={"q": text[:200]}, headers=auth())
+        texts[f"search for the {name} form"] = found.text
     texts |= {f"transition {n}": response.text for n, response in enumerate(transitions)}
     texts |= runs
     for each in (task_id, approved, rejected):
@@ -154,6 +171,133 @@ async def test_planted_secrets_never_come_back(http, auth, new_task, pool, tenan
             assert rows, table
             for row in rows:
                 assert leaked(row["row"]) == [], f"stored in {table}"
+
+
+async def _ticket_texts(http, auth, every_form: str, reasons: list[str]) -> dict[str, str]:
+    """A ticket, its notes, attachment, status changes, assignment, question and answer,
+    change requests decided every way and an access request, each field that takes text
+    carrying the forms; and what the ticket, change and provider routes then return."""
+    yaml_form = "password: hunter2-yaml"
+    created = await http.post(
+        "/api/tickets",
+        json={
+            "title": f"Rotate {WRITTEN_FORMS[0][1]} now",
+            "description": every_form,
+            "created_by": yaml_form,
+        },
+        headers=auth(),
+    )
+    assert created.status_code == 201, created.text
+    url = f"/api/tickets/{created.json()['ticket']['id']}"
+    ticket_id = created.json()["ticket"]["id"]
+    sas = "https://a.blob.core.windows.net/c?sv=2024&sig=hunter2%2Bsas"
+    assigned = await http.post(
+        url + "/assign-agent", json={"prompt": every_form[:20_000]}, headers=auth()
+    )
+    writes = [
+        created,
+        assigned,
+        await http.post(
+            url + "/notes", json={"body": every_form, "author": yaml_form}, headers=auth()
+        ),
+        await http.post(
+            url + "/attachments",
+            json={"filename": yaml_form, "size_bytes": 1, "storage_ref": sas},
+            headers=auth(),
+        ),
+        await http.post(
+            url + "/status",
+            json={"status": "in_progress", "actor": yaml_form, "reason": reasons[0]},
+            headers=auth(),
+        ),
+        await http.post(
+            url + "/assignment",
+            json={"assignee": yaml_form, "escalation_tier": yaml_form, "reason": reasons[1]},
+            headers=auth(),
+        ),
+        await http.post(url + "/request-info", json={"question": every_form}, headers=auth()),
+        await http.post(url + "/user-response", json={"body": every_form}, headers=auth()),
+        await http.post(
+            url + "/access-request",
+            json={
+                "resource": reasons[2][:2000],
+                "permission": yaml_form,
+                "account_ref": yaml_form,
+                "assignment_group": yaml_form,
+                "reason": reasons[0],
+            },
+            headers=auth(),
+        ),
+    ]
+    change_ids = []
+    for _ in range(3):
+        change = await http.post(
+            "/api/changes/request",
+            json={
+                "ticket_id": ticket_id,
+                "action": "rotate",
+                "target": reasons[1],
+                "reason": reasons[2],
+                "command": every_form,
+            },
+            headers=auth(),
+        )
+        writes.append(change)
+        change_ids.append(change.json()["change"]["id"])
+    approver = auth(subject="bob")
+    approved, rejected, _ = (f"/api/changes/{change_id}" for change_id in change_ids)
+    writes += [
+        await http.post(
+            approved + "/approve",
+            json={"approved_by": yaml_form, "reason": reasons[0]},
+            headers=approver,
+        ),
+        await http.post(
+            approved + "/complete",
+            json={"completed_by": yaml_form, "result": every_form[:20_000]},
+            headers=approver,
+        ),
+        await http.post(
+            rejected + "/reject",
+            json={"rejected_by": yaml_form, "reason": reasons[1]},
+            headers=approver,
+        ),
+    ]
+    old_agent = f"/api/agents/{assigned.json()['agent']['id']}"
+    restarted = await http.post(old_agent + "/restart", json={"reason": reasons[2]}, headers=auth())
+    new_agent = f"/api/agents/{restarted.json()['agent']['id']}"
+    writes += [
+        restarted,
+        await http.post(new_agent + "/stop", json={"reason": reasons[0]}, headers=auth()),
+    ]
+    assert [response.status_code for response in writes] == [201] * 4 + [200] * 4 + [201] * 4 + [
+        200
+    ] * 5, [response.text for response in writes]
+    texts = {f"ticket write {n}": response.text for n, response in enumerate(writes)}
+    reads = [
+        url,
+        url + "/notes",
+        url + "/attachments",
+        url + "/context",
+        url + "/access-requests",
+        "/api/tickets",
+        "/api/changes",
+        "/api/changes/pending",
+        "/api/changes/stats",
+        "/api/providers",
+        *(f"/api/changes/{change_id}" for change_id in change_ids),
+        *(f"/api/changes/{change_id}/status" for change_id in change_ids),
+        "/api/agents",
+        "/api/agents/active",
+        "/api/agents/stats",
+        *(agent + read for agent in (old_agent, new_agent) for read in ("", "/logs", "/steering")),
+    ]
+    for read in reads:
+        response = await http.get(read, headers=auth())
+        assert response.status_code == 200, (read, response.text)
+        texts[read] = response.text
+    assert "[redacted]" in texts[url + "/notes"]
+    return texts
 
 
 async def _thread_runs(http, auth, every_form: str, reasons: list[str]) -> dict[str, str]:

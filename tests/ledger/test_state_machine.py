@@ -16,6 +16,7 @@ from typing import get_args
 from conftest import fast_policy
 
 from ledger.attempts import move_all_locked
+from ledger.change_models import ChangeStatus
 from ledger.leases import Leases
 from ledger.models import ApprovalStatus, TaskCreateRequest
 from ledger.redaction import Redactor
@@ -23,6 +24,7 @@ from ledger.repository import Actor, Ledger
 from ledger.session_steps import SESSION_COMPLETED, ClientSessionStatus
 from ledger.sql import queries
 from ledger.states import TRANSITIONS, RunStatus, TaskStatus
+from ledger.ticket_workflow import AWAITING_USER_RESPONSE, TICKET_STATUSES
 
 OPERATOR = Actor("olga", "t1", "operator")
 TASK_STATUSES = {str(status) for status in TaskStatus}
@@ -32,15 +34,21 @@ RUN_STATUSES = {str(status) for status in RunStatus}
 PHASES = TASK_STATUSES | {"active"}
 APPROVAL_STATUSES = set(get_args(ApprovalStatus))
 SESSION_STATUSES = set(get_args(ClientSessionStatus))
+CHANGE_STATUSES = set(get_args(ChangeStatus))
 ENUM_OF = {
     "tasks": TASK_STATUSES,
     "runs": RUN_STATUSES,
     "trace_events": TASK_STATUSES,
     "approval_requests": APPROVAL_STATUSES,
+    "tickets": set(TICKET_STATUSES),
+    "change_requests": CHANGE_STATUSES,
+    "change_requests_now": CHANGE_STATUSES,
 }
 
 _TABLE = re.compile(
-    r"\b(?:FROM|JOIN|UPDATE|INTO)\s+(tasks|runs|trace_events|approval_requests)\b(?:\s+(?:AS\s+)?(\w+))?"
+    r"\b(?:FROM|JOIN|UPDATE|INTO)\s+"
+    r"(tasks|runs|trace_events|approval_requests|tickets|change_requests_now|change_requests)\b"
+    r"(?:\s+(?:AS\s+)?(\w+))?"
 )
 _COMPARED = re.compile(
     r"\b(?:(\w+)\.)?(status|phase|from_status|to_status)\s*(?:=|<>|!=)\s*'([^']*)'"
@@ -204,6 +212,11 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
             "console_agent_sessions",
             "console_agent_session",
             "console_session_tree",
+            # A steering note reaches, and is acknowledged by, the claim holding the run.
+            "deliver_steering_if_holder",
+            "acknowledge_steering_if_holder",
+            # The dashboard counts the sessions whose claim holds their run.
+            "dashboard_active_sessions",
         )
     },
     # A new run is always queued.
@@ -225,6 +238,30 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     "tenant_workers": _rule("hold", tasks=False),
     "tasks_awaiting_approval": {("tasks", str(TaskStatus.AWAITING_APPROVAL))},
     "pending_approval_requests": {("approval_requests", "pending")},
+    # A ticket waiting for its requester's answer is what a user response restores.
+    "restore_ticket_status": {("tickets", AWAITING_USER_RESPONSE)},
+    # A change request's own small life (ledger/changes.py says who moves it out of each
+    # status), like an approval request's; the pending reads repeat the partial index
+    # change_requests_pending.
+    "insert_change_request": {("change_requests", "pending")},
+    "pending_changes": {("change_requests", "pending")},
+    "dashboard_pending_changes": {("change_requests", "pending")},
+    "dashboard_pending_change_count": {("change_requests", "pending")},
+    "changes_due_to_expire": {("change_requests", "pending")},
+    "approved_change_for_target": {("change_requests", "approved")},
+    "approve_change": {("change_requests", "pending")},
+    "reject_change": {("change_requests", "pending"), ("change_requests", "rejected")},
+    "complete_change": {("change_requests", "approved"), ("change_requests", "completed")},
+    "expire_change": {("change_requests", "pending"), ("change_requests", "expired")},
+    # An access request is granted once its gate is approved (or carried out since).
+    "ticket_access_requests": {
+        ("change_requests_now", "approved"),
+        ("change_requests_now", "completed"),
+    },
+    "get_access_request": {
+        ("change_requests_now", "approved"),
+        ("change_requests_now", "completed"),
+    },
 }
 
 
@@ -278,6 +315,8 @@ async def test_every_check_constraint_allows_exactly_its_enum(pool) -> None:
         ("client_sessions", "client_sessions_status_check"): SESSION_STATUSES,
         # completed_at is set exactly when the session is completed.
         ("client_sessions", "client_sessions_completed_at"): {SESSION_COMPLETED},
+        ("change_requests", "change_requests_status_check"): CHANGE_STATUSES,
+        ("tickets", "tickets_status_check"): set(TICKET_STATUSES),
     }
 
 

@@ -354,3 +354,35 @@ async def test_follow_up_turn_runs_only_its_new_call() -> None:
     assert second.final_output == (
         "offline model: completed 2 tool call(s)\n- add: sum=5\n- add: sum=11\ntask: Once more"
     )
+
+
+async def test_a_steering_note_is_acknowledged_before_the_task_goes_on() -> None:
+    """The offline model's side of steering (worker/steering.py): a note that joins the
+    input mid-run is answered with ack_steering first, and the task's own directives
+    (from the latest user message that is not a note) carry on after it."""
+    calls: list[tuple[int, int]] = []
+    acks: list[str] = []
+
+    @function_tool
+    def ack_steering(event_id: str) -> str:
+        """Acknowledge a steering note."""
+        acks.append(event_id)
+        return f"acknowledged {event_id}"
+
+    event_id = "0b6f4f9e-6a53-4c8e-9d3e-8c1f2f7a1b2c"
+    note = {"role": "user", "content": f"Steering note {event_id} from dashboard (dana):\nStop."}
+    agent = Agent(name="adder", instructions="Add.", tools=[_add_tool(calls), ack_steering])
+
+    result = await Runner.run(
+        agent, [{"role": "user", "content": ADD_TASK}, note], run_config=_offline()
+    )
+
+    assert acks == [event_id] and calls == [(2, 3)]
+    assert _call_ids(result)[1] == _expected_call_id(0, "add", '{"a":2,"b":3}')
+    assert result.final_output.endswith("task: Add two numbers")
+    # Without the tool offered, a note is only read.
+    plain = Agent(name="adder", instructions="Add.", tools=[_add_tool([])])
+    unacked = await Runner.run(
+        plain, [{"role": "user", "content": ADD_TASK}, note], run_config=_offline()
+    )
+    assert unacked.final_output.endswith("task: Add two numbers")
