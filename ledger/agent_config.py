@@ -41,6 +41,14 @@ ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-
 Minutes = Annotated[int, Field(ge=1, le=1440)]
 
 
+def _names_as_property_names(schema: dict[str, Any]) -> None:
+    """pydantic describes a dict with patterned keys by `patternProperties`, which lets
+    any other key through; the keys' pattern belongs in `propertyNames`."""
+    [(pattern, values)] = schema.pop("patternProperties").items()
+    schema["propertyNames"] = {**schema.get("propertyNames", {}), "pattern": pattern}
+    schema["additionalProperties"] = values
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,7 +72,9 @@ class AgentRuntimeConfig(_Strict):
 
     # The profile used when a request names none and its ticket class is not routed.
     active_profile: ProfileName | None = None
-    profiles: dict[ProfileName, AgentProfile] = Field(default_factory=dict, max_length=100)
+    profiles: dict[ProfileName, AgentProfile] = Field(
+        default_factory=dict, max_length=100, json_schema_extra=_names_as_property_names
+    )
     # Ticket class -> the profile its agents get.
     route_assignments: dict[TicketClass, ProfileName] = Field(default_factory=dict)
     max_concurrent_agents: int = Field(default=5, ge=1, le=1000)
