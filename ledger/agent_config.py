@@ -27,6 +27,7 @@ from ledger.errors import BadRequest, Conflict, NotFound
 from ledger.models import LaneName, LevelName, ProviderName, TaskCreateRequest
 from ledger.redaction import Redactor
 from ledger.sql import query
+from ledger.states import TERMINAL, TaskStatus
 from ledger.ticket_models import Ticket, TicketCreateRequest
 from ledger.ticket_workflow import TicketClass
 from ledger.tickets import Tickets
@@ -105,6 +106,14 @@ class ResolvedProfile(_Strict):
 
 class SecretRefused(BadRequest):
     code = "secret_refused"
+
+
+class AgentLimitReached(Conflict):
+    code = "agent_limit_reached"
+
+
+# A task in one of these counts against max_concurrent_agents.
+_LIVE = [str(status) for status in TaskStatus if status not in TERMINAL]
 
 
 def first_secret_field(redactor: Redactor, value: Any, path: tuple[str, ...] = ()) -> str | None:
@@ -235,7 +244,9 @@ class AgentConfigs(TaskCreation, Tickets):
         scope: dict[str, Any] | None = None,
     ) -> AgentTask:
         """A governed task for an agent with `profile` working on `prompt` (for `ticket`
-        when given, which the task is then linked to), with `scope` for the policy."""
+        when given, which the task is then linked to), with `scope` for the policy.
+        Refused (`AgentLimitReached`, 409) when the tenant's live agent tasks would pass
+        its max_concurrent_agents; a denied task is finished, and counts for nothing."""
         instructions = f"{profile.instructions}\n\n{prompt}" if profile.instructions else prompt
         request = TaskCreateRequest(
             lane=profile.lane,
@@ -252,21 +263,22 @@ class AgentConfigs(TaskCreation, Tickets):
             mutation_level=profile.mutation_level,
             model_provider=profile.model_provider,
         )
-        with_task = None
-        if ticket is not None:
-            linked = ticket
+        limit = (await self.agent_config(actor.tenant_id)).config.max_concurrent_agents
 
-            async def worked_for_ticket(
-                connection: asyncpg.Connection, task_id: UUID, _: str
-            ) -> None:
-                await self.link_ticket_task(connection, actor.tenant_id, linked.id, task_id)
+        async def within_limit(connection: asyncpg.Connection, task_id: UUID, _: str) -> None:
+            # Counted after the insert, under a lock: concurrent starts cannot overshoot.
+            await connection.execute(query("lock_agent_starts"), actor.tenant_id)
+            live = await _live_agents(connection, actor.tenant_id)
+            if live > limit:
+                raise _limit_reached(live - 1, limit)
+            if ticket is not None:
+                await self.link_ticket_task(connection, actor.tenant_id, ticket.id, task_id)
 
-            with_task = worked_for_ticket
         created = await self.create_task(
             actor,
             request,
             lineage={"ticket_id": str(ticket.id)} if ticket else None,
-            with_task=with_task,
+            with_task=within_limit,
         )
         return AgentTask(created, profile, ticket.id if ticket else None)
 
@@ -281,9 +293,15 @@ class AgentConfigs(TaskCreation, Tickets):
     ) -> AgentTask:
         """A local ticket for `prompt` and an agent's task for it, with the profile its
         ticket class is routed to (else the active one, else the defaults)."""
-        profile = await self.resolve_agent_profile(actor.tenant_id, ticket_class=ticket_class)
-        # What would refuse the task is checked before the ticket is made for it.
+        config = (await self.agent_config(actor.tenant_id)).config
+        profile = resolve_profile(config, ticket_class=ticket_class)
+        # What would refuse the task is checked before the ticket is made for it (the
+        # limit again with the task, under its lock).
         self._check_known(profile.lane, profile.mutation_level, profile.model_provider)
+        async with self.pool.acquire() as connection:
+            live = await _live_agents(connection, actor.tenant_id)
+        if live >= config.max_concurrent_agents:
+            raise _limit_reached(live, config.max_concurrent_agents)
         ticket = await self.create_ticket(
             actor,
             TicketCreateRequest(
@@ -294,6 +312,22 @@ class AgentConfigs(TaskCreation, Tickets):
             ),
         )
         return await self.create_agent_task(actor, profile, prompt, title=title, ticket=ticket)
+
+
+async def _live_agents(connection: asyncpg.Connection, tenant_id: str) -> int:
+    count: int = await connection.fetchval(
+        query("count_live_agent_tasks"), tenant_id, _LIVE, PROFILE_SCOPE_KEY
+    )
+    return count
+
+
+def _limit_reached(live: int, limit: int) -> AgentLimitReached:
+    return AgentLimitReached(
+        f"the tenant has {live} live agents and its max_concurrent_agents is {limit}: "
+        "wait for one to finish, or stop one",
+        live_agents=live,
+        max_concurrent_agents=limit,
+    )
 
 
 def _check_references(config: AgentRuntimeConfig) -> None:

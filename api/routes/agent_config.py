@@ -185,7 +185,9 @@ def _created(agent: AgentTask) -> tuple[int, AgentTaskResponse]:
 
 _TASK_NOTE = (
     " The answer is the task with its policy verdict: queued for a worker, awaiting "
-    "approval, or recorded as denied, as the lane's policy decides."
+    "approval, or recorded as denied, as the lane's policy decides. 409 "
+    "agent_limit_reached when the tenant's unfinished agent tasks are at its "
+    "max_concurrent_agents."
 )
 
 
@@ -198,7 +200,7 @@ _TASK_NOTE = (
     "another tenant's ticket." + _TASK_NOTE,
     role="operator",
     response=AgentTaskResponse,
-    statuses=(201, 400, 401, 403, 404),
+    statuses=(201, 400, 401, 403, 404, 409),
     body=SpawnAgentRequest,
     tag=_TAG,
 )
@@ -222,7 +224,7 @@ async def spawn_agent(call: Call[SpawnAgentRequest, None]) -> tuple[int, AgentTa
     + _TASK_NOTE,
     role="operator",
     response=AgentTaskResponse,
-    statuses=(201, 400, 401, 403),
+    statuses=(201, 400, 401, 403, 409),
     body=PromptAgentRequest,
     tag=_TAG,
 )

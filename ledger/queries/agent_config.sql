@@ -24,3 +24,15 @@ FROM runs
 WHERE status = 'running' AND lease_until > now()
   AND heartbeat_at > now() - make_interval(secs => $1)
 GROUP BY lane;
+
+-- name: lock_agent_starts
+-- Tenant $1's agent starts, one at a time until the transaction ends: each counts the
+-- live agents after the one before it committed.
+SELECT pg_advisory_xact_lock(hashtextextended('agent_starts:' || $1, 0));
+
+-- name: count_live_agent_tasks
+-- How many of tenant $1's tasks made from an agent profile (their scope has the key $3)
+-- are in one of the statuses $2 (those not finished), one being created in this
+-- transaction included.
+SELECT count(*) FROM tasks
+WHERE tenant_id = $1 AND status = ANY($2::text[]) AND scope ? $3;

@@ -311,3 +311,33 @@ async def test_planted_secrets_never_come_back(http, auth, pool, tenant) -> None
         )
         texts[table] = json.dumps([row["row"] for row in rows])
     assert {name: leaked(text) for name, text in texts.items() if leaked(text)} == {}
+
+
+async def test_max_concurrent_agents_refuses_one_more(http, auth, tenant) -> None:
+    await _put(http, auth, {**SETTINGS, "max_concurrent_agents": 2})
+    body = {"profile": "triage", "prompt": "Look."}
+    first = await http.post("/api/agents/spawn", json=body, headers=auth())
+    second = await http.post(
+        "/api/agents/create-from-prompt", json={"prompt": "Look."}, headers=auth()
+    )
+    assert (first.status_code, second.status_code) == (201, 201), second.text
+    refused = [
+        await http.post("/api/agents/spawn", json=body, headers=auth()),
+        await http.post("/api/agents/create-from-prompt", json={"prompt": "x"}, headers=auth()),
+    ]
+    for response in refused:
+        assert response.status_code == 409, response.text
+        error = response.json()["error"]
+        assert error["code"] == "agent_limit_reached"
+        assert error["details"] == {"live_agents": 2, "max_concurrent_agents": 2}
+    # A finished agent makes room; a denied one never took any.
+    cancelled = await http.post(
+        f"/api/agents/tasks/{first.json()['task']['id']}/cancel", json={}, headers=auth()
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    denied = await http.post(
+        "/api/agents/spawn", json={"profile": "prod-fix", "prompt": "x"}, headers=auth()
+    )
+    assert denied.json()["task"]["status"] == "denied"
+    again = await http.post("/api/agents/spawn", json=body, headers=auth())
+    assert again.status_code == 201, again.text
