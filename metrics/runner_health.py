@@ -15,6 +15,7 @@ each time. Served as `GET /api/agents/runner-health` and as the `workbench_runne
 and `workbench_lane_workers` gauges, refreshed at each scrape of the API's /metrics.
 """
 
+import asyncio
 import importlib.metadata
 import os
 import time
@@ -124,21 +125,24 @@ class RunnerHealthCheck:
 
     async def refresh_gauges(self) -> None:
         """Set the gauges from a fresh report. The lanes keep their last values while
-        the database is out of reach; the rest needs none."""
+        the database is out of reach (a scrape waits no longer than a probe for it);
+        the rest needs none."""
         RUNNER_SDK_AVAILABLE.set(1 if _sdk().available else 0)
         for provider in await self._providers():
             RUNNER_PROVIDER_CONFIGURED.labels(provider.name).set(1 if provider.configured else 0)
             RUNNER_MODEL_REACHABLE.labels(provider.name).set(1 if provider.reachable else 0)
         try:
-            lanes = await self._lanes()
-        except DATABASE_TROUBLE as error:
+            async with asyncio.timeout(probe_timeout_seconds()):
+                lanes = await self._lanes()
+        except (*DATABASE_TROUBLE, TimeoutError) as error:
             log.warning("runner_gauges_refresh_failed", error=type(error).__name__)
             return
         for lane in lanes:
             LANE_WORKERS.labels(lane.lane).set(lane.workers)
 
     async def _providers(self) -> list[ProviderHealth]:
-        return [await self._provider(name) for name in self.policy.providers]
+        # Probed together: a scrape waits for the slowest probe, not for their sum.
+        return list(await asyncio.gather(*map(self._provider, self.policy.providers)))
 
     async def _provider(self, name: str) -> ProviderHealth:
         try:
