@@ -118,7 +118,9 @@ _LIVE = [str(status) for status in TaskStatus if status not in TERMINAL]
 
 def first_secret_field(redactor: Redactor, value: Any, path: tuple[str, ...] = ()) -> str | None:
     """The dotted path of the first field the redactor would change (a secret-bearing
-    name with a value, or a value that holds a secret's form), or None."""
+    name with a value, or a value that holds a secret's form), or None. The key of an
+    object or a list is a label (a profile named `reset-password`), not a secret's name:
+    what is under it is looked at instead."""
     items: list[tuple[Any, Any]]
     if isinstance(value, dict):
         items = list(value.items())
@@ -127,10 +129,15 @@ def first_secret_field(redactor: Redactor, value: Any, path: tuple[str, ...] = (
     else:
         return None if redactor.value(value) == value else ".".join(path)
     for key, item in items:
+        where = (*path, str(key))
+        if isinstance(item, dict | list):
+            found = first_secret_field(redactor, item, where)
+            if found is not None:
+                return found
+            continue
         single = {key: item} if isinstance(value, dict) else [item]
         if redactor.value(single) != single:
-            where = (*path, str(key))
-            return first_secret_field(redactor, item, where) or ".".join(where)
+            return ".".join(where)
     return None
 
 

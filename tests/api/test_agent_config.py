@@ -120,6 +120,16 @@ async def test_a_key_field_is_refused_by_name(http, auth) -> None:
     assert "sk-hunter2" not in refused.text
 
 
+async def test_a_profile_name_is_a_label_not_a_secret(http, auth) -> None:
+    body = {"profiles": {"reset-password": TRIAGE, "api-token-rotation": TRIAGE}}
+    stored = await _put(http, auth, body)
+    assert stored.status_code == 200, stored.text
+    assert sorted(stored.json()["agent_config"]["config"]["profiles"]) == [
+        "api-token-rotation",
+        "reset-password",
+    ]
+
+
 async def test_every_planted_form_is_refused(http, auth, pool, tenant) -> None:
     for name, text, _ in WRITTEN_FORMS:
         body = {"profiles": {"triage": {**TRIAGE, "instructions": f"Summarise.\n{text}"}}}
