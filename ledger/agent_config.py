@@ -116,18 +116,14 @@ class AgentLimitReached(Conflict):
 _LIVE = [str(status) for status in TaskStatus if status not in TERMINAL]
 
 
-def first_secret_field(redactor: Redactor, value: Any, path: tuple[str, ...] = ()) -> str | None:
+def first_secret_field(
+    redactor: Redactor, value: dict[str, Any] | list[Any], path: tuple[str, ...] = ()
+) -> str | None:
     """The dotted path of the first field the redactor would change (a secret-bearing
     name with a value, or a value that holds a secret's form), or None. The key of an
     object or a list is a label (a profile named `reset-password`), not a secret's name:
     what is under it is looked at instead."""
-    items: list[tuple[Any, Any]]
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list):
-        items = list(enumerate(value))
-    else:
-        return None if redactor.value(value) == value else ".".join(path)
+    items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
         where = (*path, str(key))
         if isinstance(item, dict | list):
