@@ -172,7 +172,7 @@ class AgentTask:
     ticket_id: UUID | None
 
 
-class AgentConfigs(TaskCreation, Tickets):
+class AgentConfigs(Tickets, TaskCreation):
     async def agent_config(self, tenant_id: str) -> StoredAgentConfig:
         row = await self.pool.fetchrow(query("get_agent_settings"), tenant_id)
         return _stored(row) if row else StoredAgentConfig(config=AgentRuntimeConfig())
