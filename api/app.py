@@ -17,6 +17,7 @@ from api.metrics import RequestMetricsMiddleware, metrics_endpoint
 from api.openapi import build_openapi
 from api.routes import (
     agent_channels,
+    agent_config,
     agent_runtime,
     agent_self,
     agent_sessions,
@@ -51,6 +52,7 @@ from ledger.migrate import apply_migrations
 from ledger.notify_feed import TRACES, NotifyFeed
 from ledger.policy import PolicyConfig, load_policy
 from ledger.repository import Ledger
+from metrics.runner_health import RunnerHealthCheck
 
 ENDPOINTS = [
     *tasks.ENDPOINTS,
@@ -65,6 +67,7 @@ ENDPOINTS = [
     *agent_self.ENDPOINTS,
     *agent_soul.ENDPOINTS,
     *agent_spawn.ENDPOINTS,
+    *agent_config.ENDPOINTS,
     *events.ENDPOINTS,
     *threads.ENDPOINTS,
     *runs.ENDPOINTS,
@@ -97,6 +100,7 @@ def create_app(
             app.state.ledger = Ledger(pool, config)
             app.state.leases = Leases(pool, config)
             app.state.runtime = AgentRuntime(pool, config)
+            app.state.runner_health = RunnerHealthCheck(pool, config)
             app.state.lanes = LaneRegistry(pool, config)
             app.state.outbox = Outbox(pool, app.state.lanes, actor=f"api:{socket.gethostname()}")
             app.state.artifacts = artifact_store_from_env()

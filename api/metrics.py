@@ -39,5 +39,8 @@ class RequestMetricsMiddleware:
             HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
 
 
-async def metrics_endpoint(_: Request) -> Response:
+async def metrics_endpoint(request: Request) -> Response:
+    # The runner's gauges are read when they are asked for (their probes are kept a few
+    # seconds): the API has no loop of its own to refresh them.
+    await request.app.state.runner_health.refresh_gauges()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -18,6 +18,7 @@
 - the audit trail (`ledger/audit_trail.py`): a tenant's hash chain checked, its feed;
 - the dashboard's overview (`ledger/dashboard.py`): counts, trends, recent activity;
 - global search (`ledger/global_search.py`): full-text over the tenant's records;
+- agent runtime settings and the tasks started from them (`ledger/agent_config.py`);
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
   status, a task's runs, what waits for a decision, lanes and workers; and of the
   agent runtime (`ledger/runtime_overview.py`): sessions, channels, refused spawns.
@@ -28,6 +29,7 @@ methods take and return are importable from here too.
 """
 
 from ledger.actor import Actor
+from ledger.agent_config import AgentConfigs
 from ledger.approvals import Approvals
 from ledger.audit_trail import AuditTrail
 from ledger.client_sessions import ClientSessions
@@ -66,5 +68,6 @@ class Ledger(
     AuditTrail,
     GlobalSearch,
     RuntimeOverview,
+    AgentConfigs,
 ):
     """Everything the API does to the ledger."""

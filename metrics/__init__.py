@@ -85,3 +85,25 @@ APPROVAL_OLDEST_AGE = Gauge(
     "How long the oldest task awaiting approval has waited, per lane.",
     ["lane"],
 )
+# The agent runner as the API sees it, refreshed at each scrape of the API's /metrics
+# (metrics/runner_health.py).
+RUNNER_SDK_AVAILABLE = Gauge(
+    "workbench_runner_sdk_available", "1 when the agents SDK imports in this process, else 0."
+)
+RUNNER_PROVIDER_CONFIGURED = Gauge(
+    "workbench_runner_provider_configured",
+    "1 when the model provider's settings are present in this process, else 0.",
+    ["provider"],
+)
+RUNNER_MODEL_REACHABLE = Gauge(
+    "workbench_runner_model_reachable",
+    "1 when the provider's model API answered within the probe's timeout (offline: in "
+    "process, always), else 0; 0 for a provider not configured.",
+    ["provider"],
+)
+LANE_WORKERS = Gauge(
+    "workbench_lane_workers",
+    "Workers seen per lane: those holding a run with a live lease that heartbeat within "
+    "the window (WORKBENCH_WORKER_SEEN_SECONDS); an idle worker holds none.",
+    ["lane"],
+)

@@ -150,6 +150,20 @@ def model_name_for(name: str) -> str | None:
     return _settings(name).model
 
 
+# Where the OpenAI client sends requests when OPENAI_BASE_URL is unset.
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def model_api_url(name: str) -> str | None:
+    """Where provider ``name``'s model API is, without user info, query or fragment: safe
+    to show, and to probe (no credential goes with it). None for ``offline``, which runs
+    in process. Raises ``ProviderNotConfigured`` exactly when ``model_name_for`` does."""
+    settings = _settings(name)
+    if name == "offline":
+        return None
+    return _redacted_url(settings.base_url or OPENAI_DEFAULT_BASE_URL)
+
+
 # The name the offline model answers under (it serves every name it is given).
 OFFLINE_MODEL_NAME = "offline"
 # Where each provider's model name is configured, and its default when unset.

@@ -211,9 +211,11 @@ async def test_an_ack_needs_the_agents_own_session(http, auth) -> None:
 
 async def test_literal_agent_paths_are_not_one_agent(http, auth) -> None:
     # `/api/agents/{id}` takes a UUID: other names under /api/agents are other routes.
-    response = await http.get(f"{AGENTS}/models", headers=auth("viewer"))
-    assert response.status_code == 404, response.text
+    models = await http.get(f"{AGENTS}/models", headers=auth("viewer"))
+    assert models.status_code == 200 and "agent" not in models.json(), models.text
     assert (await http.get(f"{AGENTS}/stats", headers=auth("viewer"))).status_code == 200
+    response = await http.get(f"{AGENTS}/not-an-agent-id", headers=auth("viewer"))
+    assert response.status_code == 404, response.text
 
 
 async def test_a_session_acknowledges_only_what_was_delivered_to_its_claim(http, auth, app) -> None:

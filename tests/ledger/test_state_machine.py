@@ -236,6 +236,8 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     "tenant_lane_backlog": _rule("claim", tasks=False)
     | {("runs", str(RunStatus.RUNNING)), ("runs", str(RunStatus.PAUSED))},
     "tenant_workers": _rule("hold", tasks=False),
+    # Runner health: the workers seen per lane are those holding running runs.
+    "lane_workers_seen": _rule("hold", tasks=False),
     "tasks_awaiting_approval": {("tasks", str(TaskStatus.AWAITING_APPROVAL))},
     "pending_approval_requests": {("approval_requests", "pending")},
     # A ticket waiting for its requester's answer is what a user response restores.
