@@ -18,9 +18,11 @@ commits, by the task's own guarded transition: if the task finished in between, 
 is nothing left to cancel.
 
 What a model, profile and prompt resolve to: the prompt given, else the ticket's title
-and description; the model given, else the provider's own; the lane, provider and
-mutation level are `DEFAULT_RUN`'s. The profile named is recorded with the agent; the
-tenant's agent runtime settings, where named profiles are defined, are not read here.
+and description; the profile named, else the one the ticket's class is routed to, else
+the tenant's active one, else the defaults (`ledger/agent_config.py`), gives the lane,
+provider, mutation level, instructions and model; the model given wins over the
+profile's. A wake or restart resolves the agent's profile again, so a changed setting
+reaches its next task.
 """
 
 import contextlib
@@ -31,8 +33,9 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from ledger.actor import Actor
+from ledger.agent_config import AgentConfigs
 from ledger.change_models import ApproveChangeRequest, ChangeRequest
-from ledger.creation import CreatedTask, TaskCreation, WithTask
+from ledger.creation import CreatedTask, WithTask
 from ledger.decisions import Decisions
 from ledger.errors import Conflict, InvalidTransition, NotFound
 from ledger.models import TaskCreateRequest
@@ -64,19 +67,18 @@ class AgentRun:
     model_provider: str
     mutation_level: str
     model: str | None = None
+    instructions: str = ""  # the profile's, before the ticket and the prompt
 
 
-DEFAULT_RUN = AgentRun(lane="analysis", model_provider="offline", mutation_level="read_only")
-
-
-def _instructions(ticket: Ticket, prompt: str) -> str:
-    return (
+def _instructions(ticket: Ticket, run: AgentRun, prompt: str) -> str:
+    working = (
         f"You are the agent working ticket {ticket.id} ({ticket.ticket_class}, priority "
         f"{ticket.priority}): {ticket.title}\n\n{prompt}"
     )
+    return f"{run.instructions}\n\n{working}" if run.instructions else working
 
 
-class TicketAgents(AgentReads, Decisions, TaskCreation):
+class TicketAgents(AgentReads, Decisions, AgentConfigs):
     async def on_ticket_event(self, connection: asyncpg.Connection, event: TicketEvent) -> None:
         """A note from a person or a ticketing provider (and the requester's answer)
         becomes a steering event for the ticket's agent, in the note's transaction."""
@@ -111,10 +113,10 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
         )
         if assigned is not None:
             raise _already_assigned(assigned["id"])
-        run = DEFAULT_RUN
+        run = await self._run_of(actor.tenant_id, request.profile, ticket, request.model)
         agent_id = uuid4()
         prompt = self.redactor.text(request.prompt or f"{ticket.title}\n\n{ticket.description}")
-        model = request.model or run.model
+        model = run.model
 
         async def with_task(connection: asyncpg.Connection, task_id: UUID, status: str) -> None:
             denied = status == TaskStatus.DENIED
@@ -172,7 +174,7 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
                 f"cannot wake an agent that is {agent.status}", current_status=agent.status
             )
         ticket = await self.get_ticket(actor.tenant_id, agent.ticket_id)
-        run = AgentRun(agent.lane, agent.model_provider, DEFAULT_RUN.mutation_level, agent.model)
+        run = await self._run_of(actor.tenant_id, agent.profile, ticket, agent.model)
 
         async def with_task(connection: asyncpg.Connection, task_id: UUID, status: str) -> None:
             moved = await connection.fetchrow(
@@ -189,9 +191,7 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
             )
 
         prompt = agent.prompt + (f"\n\nWoken: {reason}" if reason else "")
-        created = await self._agent_task(
-            actor, ticket, run, prompt, agent_id, agent.model, with_task
-        )
+        created = await self._agent_task(actor, ticket, run, prompt, agent_id, run.model, with_task)
         return await self.get_agent(actor.tenant_id, agent_id), created
 
     async def restart_agent(
@@ -204,7 +204,7 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
         if old.state != ASSIGNED:
             raise Conflict("cannot restart a stopped agent", current_status=old.status)
         ticket = await self.get_ticket(actor.tenant_id, old.ticket_id)
-        run = AgentRun(old.lane, old.model_provider, DEFAULT_RUN.mutation_level, old.model)
+        run = await self._run_of(actor.tenant_id, old.profile, ticket, old.model)
         new_id = uuid4()
 
         async def with_task(connection: asyncpg.Connection, task_id: UUID, status: str) -> None:
@@ -222,9 +222,9 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
                 task_id,
                 STOPPED if denied else ASSIGNED,
                 POLICY_DENIED if denied else None,
-                old.lane,
-                old.model_provider,
-                old.model,
+                run.lane,
+                run.model_provider,
+                run.model,
                 old.profile,
                 old.prompt,
                 actor.subject,
@@ -245,7 +245,7 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
             )
 
         created = await self._agent_task(
-            actor, ticket, run, old.prompt, new_id, old.model, with_task
+            actor, ticket, run, old.prompt, new_id, run.model, with_task
         )
         await self._cancel_quietly(actor, old.task_id, f"agent {agent_id} restarted")
         return await self.get_agent(actor.tenant_id, new_id), created
@@ -303,7 +303,7 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
         request = TaskCreateRequest(
             lane=run.lane,
             title=f"Agent on ticket: {ticket.title}"[:500],
-            instructions=_instructions(ticket, prompt),
+            instructions=_instructions(ticket, run, prompt),
             scope={TICKET_AGENT_KEY: str(agent_id), "ticket_id": str(ticket.id)},
             mutation_level=run.mutation_level,
             model_provider=run.model_provider,
@@ -313,6 +313,20 @@ class TicketAgents(AgentReads, Decisions, TaskCreation):
             request,
             run_options={"model": model} if model else None,
             with_task=with_task,
+        )
+
+    async def _run_of(
+        self, tenant_id: str, profile: str | None, ticket: Ticket, model: str | None
+    ) -> AgentRun:
+        """How the agent's next task runs: its profile resolved now (404 for a profile
+        the tenant's settings do not define), the model given over the profile's."""
+        resolved = await self.resolve_agent_profile(tenant_id, profile, ticket.ticket_class)
+        return AgentRun(
+            resolved.lane,
+            resolved.model_provider,
+            resolved.mutation_level,
+            model or resolved.model,
+            resolved.instructions,
         )
 
     async def _record_task(

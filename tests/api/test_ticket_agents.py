@@ -303,3 +303,34 @@ async def test_the_requesters_answer_and_a_granted_access_resume_a_finished_agen
     agent = (await http.get(f"{AGENTS}/{agent_id}", headers=auth())).json()
     assert [t["reason"] for t in agent["tasks"]] == ["access_granted", "user_response", "assigned"]
     assert agent["agent"]["status"] == "queued"
+
+
+async def test_assign_runs_the_profile_the_settings_define(http, auth) -> None:
+    fix = {
+        "lane": "change-nonprod",
+        "mutation_level": "propose",
+        "instructions": "Propose the smallest change that fixes it.",
+        "model": "offline",
+    }
+    settings = {
+        "profiles": {"fix": fix, "triage": {"lane": "analysis"}},
+        "active_profile": "triage",
+    }
+    stored = await http.put(f"{AGENTS}/config", json=settings, headers=auth())
+    assert stored.status_code == 200, stored.text
+
+    named = await _assign(http, auth(), await _ticket(http, auth()), profile="fix")
+    task = named["task"]
+    assert (task["lane"], task["mutation_level"]) == ("change-nonprod", "propose")
+    assert task["instructions"].startswith(fix["instructions"])
+    assert named["agent"]["profile"] == "fix" and named["agent"]["lane"] == "change-nonprod"
+
+    # No profile named: the tenant's active one.
+    active = await _assign(http, auth(), await _ticket(http, auth()))
+    assert active["task"]["lane"] == "analysis"
+    unknown = await http.post(
+        f"{TICKETS}/{(await _ticket(http, auth()))['id']}/assign-agent",
+        json={"profile": "nobody-defined-this"},
+        headers=auth(),
+    )
+    assert unknown.status_code == 404, unknown.text
