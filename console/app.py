@@ -15,10 +15,21 @@ from starlette.staticfiles import StaticFiles
 from api.errors import ApiError
 from console import auth
 from console.render import PREFIX, view
-from console.views import approvals, conversations, lanes, task_detail, tasks
+from console.views import (
+    approvals,
+    channels,
+    conversations,
+    lanes,
+    sessions,
+    spawn_refusals,
+    task_detail,
+    tasks,
+)
 
 STATIC_DIR = Path(__file__).with_name("static")
 _TASK = PREFIX + "/tasks/{task_id}"
+_SESSION = PREFIX + "/sessions/{session_id}"
+_CHANNEL = PREFIX + "/channels/{channel_id}"
 
 
 async def _home(_: Request) -> Response:
@@ -57,6 +68,14 @@ ROUTES: list[Route] = [
     Route(PREFIX + "/runs/{run_id}", conversations.run_page, methods=["GET"]),
     Route(PREFIX + "/runs/{run_id}/steps", conversations.run_steps_fragment, methods=["GET"]),
     Route(PREFIX + "/lanes", lanes.lanes, methods=["GET"]),
+    Route(PREFIX + "/sessions", sessions.session_list, methods=["GET"]),
+    Route(PREFIX + "/sessions/rows", sessions.session_rows, methods=["GET"]),
+    Route(_SESSION, sessions.session_page, methods=["GET"]),
+    Route(_SESSION + "/body", sessions.session_body, methods=["GET"]),
+    Route(PREFIX + "/channels", channels.channel_list, methods=["GET"]),
+    Route(_CHANNEL, channels.channel_page, methods=["GET"]),
+    Route(_CHANNEL + "/live", channels.channel_live, methods=["GET"]),
+    Route(PREFIX + "/spawn-refusals", spawn_refusals.spawn_refusals, methods=["GET"]),
 ]
 # Anything else under /console is an HTML 404, not the API's JSON one.
 FALLBACK = Route(PREFIX + "/{path:path}", _not_found, methods=["GET", "POST"])

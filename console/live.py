@@ -1,9 +1,9 @@
 """The console's live updates: Server-Sent Events woken by the ledger's notifications.
 
-Both streams follow the trace feed the task event stream uses (`api/trace_feed.py`),
-so they cost no query while nothing changes and are woken within a notification's
-round trip when something does; a lost LISTEN connection is made again at the next
-poll (`POLL_SECONDS`) and every stream then catches up.
+The streams follow the notification feeds the API's own event streams and long polls
+use, so they cost no query while nothing changes and are woken within a
+notification's round trip when something does; a lost LISTEN connection is made again
+at the next poll (`POLL_SECONDS`) and every stream then catches up.
 
 - `changes`: the tenant's tasks changed. It carries no data: the page asks again for
   the fragment it shows (the list with its filters, the approvals, the lanes), at most
@@ -11,15 +11,17 @@ poll (`POLL_SECONDS`) and every stream then catches up.
 - `trace`: one task's trace events after a sequence number, each rendered as a row of
   its timeline (the event id is its sequence number, so a reconnect resumes), and a
   `status` event after a batch that moved the task, so the page refreshes its summary.
+- `channel`: one coordination channel's messages after a sequence number, the same
+  way, woken by the channels' notifications (`app.state.channel_feed`).
 
-The pages (`static/console.js`) close both while the tab is hidden and open them again,
+The pages (`static/console.js`) close them while the tab is hidden and open them again,
 from where they stopped, when it is shown; they poll instead while a stream is down.
-Neither ends by itself: both end when the process is stopping (`app.state.stopping`),
+None ends by itself: each ends when the process is stopping (`app.state.stopping`),
 and the browser connects again to whichever replica serves it next.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import UUID
 
 from starlette.requests import Request
@@ -28,6 +30,7 @@ from starlette.responses import StreamingResponse
 from api.routes.events import KEEPALIVE_SECONDS, POLL_SECONDS, STREAM_BATCH
 from console.auth import Me
 from console.render import render
+from ledger.channels import Waker
 from ledger.notify import wait_any
 
 THROTTLE_SECONDS = 1.0
@@ -105,40 +108,69 @@ def _uuids(values: list[str]) -> list[UUID]:
 
 def trace(request: Request, me: Me, task_id: UUID, after: int) -> StreamingResponse:
     """Task `task_id`'s trace after `after`, live. The caller has read the task (404)."""
-    feed = request.app.state.trace_feed
     ledger = request.app.state.ledger
+
+    async def read(seq: int) -> tuple[list[str], int, bool]:
+        batch = await ledger.list_traces(me.tenant, task_id, after_seq=seq, limit=STREAM_BATCH)
+        frames = [
+            frame("trace", render("_trace_item.html", {"event": event}), event_id=event.seq)
+            for event in batch
+        ]
+        moved = next((event.to_status for event in reversed(batch) if event.to_status), None)
+        if moved:
+            frames.append(frame("status", moved))
+        return frames, batch[-1].seq if batch else seq, len(batch) == STREAM_BATCH
+
+    return _stream(_follow(request, request.app.state.trace_feed, str(task_id), after, read))
+
+
+def channel(request: Request, me: Me, channel_id: UUID, after: int) -> StreamingResponse:
+    """Channel `channel_id`'s messages after sequence number `after`, live, each a row
+    of the channel's page. Woken by the channels' notifications, as a long-polling
+    `recv` is. The caller has read the channel (404)."""
+    ledger = request.app.state.ledger
+
+    async def read(seq: int) -> tuple[list[str], int, bool]:
+        batch = await ledger.channel_messages(
+            me.tenant, channel_id, after_seq=seq, limit=STREAM_BATCH
+        )
+        frames = [
+            frame("message", render("_channel_message.html", {"m": m}), event_id=m.message.seq)
+            for m in batch
+        ]
+        return frames, batch[-1].message.seq if batch else seq, len(batch) == STREAM_BATCH
+
+    return _stream(_follow(request, request.app.state.channel_feed, str(channel_id), after, read))
+
+
+Read = Callable[[int], Awaitable[tuple[list[str], int, bool]]]
+
+
+async def _follow(
+    request: Request, feed: Waker, key: str, after: int, read: Read
+) -> AsyncIterator[str]:
+    """The frames `read(seq)` makes of what follows `seq` (with the new last `seq`, and
+    whether the batch was full), from `after` on, read again each time `key` grows."""
     stopping = request.app.state.stopping
-
-    async def events() -> AsyncIterator[str]:
-        seq = after
-        yield "retry: 3000\n\n"
-        await feed.ensure()
-        with feed.subscribe(str(task_id)) as grew:
-            idle = 0.0
-            while not stopping.is_set():
-                grew.clear()
-                batch = await ledger.list_traces(
-                    me.tenant, task_id, after_seq=seq, limit=STREAM_BATCH
-                )
-                moved = None
-                for event in batch:
-                    html = render("_trace_item.html", {"event": event})
-                    yield frame("trace", html, event_id=event.seq)
-                    seq = event.seq
-                    moved = event.to_status or moved
-                if moved:
-                    yield frame("status", moved)
-                if batch:
-                    idle = 0.0
-                if len(batch) == STREAM_BATCH:
-                    continue
-                while not grew.is_set() and not stopping.is_set():
-                    await wait_any(grew, stopping, seconds=POLL_SECONDS)
-                    if not grew.is_set() and not stopping.is_set():
-                        idle += POLL_SECONDS
-                        await feed.ensure()
-                        if idle >= KEEPALIVE_SECONDS:
-                            idle = 0.0
-                            yield ": keep-alive\n\n"
-
-    return _stream(events())
+    seq = after
+    yield "retry: 3000\n\n"
+    await feed.ensure()
+    with feed.subscribe(key) as grew:
+        idle = 0.0
+        while not stopping.is_set():
+            grew.clear()
+            frames, seq, full = await read(seq)
+            for one in frames:
+                yield one
+            if frames:
+                idle = 0.0
+            if full:
+                continue
+            while not grew.is_set() and not stopping.is_set():
+                await wait_any(grew, stopping, seconds=POLL_SECONDS)
+                if not grew.is_set() and not stopping.is_set():
+                    idle += POLL_SECONDS
+                    await feed.ensure()
+                    if idle >= KEEPALIVE_SECONDS:
+                        idle = 0.0
+                        yield ": keep-alive\n\n"

@@ -59,6 +59,14 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 86_400} d {seconds % 86_400 // 3600} h"
 
 
+def _relative(value: datetime | None) -> str:
+    """A time to come as "in 5 min", one past as "5 min ago"."""
+    if value is None:
+        return "—"
+    seconds = (value - datetime.now(UTC)).total_seconds()
+    return "in " + _duration(seconds) if seconds >= 0 else _ago(value)
+
+
 def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
@@ -73,7 +81,7 @@ ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(ago=_ago, duration=_duration, when=_when, pretty=_pretty)
+ENV.filters.update(ago=_ago, duration=_duration, relative=_relative, when=_when, pretty=_pretty)
 ENV.globals.update(prefix=PREFIX, may=may)
 
 

@@ -18,7 +18,8 @@
 - the dashboard's overview (`ledger/dashboard.py`): counts, trends, recent activity;
 - global search (`ledger/global_search.py`): full-text over the tenant's records;
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
-  status, a task's runs, what waits for a decision, lanes and workers.
+  status, a task's runs, what waits for a decision, lanes and workers; and of the
+  agent runtime (`ledger/runtime_overview.py`): sessions, channels, refused spawns.
 
 The worker's side is `ledger/leases.py`. Every module of `ledger/` that talks to
 Postgres runs the named queries of `queries/*.sql`; none assembles SQL. The types the
@@ -37,6 +38,7 @@ from ledger.global_search import GlobalSearch
 from ledger.it_requests import ITRequests
 from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
+from ledger.runtime_overview import RuntimeOverview
 from ledger.ticket_context import TicketContexts
 
 __all__ = [
@@ -58,6 +60,7 @@ class Ledger(
     TicketContexts,
     Dashboard,
     Overview,
+    RuntimeOverview,
     AuditTrail,
     GlobalSearch,
 ):

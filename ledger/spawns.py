@@ -158,7 +158,7 @@ class Spawns(SelfViews):
         try:
             return await self._spawn(caller, order)
         except (SpawnRefused, NotFound) as refused:
-            await self._audit_refusal(caller, refused)
+            await self._audit_refusal(caller, order, refused)
             raise
 
     async def _spawn(self, caller: Caller, order: SpawnOrder) -> Spawned:
@@ -324,8 +324,19 @@ class Spawns(SelfViews):
         )
         return session_record(row, held=False, task_status=status)
 
-    async def _audit_refusal(self, caller: Caller, refused: LedgerError) -> None:
+    async def _audit_refusal(self, caller: Caller, order: SpawnOrder, refused: LedgerError) -> None:
+        """The refusal in the parent's trace, with what was asked: the order's settings,
+        not its instructions, which may be long (the console shows them beside the
+        diagnostic)."""
         parent = caller.session
+        asked = {
+            "agent_name": order.agent_name,
+            "title": order.title,
+            "spawn_role": order.spawn_role,
+            "ttl_seconds": order.ttl_seconds,
+            "auto_stop_on_parent": order.auto_stop_on_parent,
+            "permissions": order.permissions,
+        }
         async with self.pool.acquire() as connection, connection.transaction():
             await append_trace(
                 connection,
@@ -335,7 +346,7 @@ class Spawns(SelfViews):
                 actor=f"session:{parent.id}",
                 run_id=parent.run_id,
                 message=f"spawn refused ({refused.code}): {refused.message}",
-                data={"code": refused.code, **refused.details},
+                data={"code": refused.code, **refused.details, "asked": asked},
             )
             await record_audit(
                 connection,

@@ -1,6 +1,7 @@
-"""One task: its verdict and reasons, runs and attempts, the trace as a timeline that
-grows live, its artifacts, and the actions its status allows. Each action is the REST
-route's: the same request model, the same ledger method, the same role."""
+"""One task: its verdict and reasons, runs and attempts, its agent session, the trace
+as a timeline that grows live, its artifacts, and the actions its status allows. Each
+action is the REST route's: the same request model, the same ledger method, the same
+role."""
 
 import asyncio
 from typing import Any
@@ -46,14 +47,17 @@ def tool_call_waiting(task: Task) -> bool:
 async def _summary_context(request: Request, me: Me, task_id: UUID) -> dict[str, Any]:
     ledger = request.app.state.ledger
     task = await ledger.get_task(me.tenant, task_id)
-    runs, artifacts = await asyncio.gather(
-        ledger.task_runs(me.tenant, task_id), ledger.list_artifacts(me.tenant, task_id)
+    runs, artifacts, session = await asyncio.gather(
+        ledger.task_runs(me.tenant, task_id),
+        ledger.list_artifacts(me.tenant, task_id),
+        ledger.task_session(me.tenant, task_id),
     )
     lane = ledger.policy.lanes.get(task.lane)
     return {
         "task": task,
         "runs": runs,
         "artifacts": artifacts,
+        "session": session,
         "may": may,
         "tool_call": tool_call_waiting(task),
         "break_glass": task.policy_verdict.decision == "deny",
@@ -80,7 +84,7 @@ async def task_summary(request: Request, me: Me) -> Response:
     return page(request, "_task_summary.html", context)
 
 
-def _resume_point(request: Request) -> int:
+def resume_point(request: Request) -> int:
     """Last-Event-ID (the browser's own reconnect), else after_seq, else 0."""
     for raw in (request.headers.get("last-event-id"), request.query_params.get("after_seq")):
         if raw is None:
@@ -94,7 +98,7 @@ def _resume_point(request: Request) -> int:
 @signed_view
 async def task_live(request: Request, me: Me) -> Response:
     task_id = task_id_of(request)
-    after = _resume_point(request)
+    after = resume_point(request)
     await request.app.state.ledger.get_task(me.tenant, task_id)  # 404 before the stream
     return live.trace(request, me, task_id, after)
 

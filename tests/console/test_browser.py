@@ -13,10 +13,9 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 from world import *  # noqa: F403 - the session's fixtures: stack, browser, api, ...
-from world import DESKTOP, PHONE, wait_for_status
+from world import DESKTOP, PHONE, mark, not_reloaded, serious, wait_for_status
 
 TASKS = "/api/agents/tasks"
 WRITE_CHANGE = '#call write_artifact {"name": "change.txt", "content": "replicas: 3"}'
@@ -24,15 +23,6 @@ WRITE_CHANGE = '#call write_artifact {"name": "change.txt", "content": "replicas
 
 def task_id_from(page: Page) -> str:
     return re.search(r"/console/tasks/([0-9a-f-]{36})", page.url).group(1)
-
-
-def mark(page: Page) -> None:
-    """A marker that a reload or navigation would wipe."""
-    page.evaluate("window.__notReloaded = true")
-
-
-def not_reloaded(page: Page) -> bool:
-    return page.evaluate("window.__notReloaded === true")
 
 
 def set_visibility(page: Page, state: str) -> None:
@@ -320,23 +310,13 @@ def test_every_screen_is_accessible_at_both_widths_and_schemes(
     context = new_context(viewport=DESKTOP if width == "desktop" else PHONE, color_scheme=scheme)
     page = context.new_page()
     page.goto("/console/sign-in")
-    problems = [f"sign-in: {problem}" for problem in _serious(page)]
+    problems = [f"sign-in: {problem}" for problem in serious(page)]
     page.screenshot(path=screenshots / f"sign-in-{width}-{scheme}.png", full_page=True)
     page.get_by_label("Token").fill(tokens("owner"))
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/console/tasks")
     for name, path in screens.items():
         page.goto(path)
-        problems += [f"{name}: {problem}" for problem in _serious(page)]
+        problems += [f"{name}: {problem}" for problem in serious(page)]
         page.screenshot(path=screenshots / f"{name}-{width}-{scheme}.png", full_page=True)
     assert problems == []
-
-
-def _serious(page: Page) -> list[str]:
-    results = Axe().run(page)
-    return [
-        f"{violation['id']} ({violation['impact']}): {node['target']}"
-        for violation in results.response["violations"]
-        if violation["impact"] in ("serious", "critical")
-        for node in violation["nodes"]
-    ]

@@ -5,44 +5,19 @@ the same pages in Chromium against a real `workbench up`."""
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from uuid import uuid4
 
 import httpx
 import pytest
 from conftest import JWT_SECRET
+from signed_in import BASE, SAME_ORIGIN, error_code, sign_in, token
+from signed_in import browser as browser  # the fixture
 from starlette.applications import Starlette
 
 from api.auth import mint_token
 
-BASE = "http://workbench.test"
-SAME_ORIGIN = {"origin": BASE}
 TASKS = "/api/agents/tasks"
-
-
-@pytest.fixture
-async def browser(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    """A client with its own cookie jar, like one browser."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-        yield client
-
-
-def token(tenant: str, *roles: str, ttl: int = 3600) -> str:
-    return mint_token(
-        JWT_SECRET, subject="carol", roles=list(roles), tenant_id=tenant, ttl_seconds=ttl
-    )
-
-
-async def sign_in(client: httpx.AsyncClient, value: str) -> httpx.Response:
-    return await client.post(
-        "/console/sign-in", data={"token": value, "next": "/console/tasks"}, headers=SAME_ORIGIN
-    )
-
-
-def error_code(response: httpx.Response) -> str | None:
-    found = re.search(r'data-error-code="(\w+)"', response.text)
-    return found.group(1) if found else None
 
 
 async def test_sign_in_sets_a_strict_http_only_cookie_that_expires_with_the_token(

@@ -22,6 +22,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 import yaml
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from process_helpers import Workbench
 
@@ -38,6 +39,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TENANT = "console-e2e"
+EXTERNAL = "external"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 HOLD_SECONDS = 9.0  # under the tool's own 10 s timeout
@@ -102,11 +104,17 @@ def held() -> Iterator[HeldServer]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
-    """`workbench up` with the default lanes, `analysis` allowed to reach 127.0.0.1."""
+    """`workbench up` with the default lanes, `analysis` allowed to reach 127.0.0.1, and
+    lane `external`: analysis' settings without a transport, so no worker of the stack
+    takes its runs and a test claims them as an external agent (`claim-next`), with a
+    lease long enough to outlast a test."""
     root = tmp_path_factory.mktemp("console")
     policy = load_policy()
     lanes = dict(policy.lanes)
     lanes["analysis"] = lanes["analysis"].model_copy(update={"allowed_hosts": ["127.0.0.1"]})
+    lanes[EXTERNAL] = lanes["analysis"].model_copy(
+        update={"transport": None, "lease_seconds": 600.0, "description": "External agents."}
+    )
     lanes_file = root / "lanes.yaml"
     lanes_file.write_text(
         yaml.safe_dump(policy.model_copy(update={"lanes": lanes}).model_dump(mode="json"))
@@ -229,3 +237,23 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
     directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+def mark(page: Page) -> None:
+    """A marker that a reload or navigation would wipe."""
+    page.evaluate("window.__notReloaded = true")
+
+
+def not_reloaded(page: Page) -> bool:
+    return page.evaluate("window.__notReloaded === true")
+
+
+def serious(page: Page) -> list[str]:
+    """axe-core's serious and critical violations on the page."""
+    results = Axe().run(page)
+    return [
+        f"{violation['id']} ({violation['impact']}): {node['target']}"
+        for violation in results.response["violations"]
+        if violation["impact"] in ("serious", "critical")
+        for node in violation["nodes"]
+    ]
