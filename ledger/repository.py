@@ -19,7 +19,9 @@
 - global search (`ledger/global_search.py`): full-text over the tenant's records;
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
   status, a task's runs, what waits for a decision, lanes and workers; and of the
-  agent runtime (`ledger/runtime_overview.py`): sessions, channels, refused spawns.
+  agent runtime (`ledger/runtime_overview.py`): sessions, channels, refused spawns;
+  and of the operations data (`ledger/operations_overview.py`): changes pending first,
+  a ticket's steering events.
 
 The worker's side is `ledger/leases.py`. Every module of `ledger/` that talks to
 Postgres runs the named queries of `queries/*.sql`; none assembles SQL. The types the
@@ -36,6 +38,7 @@ from ledger.decisions import Transition
 from ledger.errors import BadRequest
 from ledger.global_search import GlobalSearch
 from ledger.it_requests import ITRequests
+from ledger.operations_overview import OperationsOverview
 from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
 from ledger.runtime_overview import RuntimeOverview
@@ -61,6 +64,7 @@ class Ledger(
     Dashboard,
     Overview,
     RuntimeOverview,
+    OperationsOverview,
     AuditTrail,
     GlobalSearch,
 ):
