@@ -15,6 +15,8 @@ from ledger.reads import Reads
 from ledger.sql import query
 from ledger.steering import SteeringEvent
 
+# The status of a change waiting for a decision (`ledger/changes.py`), listed first.
+WAITING = "pending"
 # The newest steering events a ticket's page shows.
 STEERING_LIMIT = 100
 
@@ -30,7 +32,7 @@ class OperationsOverview(Reads):
         offset: int,
     ) -> list[ChangeRequest]:
         rows = await self.pool.fetch(
-            query("console_changes"), tenant_id, status, risk_level, limit, offset
+            query("console_changes"), tenant_id, status, risk_level, limit, offset, WAITING
         )
         return [ChangeRequest.model_validate(dict(row)) for row in rows]
 

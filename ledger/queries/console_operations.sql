@@ -4,15 +4,15 @@
 -- a steering event past its time to live as expired before the listing writes it so.
 
 -- name: console_changes
--- Tenant $1's change requests as they stand now, the ones waiting for a decision first
--- (the soonest to expire first), then the rest newest first; status $2 and risk level
--- $3 when given; at most $4 after $5.
+-- Tenant $1's change requests as they stand now, the ones in status $6 (waiting for a
+-- decision) first, the soonest to expire first, then the rest newest first; status $2
+-- and risk level $3 when given; at most $4 after $5.
 SELECT * FROM change_requests_now
 WHERE tenant_id = $1
   AND ($2::text IS NULL OR status = $2)
   AND ($3::text IS NULL OR risk_level = $3)
-ORDER BY (status = 'pending') DESC,
-         CASE WHEN status = 'pending' THEN expires_at END,
+ORDER BY (status = $6) DESC,
+         CASE WHEN status = $6 THEN expires_at END,
          created_at DESC, id DESC
 LIMIT $4 OFFSET $5;
 
