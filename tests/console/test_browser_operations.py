@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import httpx
@@ -94,6 +95,82 @@ def tickets(api: httpx.Client) -> dict[str, dict]:
     return made
 
 
+# The steering events an agent's ticket shows, as the agent lifecycle and the worker
+# leave them: (body, state, the columns that state sets).
+STEERING = (
+    (
+        "Check the TLS certificate first.",
+        "acknowledged",
+        "deliveries = 1, delivered_attempt = 1, delivered_at = now(),"
+        " acknowledged_at = now(), acknowledged_by = 'agent'",
+    ),
+    (
+        "The vendor says the tunnel idles out after 60 min.",
+        "delivered",
+        "deliveries = 1, delivered_attempt = 1, delivered_at = now()",
+    ),
+    ("Ann is on leave until Monday.", "pending", "deliveries = 0"),
+)
+
+
+@pytest.fixture(scope="module")
+def steered(api: httpx.Client, tickets: dict, database: str) -> dict:
+    """An agent on the VPN ticket (its task waits for an approval, so it is active) with
+    a steering event in each open and acknowledged state."""
+    created = api.post(
+        "/api/agents/tasks",
+        json={
+            "lane": "change-prod",
+            "title": "Work the VPN ticket",
+            "instructions": "Find why the VPN disconnects.",
+            "mutation_level": "write_prod",
+            "scope": {"rollback": "nothing to roll back: it only reads"},
+        },
+    )
+    assert created.status_code == 201, created.text
+    task = created.json()["task"]
+    assert task["status"] == "awaiting_approval"
+    ticket_id, agent_id = tickets["vpn"]["id"], str(uuid4())
+    execute(
+        database,
+        "INSERT INTO ticket_agents (id, tenant_id, ticket_id, task_id, state, lane,"
+        " model_provider, prompt, created_by) VALUES ($1::uuid, $2, $3::uuid, $4::uuid,"
+        " 'assigned', 'change-prod', 'offline', 'Work the ticket.', 'olga')",
+        agent_id,
+        TENANT,
+        ticket_id,
+        task["id"],
+    )
+    execute(
+        database,
+        "UPDATE tickets SET agent_id = $2::uuid, agent_task_id = $3::uuid WHERE id = $1::uuid",
+        ticket_id,
+        agent_id,
+        task["id"],
+    )
+    for minutes, (body, state, columns) in enumerate(STEERING):
+        execute(
+            database,
+            "INSERT INTO steering_events (id, tenant_id, agent_id, ticket_id, source, author,"
+            " body, state, expires_at, created_at) VALUES ($1::uuid, $2, $3::uuid, $4::uuid,"
+            " 'dashboard', 'olga', $5, $6, now() + interval '1 day',"
+            " now() - make_interval(mins => $7))",
+            str(uuid4()),
+            TENANT,
+            agent_id,
+            ticket_id,
+            body,
+            state,
+            len(STEERING) - minutes,
+        )
+        execute(
+            database,
+            f"UPDATE steering_events SET {columns} WHERE body = $1",  # noqa: S608 - the test's
+            body,
+        )
+    return {"ticket": tickets["vpn"], "agent_id": agent_id, "task": task}
+
+
 @pytest.fixture(scope="module")
 def change(api: httpx.Client, tokens: Callable[..., str], tickets: dict) -> dict:
     """A medium-risk change on the mail ticket, requested by operator rita."""
@@ -148,6 +225,21 @@ def test_filter_the_tickets_open_one_and_add_a_note(
     expect(page.locator("#ticket-status")).to_have_attribute("data-status", "in_progress")
     read = api.get(f"{TICKETS}/{mail['id']}").json()["ticket"]
     assert read["status"] == "in_progress"
+
+
+def test_a_ticket_with_an_active_agent_shows_its_steering(
+    sign_in: Callable[..., Page], steered: dict
+) -> None:
+    page = sign_in("viewer")
+    page.goto(f"/console/tickets/{steered['ticket']['id']}")
+    expect(page.locator("#ticket-agent [data-agent-id]")).to_have_text(steered["agent_id"])
+    rows = page.locator("#steering tr[data-steering-id]")
+    expect(rows).to_have_count(len(STEERING))
+    # The newest first.
+    states = rows.evaluate_all("rows => rows.map(r => r.dataset.state)")
+    assert states == [state for _, state, _ in reversed(STEERING)]
+    expect(rows.first).to_contain_text("Ann is on leave until Monday.")
+    expect(page.locator("#note-form")).to_have_count(0)  # a viewer writes no note
 
 
 def test_the_requester_is_refused_and_another_operator_approves(
@@ -219,11 +311,19 @@ def test_filter_the_audit_feed(sign_in: Callable[..., Page], change: dict) -> No
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", ["desktop", "phone"])
 def test_the_operations_screens_are_accessible_at_both_widths_and_schemes(
-    new_context, tokens, tickets: dict, change: dict, screenshots, width: str, scheme: str
+    new_context,
+    tokens,
+    tickets: dict,
+    steered: dict,
+    change: dict,
+    screenshots,
+    width: str,
+    scheme: str,
 ) -> None:
     screens = {
         "tickets": "/console/tickets",
         "ticket": f"/console/tickets/{tickets['mail']['id']}",
+        "ticket-steering": f"/console/tickets/{steered['ticket']['id']}",
         "changes": "/console/changes",
         "change": f"/console/changes/{change['id']}",
         "audit": "/console/audit",
@@ -245,7 +345,7 @@ def test_the_operations_screens_are_accessible_at_both_widths_and_schemes(
 
 
 def test_verify_the_chain_then_see_where_an_altered_record_breaks_it(
-    sign_in: Callable[..., Page], database: str, change: dict
+    sign_in: Callable[..., Page], database: str, change: dict, screenshots
 ) -> None:
     page = sign_in("viewer")
     page.goto("/console/audit")
@@ -271,3 +371,5 @@ def test_verify_the_chain_then_see_where_an_altered_record_breaks_it(
     expect(chain).to_contain_text(f"The chain is broken at record #{seq}")
     expect(page.locator("#broken-record")).to_contain_text("change_approved")
     expect(page.locator("#broken-record [data-field=actor]")).to_have_text("olga")
+    assert serious(page) == []
+    page.screenshot(path=screenshots / "audit-broken-desktop-light.png", full_page=True)
