@@ -119,4 +119,6 @@ async def decide(request: Request, me: Me) -> Response:
         }
         return page(request, "change.html", context, status_code=ledger_status(refused))
     done = "approved" if decision == "approve" else "rejected"
+    if form.get("back") == "approvals":
+        return RedirectResponse(f"{PREFIX}/approvals?done=change+{done}", status_code=303)
     return RedirectResponse(f"{PREFIX}/changes/{change_id}?done={done}", status_code=303)

@@ -556,3 +556,32 @@ async def test_verify_shows_the_chain_holds_then_where_it_breaks(
     assert 'id="broken-record-missing"' in cut.text
     bad = await viewer.get("/console/audit/verify?deep=1")
     assert (bad.status_code, error_code(bad)) == (400, "invalid_request")
+
+
+async def test_pending_changes_wait_under_approvals_and_are_decided_there(
+    person: Callable, ticket: Callable, change: Callable, app: Starlette
+) -> None:
+    mine = await ticket()
+    waiting = await change(mine["id"], subject="rita", command="systemctl reload nginx")
+    late = await change(mine["id"], subject="rita", target="host:late")
+    await app.state.ledger.pool.execute(
+        "UPDATE change_requests SET expires_at = now() - interval '1 second' WHERE id = $1",
+        UUID(late["id"]),
+    )
+    viewer = await person("viewer")
+    shown = await viewer.get("/console/approvals")
+    assert _ids(shown, 'data-approval-kind="change" data-change-id') == [waiting["id"]]
+    assert "systemctl reload nginx" in shown.text and "Approve change" not in shown.text
+
+    operator = await person("operator", subject="olga")
+    listed = await operator.get("/console/approvals/rows")
+    assert "Approve change" in listed.text
+    decided = await operator.post(
+        f"/console/changes/{waiting['id']}/approve",
+        data={"reason": "ok", "back": "approvals"},
+        headers=SAME_ORIGIN,
+    )
+    assert decided.status_code == 303
+    assert decided.headers["location"] == "/console/approvals?done=change+approved"
+    after = await operator.get("/console/approvals")
+    assert waiting["id"] not in after.text
