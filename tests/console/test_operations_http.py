@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 from conftest import JWT_SECRET
-from planted_secrets import leaked
+from planted_secrets import forms_text, leaked
 from signed_in import SAME_ORIGIN, error_code
 from signed_in import browser as browser  # the fixture
 from starlette.applications import Starlette
@@ -430,6 +430,8 @@ async def test_a_change_is_approved_by_another_operator_and_the_refusals_are_exp
     assert "cannot reject a change that is approved" in again.text
 
     high = await change(mine["id"], subject="rita", risk_level="high")
+    shown = await approver.get(f"/console/changes/{high['id']}")
+    assert 'id="not-your-role"' in shown.text and 'id="decide-form"' not in shown.text
     role = await approver.post(f"/console/changes/{high['id']}/approve", headers=SAME_ORIGIN)
     assert role.status_code == 403 and "approved by: owner" in role.text
     owner = await person("owner", subject="omar")
@@ -585,3 +587,53 @@ async def test_pending_changes_wait_under_approvals_and_are_decided_there(
     assert decided.headers["location"] == "/console/approvals?done=change+approved"
     after = await operator.get("/console/approvals")
     assert waiting["id"] not in after.text
+
+
+async def test_no_operations_screen_shows_a_planted_secret(
+    person: Callable,
+    ticket: Callable,
+    change: Callable,
+    http: httpx.AsyncClient,
+    auth: Callable,
+    app: Starlette,
+    tenant: str,
+) -> None:
+    every_form = forms_text()
+    mine = await ticket(title="Rotate the key: password: hunter2-yaml", description=every_form)
+    url = f"{TICKETS}/{mine['id']}"
+    note = await http.post(f"{url}/notes", json={"body": every_form}, headers=auth())
+    assert note.status_code == 201, note.text
+    signed = "https://cdn.example/v.mp4?expires=1714600000&signature=hunter2-signed"
+    attached = await http.post(
+        f"{url}/attachments",
+        json={"filename": "v.mp4", "size_bytes": 1, "storage_ref": signed},
+        headers=auth(),
+    )
+    assert attached.status_code == 201, attached.text
+    gate = await change(mine["id"], reason="password: hunter2-yaml", command=every_form)
+    operator = await person("operator")
+    await operator.post(
+        f"/console/tickets/{mine['id']}/notes", data={"body": every_form}, headers=SAME_ORIGIN
+    )
+    # A record altered to break the chain is shown as stored: still redacted.
+    await app.state.ledger.pool.execute(
+        "UPDATE audit_records SET actor = 'mallory' WHERE tenant_id = $1 AND seq = 1", tenant
+    )
+    for path in (
+        "/console/tickets",
+        f"/console/tickets/{mine['id']}",
+        f"/console/tickets/{mine['id']}/body",
+        "/console/changes",
+        f"/console/changes/{gate['id']}",
+        "/console/approvals",
+        "/console/audit",
+        "/console/audit?q=hunter2",
+        "/console/audit/verify",
+    ):
+        page = await operator.get(path)
+        assert page.status_code == 200, path
+        assert leaked(page.text) == [], path
+    refused = await (await person("operator", subject="rita")).post(
+        f"/console/changes/{gate['id']}/approve", headers=SAME_ORIGIN
+    )
+    assert refused.status_code == 403 and leaked(refused.text) == []
