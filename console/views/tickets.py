@@ -70,6 +70,9 @@ async def _detail_context(request: Request, me: Me) -> dict[str, Any]:
         "c": context,
         "ticket": context.ticket,
         "steering": await ledger.ticket_steering(me.tenant, ticket_id),
+        "assignment": await ledger.ticket_agent(me.tenant, context.agent.agent_id)
+        if context.agent.agent_id
+        else None,
         # As steering decides: a note reaches an assigned agent whose task has not ended.
         "agent_active": context.agent.agent_id is not None
         and context.agent.task_status not in (None, *_FINISHED),

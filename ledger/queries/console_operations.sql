@@ -38,3 +38,10 @@ SELECT seq, created_at, actor, action, target_type, target_id, category, level,
        ticket_id, agent_id, detail, prev_hash, hash
 FROM audit_records
 WHERE tenant_id = $1 AND seq = $2;
+
+-- name: console_ticket_agent
+-- Agent $2 of tenant $1 as its assignment was recorded (never its prompt's full text).
+SELECT id, state, stop_reason, lane, model_provider, model, profile, created_by,
+       replaces_agent_id, created_at, stopped_at
+FROM ticket_agents
+WHERE tenant_id = $1 AND id = $2;

@@ -239,6 +239,7 @@ async def test_a_ticket_shows_its_agents_steering_events_in_each_state(
     operator = await person("operator")
     page = await operator.get(f"/console/tickets/{mine['id']}")
     assert "This ticket has an active agent: a note reaches it at its next turn" in page.text
+    assert 'data-assignment="assigned"' in page.text and "(offline)" in page.text
 
     events = {}
     for state in ("pending", "delivered", "acknowledged", "superseded", "ttl", "stopped"):
