@@ -17,6 +17,8 @@ from console import auth
 from console.render import PREFIX, view
 from console.views import (
     approvals,
+    audit,
+    changes,
     channels,
     conversations,
     lanes,
@@ -24,12 +26,15 @@ from console.views import (
     spawn_refusals,
     task_detail,
     tasks,
+    tickets,
 )
 
 STATIC_DIR = Path(__file__).with_name("static")
 _TASK = PREFIX + "/tasks/{task_id}"
 _SESSION = PREFIX + "/sessions/{session_id}"
 _CHANNEL = PREFIX + "/channels/{channel_id}"
+_TICKET = PREFIX + "/tickets/{ticket_id}"
+_CHANGE = PREFIX + "/changes/{change_id}"
 
 
 async def _home(_: Request) -> Response:
@@ -76,6 +81,18 @@ ROUTES: list[Route] = [
     Route(_CHANNEL, channels.channel_page, methods=["GET"]),
     Route(_CHANNEL + "/live", channels.channel_live, methods=["GET"]),
     Route(PREFIX + "/spawn-refusals", spawn_refusals.spawn_refusals, methods=["GET"]),
+    Route(PREFIX + "/tickets", tickets.ticket_list, methods=["GET"]),
+    Route(PREFIX + "/tickets/rows", tickets.ticket_rows, methods=["GET"]),
+    Route(_TICKET, tickets.ticket_page, methods=["GET"]),
+    Route(_TICKET + "/body", tickets.ticket_body, methods=["GET"]),
+    Route(_TICKET + "/notes", tickets.add_note, methods=["POST"]),
+    Route(_TICKET + "/status", tickets.set_status, methods=["POST"]),
+    Route(PREFIX + "/changes", changes.change_list, methods=["GET"]),
+    Route(PREFIX + "/changes/rows", changes.change_rows, methods=["GET"]),
+    Route(_CHANGE, changes.change_page, methods=["GET"]),
+    Route(_CHANGE + "/{decision}", changes.decide, methods=["POST"]),
+    Route(PREFIX + "/audit", audit.audit_feed, methods=["GET"]),
+    Route(PREFIX + "/audit/verify", audit.verify, methods=["GET"]),
 ]
 # Anything else under /console is an HTML 404, not the API's JSON one.
 FALLBACK = Route(PREFIX + "/{path:path}", _not_found, methods=["GET", "POST"])

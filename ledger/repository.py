@@ -21,7 +21,9 @@
 - agent runtime settings and the tasks started from them (`ledger/agent_config.py`);
 - the operator console's own reads (`ledger/overview.py`): a text filter, counts per
   status, a task's runs, what waits for a decision, lanes and workers; and of the
-  agent runtime (`ledger/runtime_overview.py`): sessions, channels, refused spawns.
+  agent runtime (`ledger/runtime_overview.py`): sessions, channels, refused spawns;
+  and of the operations data (`ledger/operations_overview.py`): changes pending first,
+  a ticket's steering events.
 
 The worker's side is `ledger/leases.py`. Every module of `ledger/` that talks to
 Postgres runs the named queries of `queries/*.sql`; none assembles SQL. The types the
@@ -39,6 +41,7 @@ from ledger.decisions import Transition
 from ledger.errors import BadRequest
 from ledger.global_search import GlobalSearch
 from ledger.it_requests import ITRequests
+from ledger.operations_overview import OperationsOverview
 from ledger.overview import Overview
 from ledger.reads import TaskPage, decode_cursor, encode_cursor
 from ledger.runtime_overview import RuntimeOverview
@@ -65,9 +68,10 @@ class Ledger(
     TicketContexts,
     Dashboard,
     Overview,
+    RuntimeOverview,
+    OperationsOverview,
     AuditTrail,
     GlobalSearch,
-    RuntimeOverview,
     AgentConfigs,
 ):
     """Everything the API does to the ledger."""

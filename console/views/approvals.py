@@ -1,8 +1,10 @@
 """Everything waiting for a decision, the longest waiting first: tasks the policy held
-for an operator (approve, reject, or break glass for an owner past a deny) and tool
-calls a paused run waits on, with their exact arguments and sha256. A task decision
-posts to the task's own action (`views/task_detail.py`); a tool call's is the REST
-`POST /api/v1/approvals/{id}/resolve`: `Ledger.resolve_approval`."""
+for an operator (approve, reject, or break glass for an owner past a deny), tool calls
+a paused run waits on, with their exact arguments and sha256, and change requests not
+yet decided nor expired. A task decision posts to the task's own action
+(`views/task_detail.py`); a tool call's is the REST
+`POST /api/v1/approvals/{id}/resolve`: `Ledger.resolve_approval`; a change's is the
+change's own (`views/changes.py`)."""
 
 from datetime import datetime
 from typing import Any
@@ -30,9 +32,11 @@ async def _context(request: Request, me: Me) -> dict[str, Any]:
     for call in calls:
         if call.task_id not in titles:
             titles[call.task_id] = (await ledger.get_task(me.tenant, call.task_id)).title
+    changes = await ledger.pending_changes(me.tenant)
     waiting: list[tuple[datetime, str, Any]] = [
         *((task.updated_at, "task", task) for task in tasks),
         *((call.created_at, "tool_call", call) for call in calls),
+        *((change.created_at, "change", change) for change in changes),
     ]
     waiting.sort(key=lambda item: item[0])
     return {"waiting": waiting, "titles": titles}

@@ -1,0 +1,131 @@
+"""Tickets: the tenant's tickets filtered as the REST list is (status, priority,
+assignee, agent_only; in the URL), a page at a time; and one ticket with its fields,
+its current agent, its notes as a timeline (source and visibility), attachments'
+metadata, change requests, access requests, the tasks worked for it and the steering
+events of its agents. A person adds a note (which is how they steer the ticket's agent)
+and moves the ticket to another status of its workflow; each action is the REST
+route's: the same request model, the same ledger method, the same role."""
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from api.endpoints import validate_body, validate_query
+from console.auth import Me, signed_view
+from console.render import PREFIX, is_fragment, page
+from console.views.sessions import list_params
+from console.views.task_detail import task_id_of
+from ledger.states import TERMINAL
+from ledger.ticket_models import (
+    STEERING_SOURCES,
+    NoteRequest,
+    TicketListQuery,
+    TicketStatusRequest,
+)
+from ledger.ticket_workflow import TERMINAL_STATUSES, TICKET_STATUSES
+
+PAGE_SIZE = 50
+_LIST_PARAMS = frozenset({"status", "priority", "assignee", "agent_only", "offset"})
+_FINISHED = frozenset(str(status) for status in TERMINAL)
+
+
+async def _list_context(request: Request, me: Me) -> dict[str, Any]:
+    params = list_params(request, _LIST_PARAMS)
+    filters = validate_query(TicketListQuery, {**params, "limit": str(PAGE_SIZE)})
+    tickets = await request.app.state.ledger.list_tickets(me.tenant, filters)
+    kept = {key: value for key, value in params.items() if key != "offset"}
+    more = len(tickets) == PAGE_SIZE
+    return {
+        "tickets": tickets,
+        "filters": filters,
+        "statuses": TICKET_STATUSES,
+        "filtered": bool(kept),
+        "rows_url": f"{PREFIX}/tickets/rows?{urlencode(params)}",
+        "next_link": f"?{urlencode({**kept, 'offset': filters.offset + PAGE_SIZE})}"
+        if more
+        else None,
+        "first_link": f"?{urlencode(kept)}" if filters.offset else None,
+    }
+
+
+@signed_view
+async def ticket_list(request: Request, me: Me) -> Response:
+    context = await _list_context(request, me)
+    name = "_ticket_rows.html" if is_fragment(request) else "tickets.html"
+    return page(request, name, context)
+
+
+@signed_view
+async def ticket_rows(request: Request, me: Me) -> Response:
+    return page(request, "_ticket_rows.html", await _list_context(request, me))
+
+
+async def _detail_context(request: Request, me: Me) -> dict[str, Any]:
+    ledger = request.app.state.ledger
+    ticket_id = task_id_of(request, "ticket_id")
+    context = await ledger.ticket_context(me.tenant, ticket_id)
+    return {
+        "c": context,
+        "ticket": context.ticket,
+        "steering": await ledger.ticket_steering(me.tenant, ticket_id),
+        "assignment": await ledger.ticket_agent(me.tenant, context.agent.agent_id)
+        if context.agent.agent_id
+        else None,
+        # As steering decides: a note reaches an assigned agent whose task has not ended.
+        "agent_active": context.agent.agent_id is not None
+        and context.agent.task_status not in (None, *_FINISHED),
+        "terminal": context.ticket.status in TERMINAL_STATUSES,
+        "other_statuses": [s for s in TICKET_STATUSES if s != context.ticket.status],
+        "steering_sources": STEERING_SOURCES,
+    }
+
+
+@signed_view
+async def ticket_page(request: Request, me: Me) -> Response:
+    context = await _detail_context(request, me)
+    context["done"] = request.query_params.get("done")
+    return page(request, "ticket.html", context)
+
+
+@signed_view
+async def ticket_body(request: Request, me: Me) -> Response:
+    return page(request, "_ticket_body.html", await _detail_context(request, me))
+
+
+async def _form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+@signed_view
+async def add_note(request: Request, me: Me) -> Response:
+    """`POST /api/tickets/{id}/notes` from the console: a person's note (source
+    `dashboard`), which steers the ticket's active agent."""
+    actor = me.principal.actor_for("operator")
+    ticket_id = task_id_of(request, "ticket_id")
+    form = await _form(request)
+    body = validate_body(
+        NoteRequest,
+        {
+            "body": form.get("body", "").strip(),
+            "visibility": form.get("visibility", "internal"),
+            "source": "dashboard",
+        },
+    )
+    await request.app.state.ledger.add_note(actor, ticket_id, body)
+    return RedirectResponse(f"{PREFIX}/tickets/{ticket_id}?done=note", status_code=303)
+
+
+@signed_view
+async def set_status(request: Request, me: Me) -> Response:
+    """`POST /api/tickets/{id}/status` from the console."""
+    actor = me.principal.actor_for("operator")
+    ticket_id = task_id_of(request, "ticket_id")
+    form = await _form(request)
+    body = validate_body(
+        TicketStatusRequest, {"status": form.get("status", ""), "reason": form.get("reason", "")}
+    )
+    await request.app.state.ledger.set_ticket_status(actor, ticket_id, body)
+    return RedirectResponse(f"{PREFIX}/tickets/{ticket_id}?done=status", status_code=303)
