@@ -23,14 +23,16 @@ test: install check-deploy chromium
 	$(BIN)/python -m pytest -q
 
 # The console's browser tests (tests/console) drive Debian's Chromium: Playwright cannot
-# download a browser here. Installed when missing (as root, as CI runs; else with sudo).
+# download a browser here. Installed when missing (as root, as CI runs; else with sudo),
+# waiting for another apt run to let go of the package lock.
 CHROMIUM ?= /usr/bin/chromium
 chromium:
 	@command -v $(CHROMIUM) > /dev/null || { \
 		echo "installing chromium (apt-get)"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		$$SUDO apt-get update -qq > /dev/null && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
+		$$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq > /dev/null && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=600 \
+			install -y -qq chromium > /dev/null; }
 
 # Long fault-injection loops (tests marked soak; `make test` leaves them out) and
 # schemathesis with SOAK_EXAMPLES generated requests per operation and role.

@@ -3,6 +3,7 @@
 from pydantic import BaseModel, ConfigDict
 
 from ledger.change_models import AccessRequest, ChangeRequest, ChangeStatusView
+from ledger.ticket_agent_models import AutoAssignOutcome
 from ledger.ticket_context import TicketContext
 from ledger.ticket_models import CurrentAgent, Ticket, TicketAttachment, TicketNote
 
@@ -17,8 +18,10 @@ class TicketListResponse(_Response):
     offset: int
 
 
-class TicketResponse(_Response):
+class TicketCreatedResponse(_Response):
     ticket: Ticket
+    # Only when the ticket was created with `auto_assign`.
+    auto_assign: AutoAssignOutcome | None = None
 
 
 class TicketNoteResponse(_Response):

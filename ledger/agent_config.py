@@ -65,7 +65,11 @@ class AgentProfile(_Strict):
     # Put before the prompt of every task made from the profile.
     instructions: Annotated[str, Field(max_length=20_000)] = ""
     mutation_level: LevelName = "read_only"
+    # A run stops at the shorter of this and its lane's timeout_seconds.
     timeout_minutes: Minutes | None = None
+    # A ticket created with `auto_assign` whose class is routed to this profile gets an
+    # agent at once; other routes stay manual.
+    auto_assign: bool = False
 
 
 class AgentRuntimeConfig(_Strict):
@@ -102,6 +106,11 @@ class ResolvedProfile(_Strict):
     instructions: str
     mutation_level: str
     timeout_minutes: int
+
+    def scope(self) -> dict[str, Any]:
+        """What a task made from the profile carries under `PROFILE_SCOPE_KEY`: it counts
+        against max_concurrent_agents, and the worker applies its timeout."""
+        return {"name": self.name, "model": self.model, "timeout_minutes": self.timeout_minutes}
 
 
 class SecretRefused(BadRequest):
@@ -255,25 +264,13 @@ class AgentConfigs(Tickets, TaskCreation):
             lane=profile.lane,
             title=title or _title_of(prompt),
             instructions=instructions,
-            scope={
-                **(scope or {}),
-                PROFILE_SCOPE_KEY: {
-                    "name": profile.name,
-                    "model": profile.model,
-                    "timeout_minutes": profile.timeout_minutes,
-                },
-            },
+            scope={**(scope or {}), PROFILE_SCOPE_KEY: profile.scope()},
             mutation_level=profile.mutation_level,
             model_provider=profile.model_provider,
         )
-        limit = (await self.agent_config(actor.tenant_id)).config.max_concurrent_agents
 
         async def within_limit(connection: asyncpg.Connection, task_id: UUID, _: str) -> None:
-            # Counted after the insert, under a lock: concurrent starts cannot overshoot.
-            await connection.execute(query("lock_agent_starts"), actor.tenant_id)
-            live = await _live_agents(connection, actor.tenant_id)
-            if live > limit:
-                raise _limit_reached(live - 1, limit)
+            await hold_agent_limit(connection, actor.tenant_id)
             if ticket is not None:
                 await self.link_ticket_task(connection, actor.tenant_id, ticket.id, task_id)
 
@@ -315,6 +312,18 @@ class AgentConfigs(Tickets, TaskCreation):
             ),
         )
         return await self.create_agent_task(actor, profile, prompt, title=title, ticket=ticket)
+
+
+async def hold_agent_limit(connection: asyncpg.Connection, tenant_id: str) -> None:
+    """In the transaction that creates an agent's task, after its insert: refused
+    (`AgentLimitReached`) when the tenant's live agent tasks, this one included, pass its
+    max_concurrent_agents. Counted under a lock, so concurrent starts cannot overshoot."""
+    await connection.execute(query("lock_agent_starts"), tenant_id)
+    row = await connection.fetchrow(query("get_agent_settings"), tenant_id)
+    limit = (_stored(row).config if row else AgentRuntimeConfig()).max_concurrent_agents
+    live = await _live_agents(connection, tenant_id)
+    if live > limit:
+        raise _limit_reached(live - 1, limit)
 
 
 async def _live_agents(connection: asyncpg.Connection, tenant_id: str) -> int:

@@ -109,3 +109,15 @@ class AgentStats(_Record):
     finished_runs: int
     # Of the finished runs, from claim to end; None before any has finished.
     average_duration_seconds: float | None
+
+
+class AutoAssignOutcome(BaseModel):
+    """What a ticket created with `auto_assign` got: an agent when the tenant's settings
+    route its class to a profile with `auto_assign`, else why not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assigned: bool
+    reason: str
+    profile: str | None = None
+    agent_id: UUID | None = None

@@ -26,14 +26,18 @@ reaches its next task.
 """
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from ledger.actor import Actor
-from ledger.agent_config import AgentConfigs
+from ledger.agent_config import (
+    PROFILE_SCOPE_KEY,
+    AgentConfigs,
+    ResolvedProfile,
+    hold_agent_limit,
+)
 from ledger.change_models import ApproveChangeRequest, ChangeRequest
 from ledger.creation import CreatedTask, WithTask
 from ledger.decisions import Decisions
@@ -46,9 +50,14 @@ from ledger.steering import (
     steer_ticket_agent,
     supersede_open_steering,
 )
-from ledger.ticket_agent_models import STOPPED, AssignAgentRequest, TicketAgent
+from ledger.ticket_agent_models import (
+    STOPPED,
+    AssignAgentRequest,
+    AutoAssignOutcome,
+    TicketAgent,
+)
 from ledger.ticket_agent_reads import FINISHED, AgentReads
-from ledger.ticket_models import Ticket, TicketNote, UserResponseRequest
+from ledger.ticket_models import Ticket, TicketCreateRequest, TicketNote, UserResponseRequest
 from ledger.ticket_timeline import TicketEvent, audit_ticket, write_note
 from ledger.ticket_workflow import TERMINAL_STATUSES
 from ledger.traces import append_trace
@@ -59,18 +68,7 @@ ASSIGNED = "assigned"
 POLICY_DENIED = "policy_denied"
 
 
-@dataclass(frozen=True)
-class AgentRun:
-    """How an agent's tasks run: what the runtime profile resolves to."""
-
-    lane: str
-    model_provider: str
-    mutation_level: str
-    model: str | None = None
-    instructions: str = ""  # the profile's, before the ticket and the prompt
-
-
-def _instructions(ticket: Ticket, run: AgentRun, prompt: str) -> str:
+def _instructions(ticket: Ticket, run: ResolvedProfile, prompt: str) -> str:
     working = (
         f"You are the agent working ticket {ticket.id} ({ticket.ticket_class}, priority "
         f"{ticket.priority}): {ticket.title}\n\n{prompt}"
@@ -145,6 +143,44 @@ class TicketAgents(AgentReads, Decisions, AgentConfigs):
 
         created = await self._agent_task(actor, ticket, run, prompt, agent_id, model, with_task)
         return await self.get_agent(actor.tenant_id, agent_id), created
+
+    async def open_ticket(
+        self, actor: Actor, request: TicketCreateRequest
+    ) -> tuple[Ticket, AutoAssignOutcome | None]:
+        """A new ticket and, with `auto_assign`, an agent for it when the tenant's
+        settings route its class to a profile with `auto_assign` (other routes stay
+        manual). Tried once, after the ticket commits: refused (past the agent limit, or
+        for a ticket created closed), the ticket stays without one, with a note saying why."""
+        ticket = await self.create_ticket(actor, request)
+        if not request.auto_assign:
+            return ticket, None
+        config = (await self.agent_config(actor.tenant_id)).config
+        name = config.route_assignments.get(ticket.ticket_class)
+        if name is None or not config.profiles[name].auto_assign:
+            reason = f"no profile with auto_assign is routed {ticket.ticket_class} tickets"
+            return ticket, AutoAssignOutcome(assigned=False, reason=reason)
+        try:
+            agent, _ = await self.assign_agent(actor, ticket.id, AssignAgentRequest(profile=name))
+        except Conflict as refused:  # the agent limit, or a ticket created closed
+            async with self.pool.acquire() as connection:
+                await write_note(
+                    connection,
+                    self.redactor,
+                    ticket,
+                    actor.tenant_id,
+                    kind="agent",
+                    body=f"auto-assign skipped: {refused.message}",
+                    author=actor.subject,
+                    source="system",
+                )
+            return ticket, AutoAssignOutcome(assigned=False, reason=refused.message, profile=name)
+        assigned = agent.state == ASSIGNED
+        return await self.get_ticket(actor.tenant_id, ticket.id), AutoAssignOutcome(
+            assigned=assigned,
+            reason=f"routed to profile {name}" if assigned else str(agent.stop_reason),
+            profile=name,
+            agent_id=agent.id,
+        )
 
     async def unassign_agent(self, actor: Actor, ticket_id: UUID, reason: str) -> TicketAgent:
         """Take the ticket's agent off it: stopped (reason `unassigned`), its open
@@ -245,7 +281,7 @@ class TicketAgents(AgentReads, Decisions, AgentConfigs):
             )
 
         created = await self._agent_task(
-            actor, ticket, run, old.prompt, new_id, run.model, with_task
+            actor, ticket, run, old.prompt, new_id, run.model, with_task, counted=False
         )
         await self._cancel_quietly(actor, old.task_id, f"agent {agent_id} restarted")
         return await self.get_agent(actor.tenant_id, new_id), created
@@ -294,40 +330,48 @@ class TicketAgents(AgentReads, Decisions, AgentConfigs):
         self,
         actor: Actor,
         ticket: Ticket,
-        run: AgentRun,
+        run: ResolvedProfile,
         prompt: str,
         agent_id: UUID,
         model: str | None,
         with_task: WithTask,
+        *,
+        counted: bool = True,
     ) -> CreatedTask:
+        """The agent's task, through the policy; refused (409) past the tenant's
+        max_concurrent_agents unless it only replaces one (`counted=False`, a restart)."""
         request = TaskCreateRequest(
             lane=run.lane,
             title=f"Agent on ticket: {ticket.title}"[:500],
             instructions=_instructions(ticket, run, prompt),
-            scope={TICKET_AGENT_KEY: str(agent_id), "ticket_id": str(ticket.id)},
+            scope={
+                TICKET_AGENT_KEY: str(agent_id),
+                "ticket_id": str(ticket.id),
+                PROFILE_SCOPE_KEY: run.scope(),
+            },
             mutation_level=run.mutation_level,
             model_provider=run.model_provider,
         )
+
+        async def within_limit(connection: asyncpg.Connection, task_id: UUID, status: str) -> None:
+            if counted:
+                await hold_agent_limit(connection, actor.tenant_id)
+            await with_task(connection, task_id, status)
+
         return await self.create_task(
             actor,
             request,
             run_options={"model": model} if model else None,
-            with_task=with_task,
+            with_task=within_limit,
         )
 
     async def _run_of(
         self, tenant_id: str, profile: str | None, ticket: Ticket, model: str | None
-    ) -> AgentRun:
+    ) -> ResolvedProfile:
         """How the agent's next task runs: its profile resolved now (404 for a profile
         the tenant's settings do not define), the model given over the profile's."""
         resolved = await self.resolve_agent_profile(tenant_id, profile, ticket.ticket_class)
-        return AgentRun(
-            resolved.lane,
-            resolved.model_provider,
-            resolved.mutation_level,
-            model or resolved.model,
-            resolved.instructions,
-        )
+        return resolved.model_copy(update={"model": model or resolved.model})
 
     async def _record_task(
         self,

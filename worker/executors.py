@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ledger.agent_config import PROFILE_SCOPE_KEY
 from ledger.run_writes import NewMessage
 from worker.context import RunContext
 
@@ -116,6 +117,13 @@ class AgentRun:
     hooks: Any
     run_config: Any
     stream: "RunStream"
+
+
+def run_timeout(scope: dict[str, Any], lane_timeout_seconds: float) -> float:
+    """Seconds a run may take: its lane's timeout, or the shorter timeout of the agent
+    profile its task was made from."""
+    minutes = (scope.get(PROFILE_SCOPE_KEY) or {}).get("timeout_minutes")
+    return min(lane_timeout_seconds, minutes * 60) if minutes else lane_timeout_seconds
 
 
 def agent_run(run: RunContext, trace_id: str, flush: Callable[[], Awaitable[object]]) -> AgentRun:
@@ -256,11 +264,12 @@ async def sdk_executor(run: RunContext) -> ExecutionResult:
     if saved is not None:
         start = await RunState.from_string(agent, saved, context_deserializer=lambda _: run)
         _apply_decision(start, task.pending_approval or {})
+    timeout = run_timeout(task.scope, lane.timeout_seconds)
     try:
-        result = await asyncio.wait_for(run_agent(prepared, start, run), lane.timeout_seconds)
+        result = await asyncio.wait_for(run_agent(prepared, start, run), timeout)
     except TimeoutError as error:
         raise ExecutionFailed(
-            "timeout", f"the agent ran past {lane.timeout_seconds} s", retryable=True
+            "timeout", f"the agent ran past {timeout:g} s", retryable=True
         ) from error
     except MaxTurnsExceeded as error:
         raise ExecutionFailed("max_turns_exceeded", str(error), retryable=False) from error

@@ -13,10 +13,10 @@ from api.ticket_schemas import (
     NoteResponse,
     NotesResponse,
     TicketContextResponse,
+    TicketCreatedResponse,
     TicketDetailResponse,
     TicketListResponse,
     TicketNoteResponse,
-    TicketResponse,
 )
 from ledger.change_models import AccessRequestCreate
 from ledger.ticket_models import (
@@ -61,15 +61,22 @@ async def list_tickets(call: Call[None, TicketListQuery]) -> tuple[int, TicketLi
 @endpoint(
     "POST",
     TICKETS,
-    summary="Creates a ticket; its status must be one of its class's workflow.",
+    summary=(
+        "Creates a ticket; its status must be one of its class's workflow. With "
+        "auto_assign, an agent starts on it when the agent settings route its class to a "
+        "profile with auto_assign; `auto_assign` in the answer says whether one did."
+    ),
     role="operator",
-    response=TicketResponse,
+    response=TicketCreatedResponse,
     statuses=(201, 400, 401, 403),
     body=TicketCreateRequest,
     tag=_TAG,
 )
-async def create_ticket(call: Call[TicketCreateRequest, None]) -> tuple[int, TicketResponse]:
-    return 201, TicketResponse(ticket=await call.ledger.create_ticket(call.actor, call.body))
+async def create_ticket(
+    call: Call[TicketCreateRequest, None],
+) -> tuple[int, TicketCreatedResponse]:
+    ticket, auto_assign = await call.ledger.open_ticket(call.actor, call.body)
+    return 201, TicketCreatedResponse(ticket=ticket, auto_assign=auto_assign)
 
 
 @endpoint(

@@ -60,7 +60,11 @@ async def test_settings_round_trip_with_an_audit_record(http, auth, pool, tenant
     assert read == stored.json()["agent_config"]
     assert read["updated_by"] == "olga"
     config = read["config"]
-    assert config["profiles"]["triage"] == {**TRIAGE, "mutation_level": "read_only"}
+    assert config["profiles"]["triage"] == {
+        **TRIAGE,
+        "mutation_level": "read_only",
+        "auto_assign": False,
+    }
     assert config["profiles"]["prod-fix"]["lane"] == "change-prod"
     assert config["route_assignments"] == {"Change": "prod-fix"}
     assert (config["max_concurrent_agents"], config["default_timeout_minutes"]) == (3, 45)
@@ -109,7 +113,11 @@ async def test_a_secret_is_refused_naming_its_field(http, auth, pool, tenant, bo
     assert not leaked(refused.text)
     # Nothing changed, nothing audited but the first store.
     read = (await http.get(CONFIG, headers=auth())).json()["agent_config"]["config"]
-    assert read["profiles"]["triage"] == {**TRIAGE, "mutation_level": "read_only"}
+    assert read["profiles"]["triage"] == {
+        **TRIAGE,
+        "mutation_level": "read_only",
+        "auto_assign": False,
+    }
     assert len(await _audit(pool, tenant)) == 1
 
 
