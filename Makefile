@@ -20,7 +20,7 @@ run: install
 
 test: install check-deploy chromium
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The console's browser tests (tests/console) drive Debian's Chromium: Playwright cannot
 # download a browser here. Installed when missing (as root, as CI runs; else with sudo),

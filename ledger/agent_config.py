@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ledger.actor import Actor
 from ledger.audit import record_audit
@@ -69,7 +69,7 @@ class AgentProfile(_Strict):
     timeout_minutes: Minutes | None = None
     # A ticket created with `auto_assign` whose class is routed to this profile gets an
     # agent at once; other routes stay manual.
-    auto_assign: bool = False
+    auto_assign: StrictBool = False
 
 
 class AgentRuntimeConfig(_Strict):
