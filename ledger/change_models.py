@@ -33,7 +33,8 @@ class ApprovalPolicy(_Request):
     the risk level; it says how the change is completed once approved."""
 
     requires_human: bool = True
-    # Completed by the agent supervisor after the agent's task succeeds, unless false.
+    # Completed by the agent's write_target once it carries the change out, unless false
+    # (`worker/change_tools.py`).
     auto_complete: bool = True
     manual_completion_required: bool = False
 

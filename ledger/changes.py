@@ -190,6 +190,22 @@ class Changes(Tickets):
         )
         return None if row is None else ChangeRequest.model_validate(dict(row))
 
+    async def agent_change_for(
+        self, tenant_id: str, *, ticket_id: UUID, agent_id: UUID, action: str, target: str
+    ) -> ChangeRequest | None:
+        """The change `agent_id` already asked for to do `action` on `target` and that
+        is not over (pending, approved or rejected): an agent asking again gets it, not a
+        second one."""
+        row = await self.pool.fetchrow(
+            query("agent_change_for_target"),
+            tenant_id,
+            ticket_id,
+            agent_id,
+            self.redactor.text(action),
+            self.redactor.text(target),
+        )
+        return None if row is None else ChangeRequest.model_validate(dict(row))
+
     async def ticket_changes(self, tenant_id: str, ticket_id: UUID) -> list[ChangeRequest]:
         rows = await self.pool.fetch(query("ticket_changes"), tenant_id, ticket_id)
         return [ChangeRequest.model_validate(dict(row)) for row in rows]

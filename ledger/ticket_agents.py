@@ -300,7 +300,8 @@ class TicketAgents(AgentReads, Decisions, AgentConfigs):
         self, actor: Actor, change_id: UUID, request: ApproveChangeRequest
     ) -> ChangeRequest:
         """An approval; when it grants an access request, the original ticket's agent
-        resumed."""
+        resumed, and when it approves a change an agent asked for, that agent (a run
+        still waiting for the decision sees it in its `wait_for_change`)."""
         approved = await super().approve_change(actor, change_id, request)
         if approved.status == "approved":
             access = await self.pool.fetchrow(
@@ -309,6 +310,9 @@ class TicketAgents(AgentReads, Decisions, AgentConfigs):
             if access is not None:
                 reason = f"access granted: {access['permission']} on {access['resource']}"
                 await self._resume(actor, access["ticket_id"], reason, why="access_granted")
+            elif approved.agent_id is not None:
+                reason = f"change {approved.id} approved: {approved.action} on {approved.target}"
+                await self._resume(actor, approved.ticket_id, reason, why="change_approved")
         return approved
 
     async def _resume(self, actor: Actor, ticket_id: UUID, reason: str, *, why: str) -> None:

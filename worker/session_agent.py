@@ -10,12 +10,15 @@ who it is, what it is told, which tools it gets.
   its parent's): the built-in ones (`worker/tools.py`; an agents-file agent only those
   its definition lists too), and the agent runtime's (`worker/runtime_tools.py`), which
   come with the session, not with the agent's specialism, and only when the run has the
-  runtime; a ticket's agent also gets the steering acknowledgement (`worker/steering.py`).
+  runtime; a ticket's agent also gets the steering acknowledgement (`worker/steering.py`)
+  and, with the runtime, its change gate's tools (`worker/change_tools.py`).
 """
 
 from agents import Agent, FunctionTool
 
 from ledger.agent_registry import AgentRegistry
+from worker.change_tools import CHANGE_TOOLS
+from worker.change_tools import INSTRUCTIONS as CHANGE_INSTRUCTIONS
 from worker.context import RunContext
 from worker.runtime_tools import RUNTIME_TOOLS
 from worker.steering import ACK_STEERING, ticket_agent_id
@@ -36,9 +39,13 @@ def session_agent(run: RunContext) -> Agent[RunContext]:
         )
     tools = _tools(run, registry)
     if ticket_agent_id(run) is not None:
-        # A ticket's agent says when it has taken a steering note into account.
+        # A ticket's agent says when it has taken a steering note into account, and
+        # passes a change gate before it changes anything.
         instructions += "\n" + STEERING_INSTRUCTIONS
         tools.append(ACK_STEERING)
+        if run.agent_runtime is not None:
+            instructions += "\n" + CHANGE_INSTRUCTIONS
+            tools += CHANGE_TOOLS
     return Agent(name=session.agent_name, instructions=instructions, tools=tools)
 
 

@@ -65,7 +65,7 @@ async def write_artifact(ctx: ToolContext[RunContext], name: str, content: str) 
     await verdict(ctx, "propose", {"name": name, "size": len(content)})
     # Artifacts are downloadable: secrets the agent wrote are redacted like everywhere else.
     cleaned = run.leases.redactor.text(content)
-    return await _store(run, name, "text/plain", cleaned.encode(), {"kind": "tool_output"})
+    return await store_artifact(run, name, "text/plain", cleaned.encode(), {"kind": "tool_output"})
 
 
 async def http_get(ctx: ToolContext[RunContext], url: str) -> str:
@@ -95,7 +95,7 @@ async def propose_change(ctx: ToolContext[RunContext], summary: str, change: str
     run = ctx.context
     await verdict(ctx, "propose", {"summary": summary})
     body = json.dumps({"summary": summary, "change": change}, indent=2).encode()
-    return await _store(
+    return await store_artifact(
         run,
         "change_proposal.json",
         "application/json",
@@ -172,7 +172,7 @@ async def verdict(
     )
 
 
-async def _store(
+async def store_artifact(
     run: RunContext, name: str, media_type: str, content: bytes, metadata: dict[str, Any]
 ) -> str:
     stored = await asyncio.to_thread(run.store.put, run.task.tenant_id, run.task.id, name, content)

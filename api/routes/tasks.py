@@ -297,7 +297,7 @@ async def run_task(call: Call) -> tuple[int, RunResponse]:
         state.artifacts,
         call.actor,
         _task_id(call),
-        RuntimeAccess(state.runtime, state.channel_waits, state.trace_feed),
+        RuntimeAccess(state.runtime, state.channel_waits, state.trace_feed, call.ledger),
     )
     task_id = _task_id(call)
     return 200, RunResponse(

@@ -251,6 +251,11 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
     "dashboard_pending_change_count": {("change_requests", "pending")},
     "changes_due_to_expire": {("change_requests", "pending")},
     "approved_change_for_target": {("change_requests", "approved")},
+    "agent_change_for_target": {
+        ("change_requests_now", "pending"),
+        ("change_requests_now", "approved"),
+        ("change_requests_now", "rejected"),
+    },
     "approve_change": {("change_requests", "pending")},
     "reject_change": {("change_requests", "pending"), ("change_requests", "rejected")},
     "complete_change": {("change_requests", "approved"), ("change_requests", "completed")},
