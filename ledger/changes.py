@@ -9,7 +9,8 @@ Who moves a change out of each status:
 - `approved`: whoever carried it out (complete: `completed`);
 - `rejected`, `expired`, `completed`: nobody; terminal.
 
-The requester never approves its own change (403), whatever its role. A decision on a
+The requester never approves its own change (403), whatever its role, and neither
+does the person who put the requesting agent on the ticket. A decision on a
 change that is not pending answers 409 with its current status. Every transition is one
 guarded UPDATE plus a note on the change's ticket and an audit record, in one
 transaction; a change guarding an access request settles it there too
@@ -234,6 +235,17 @@ class Changes(Tickets):
                 "the requester of a change may not approve it",
                 requested_by=change.requested_by,
             )
+        if change.agent_id is not None:
+            # GitHub's prevent_self_review: whoever set the agent to work does not review
+            # what it asks to do.
+            assigner = await self.pool.fetchval(
+                query("agent_assigned_by"), actor.tenant_id, change.agent_id
+            )
+            if assigner == actor.subject:
+                raise PolicyError(
+                    "the person who put the agent on the ticket may not approve its change",
+                    assigned_by=assigner,
+                )
         if actor.role not in change.approver_roles:
             raise PolicyError(
                 f"a {change.risk_level} risk change is approved by: "

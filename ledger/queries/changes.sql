@@ -141,3 +141,7 @@ WHERE tenant_id = $1 AND ticket_id = $2 AND agent_id = $3 AND action = $4 AND ta
   AND status IN ('pending', 'approved', 'rejected')
 ORDER BY created_at DESC
 LIMIT 1;
+
+-- name: agent_assigned_by
+-- Who put agent $2 on its ticket (or restarted it): the person its changes are for.
+SELECT created_by FROM ticket_agents WHERE tenant_id = $1 AND id = $2;

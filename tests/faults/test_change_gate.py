@@ -4,6 +4,7 @@ dispatcher and an `sdk` worker running the real Agents SDK with the offline mode
 1. The agent asks for a change and waits in its run; a person steers it meanwhile; a
    different person approves; the same run goes on: it acknowledges the note, writes the
    target under the approved change, which is then completed, and the task succeeds.
+   The person who assigned the agent may not approve its change.
 2. An agent that writes before its change is approved is refused; the approval wakes
    it, and its new task finds the change it asked for (not a second one) and writes.
 """
@@ -107,6 +108,10 @@ def test_the_agent_waits_for_approval_is_steered_meanwhile_and_writes_once_appro
         json={"body": NOTE, "source": "dashboard", "author": "fran"},
     )
     assert note.status_code == 201, note.text
+    # Fran put the agent to work: she does not review what it asks to do.
+    own = fran.post(f"/api/changes/{change['id']}/approve", json={})
+    assert own.status_code == 403, own.text
+    assert own.json()["error"]["details"]["assigned_by"] == "fran"
     approved = bob.post(f"/api/changes/{change['id']}/approve", json={"reason": "looks right"})
     assert approved.status_code == 200, approved.text
 
