@@ -194,8 +194,8 @@ class Changes(Tickets):
     async def agent_change_for(
         self, tenant_id: str, *, ticket_id: UUID, agent_id: UUID, action: str, target: str
     ) -> ChangeRequest | None:
-        """The change `agent_id` already asked for to do `action` on `target` and that
-        is not over (pending, approved or rejected): an agent asking again gets it, not a
+        """The change `agent_id` already asked for to do `action` on `target`, unless it
+        expired: an agent asking again (a woken agent replaying its plan) gets it, not a
         second one."""
         row = await self.pool.fetchrow(
             query("agent_change_for_target"),

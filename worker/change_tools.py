@@ -4,8 +4,8 @@ for people to decide it, and carries it out once approved (`ledger/changes.py`).
 The agent is the change's requester (`agent:<agent id>`), so people approve it under
 the lanes file's rule for its risk level, exactly as a change asked for over
 `/api/changes`. Asking again for the same action on the same target gets the change
-already asked for while it is pending, approved or rejected: a woken agent replaying
-its plan does not ask twice. `write_target` is the only write, and it proceeds only
+already asked for unless it expired: a woken agent replaying its plan does not ask
+twice. `write_target` is the only write, and it proceeds only
 under an approved change of this agent for that target; the write is the local
 provider's (an artifact of the run, fenced like every worker write), and it completes
 the change unless its approval policy asks for a manual completion. Each call records

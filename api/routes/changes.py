@@ -122,8 +122,9 @@ async def request_change(call: Call[ChangeCreateRequest, None]) -> tuple[int, Ch
 @endpoint(
     "POST",
     ONE_CHANGE + "/approve",
-    summary="Approves a pending change (403 for its requester or a role its risk level's "
-    "rule does not name; 409 with the current status once expired or decided).",
+    summary="Approves a pending change (403 for its requester, for the person who put the "
+    "requesting agent on the ticket, or for a role its risk level's rule does not name; 409 "
+    "with the current status once expired or decided).",
     role="operator",
     response=ChangeResponse,
     statuses=_DECIDE,

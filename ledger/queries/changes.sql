@@ -134,11 +134,11 @@ ORDER BY decided_at DESC
 LIMIT 1;
 
 -- name: agent_change_for_target
--- The latest change agent $3 asked for on ticket $2, to do $4 on target $5, that is
--- still pending, approved or rejected (as it stands now): asked for again, it is this one.
+-- The latest change agent $3 asked for on ticket $2, to do $4 on target $5, unless it
+-- expired (as it stands now): asked for again, it is this one.
 SELECT * FROM change_requests_now
 WHERE tenant_id = $1 AND ticket_id = $2 AND agent_id = $3 AND action = $4 AND target = $5
-  AND status IN ('pending', 'approved', 'rejected')
+  AND status IN ('pending', 'approved', 'rejected', 'completed')
 ORDER BY created_at DESC
 LIMIT 1;
 

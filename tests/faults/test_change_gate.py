@@ -169,3 +169,11 @@ def test_a_write_before_approval_is_refused_and_the_approval_wakes_the_agent(
     assert "the change is completed" in calls[1][1]
     [done] = _changes(fran, ticket_id)
     assert done["status"] == "completed"
+
+    # Woken once more, it replays its plan: what it carried out is not asked for again.
+    again = fran.post(f"/api/agents/{agent['id']}/wake", json={"reason": "check the record"})
+    assert again.status_code == 200, again.text
+    third = _succeeded(fran, again.json()["task"]["id"])
+    calls = _calls(fran, cluster, third["id"])
+    assert calls[0][1].startswith("already requested: ") and "is completed" in calls[0][1]
+    assert [change["status"] for change in _changes(fran, ticket_id)] == ["completed"]

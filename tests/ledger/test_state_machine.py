@@ -255,6 +255,7 @@ KEPT_LITERALS: dict[str, set[tuple[str, str]]] = {
         ("change_requests_now", "pending"),
         ("change_requests_now", "approved"),
         ("change_requests_now", "rejected"),
+        ("change_requests_now", "completed"),
     },
     "approve_change": {("change_requests", "pending")},
     "reject_change": {("change_requests", "pending"), ("change_requests", "rejected")},
