@@ -23,6 +23,7 @@ import httpx
 import pytest
 import yaml
 from axe_playwright_python.sync_playwright import Axe
+from planted_secrets import leaked
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from process_helpers import Workbench
 
@@ -257,3 +258,30 @@ def serious(page: Page) -> list[str]:
         if violation["impact"] in ("serious", "critical")
         for node in violation["nodes"]
     ]
+
+
+def check_screens(
+    new_context: Callable[..., BrowserContext],
+    token: str,
+    screens: dict[str, str],
+    screenshots: Path,
+    width: str,
+    scheme: str,
+) -> None:
+    """Signed in with `token` at `width` (desktop or phone) in colour `scheme`, each of
+    `screens` (name: path) in turn: no planted secret on it, its screenshot
+    `<name>-<width>-<scheme>.png`, and no serious axe-core violation on any of them
+    (all of them named at once)."""
+    context = new_context(viewport=DESKTOP if width == "desktop" else PHONE, color_scheme=scheme)
+    page = context.new_page()
+    page.goto("/console/sign-in")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/tasks")
+    problems = []
+    for name, path in screens.items():
+        page.goto(path)
+        problems += [f"{name}: {problem}" for problem in serious(page)]
+        assert leaked(page.content()) == [], name
+        page.screenshot(path=screenshots / f"{name}-{width}-{scheme}.png", full_page=True)
+    assert problems == []
