@@ -36,7 +36,7 @@ import yaml
 from api.auth import mint_token
 from bench._services import Service, free_port, running, server_env, wait_until_ready
 from bench.common import fresh_database, machine, migrated_pool, percentiles, write_result
-from bench.status_page import StatusPage
+from bench.local_server import LocalServer
 from ledger.policy import load_policy
 
 NAME = "steering"
@@ -49,14 +49,14 @@ TARGET_P99_MS = 1000.0
 WAIT_SECONDS = 60.0
 
 
-class SlowStatusPage(StatusPage):
+class SlowStatusPage(LocalServer):
     """A status page whose every answer takes TOOL_SECONDS: the agents' tool."""
 
-    def __init__(self) -> None:
-        super().__init__(b"partner MX: mx1.partner.example")
+    url_path = "/status"
 
-    def before_answer(self) -> None:
+    def answer(self, path: str) -> bytes:
         time.sleep(TOOL_SECONDS)
+        return b"partner MX: mx1.partner.example"
 
 
 def lanes_file(directory: Path) -> Path:

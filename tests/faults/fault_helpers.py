@@ -18,7 +18,7 @@ import yaml
 from process_helpers import ApiServer, Pipeline, Service, fast_lanes, stop_and_check
 
 from api.auth import mint_token
-from bench.status_page import StatusPage
+from bench.local_server import LocalServer
 from ledger.policy import load_policy
 
 HERE = Path(__file__).parent
@@ -122,19 +122,22 @@ def running_cluster(
     assert not stuck, f"pool close timed out in {stuck}"
 
 
-class HeldServer(StatusPage):
+class HeldServer(LocalServer):
     """A status page whose first request is held until `released` is set."""
+
+    url_path = "/status"
 
     def __init__(self) -> None:
         # Before the server starts: a request may arrive as soon as it does.
         self.arrived = threading.Event()
         self.released = threading.Event()
-        super().__init__(b"checkout: 3 of 4 pods crash-looping")
+        super().__init__()
 
-    def before_answer(self) -> None:
+    def answer(self, path: str) -> bytes:
         if not self.arrived.is_set():
             self.arrived.set()
             self.released.wait(HOLD_SECONDS)
+        return b"checkout: 3 of 4 pods crash-looping"
 
     def close(self) -> None:
         self.released.set()
