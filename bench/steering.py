@@ -25,10 +25,8 @@ import secrets
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ import yaml
 from api.auth import mint_token
 from bench._services import Service, free_port, running, server_env, wait_until_ready
 from bench.common import fresh_database, machine, migrated_pool, percentiles, write_result
+from bench.local_server import LocalServer
 from ledger.policy import load_policy
 
 NAME = "steering"
@@ -50,30 +49,14 @@ TARGET_P99_MS = 1000.0
 WAIT_SECONDS = 60.0
 
 
-class SlowStatusPage:
-    """A local HTTP server whose every answer takes TOOL_SECONDS: the agents' tool."""
+class SlowStatusPage(LocalServer):
+    """A status page whose every answer takes TOOL_SECONDS: the agents' tool."""
 
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                time.sleep(TOOL_SECONDS)
-                body = b"partner MX: mx1.partner.example"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    url_path = "/status"
 
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/status"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, path: str) -> bytes:
+        time.sleep(TOOL_SECONDS)
+        return b"partner MX: mx1.partner.example"
 
 
 def lanes_file(directory: Path) -> Path:

@@ -5,6 +5,7 @@ its template like any API route; the vendored static files are a `Mount`. The co
 routes are HTML, not the API: they are left out of `/openapi.json`.
 """
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.requests import Request
@@ -30,11 +31,11 @@ from console.views import (
 )
 
 STATIC_DIR = Path(__file__).with_name("static")
-_TASK = PREFIX + "/tasks/{task_id}"
-_SESSION = PREFIX + "/sessions/{session_id}"
-_CHANNEL = PREFIX + "/channels/{channel_id}"
-_TICKET = PREFIX + "/tickets/{ticket_id}"
-_CHANGE = PREFIX + "/changes/{change_id}"
+_TASK = "/tasks/{task_id}"
+_SESSION = "/sessions/{session_id}"
+_CHANNEL = "/channels/{channel_id}"
+_TICKET = "/tickets/{ticket_id}"
+_CHANGE = "/changes/{change_id}"
 
 
 async def _home(_: Request) -> Response:
@@ -46,53 +47,57 @@ async def _not_found(_: Request) -> Response:
     raise ApiError(404, "not_found", "no such page")
 
 
+# The console's pages and fragments: method, path under PREFIX, view.
+_VIEWS: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
+    ("GET", "", _home),
+    ("GET", "/", _home),
+    ("GET", "/sign-in", auth.sign_in_form),
+    ("POST", "/sign-in", auth.sign_in),
+    ("POST", "/sign-out", auth.sign_out),
+    ("GET", "/live/changes", tasks.tenant_changes),
+    ("GET", "/tasks", tasks.task_list),
+    ("POST", "/tasks", tasks.create_task),
+    ("GET", "/tasks/rows", tasks.task_rows),
+    ("POST", "/tasks/bulk", tasks.bulk_confirm),
+    ("POST", "/tasks/bulk/apply", tasks.bulk_apply),
+    ("GET", _TASK, task_detail.task_page),
+    ("GET", _TASK + "/summary", task_detail.task_summary),
+    ("GET", _TASK + "/live", task_detail.task_live),
+    ("GET", _TASK + "/artifacts/{artifact_id}", task_detail.artifact),
+    ("POST", _TASK + "/{action}", task_detail.task_action),
+    ("GET", "/approvals", approvals.approvals),
+    ("GET", "/approvals/rows", approvals.approvals_rows),
+    ("POST", "/approvals/{approval_id}", approvals.resolve),
+    ("GET", "/threads", conversations.threads),
+    ("POST", "/threads", conversations.create_thread),
+    ("GET", "/threads/{thread_id}", conversations.thread),
+    ("POST", "/threads/{thread_id}/runs", conversations.send_message),
+    ("GET", "/runs/{run_id}", conversations.run_page),
+    ("GET", "/runs/{run_id}/steps", conversations.run_steps_fragment),
+    ("GET", "/lanes", lanes.lanes),
+    ("GET", "/sessions", sessions.session_list),
+    ("GET", "/sessions/rows", sessions.session_rows),
+    ("GET", _SESSION, sessions.session_page),
+    ("GET", _SESSION + "/body", sessions.session_body),
+    ("GET", "/channels", channels.channel_list),
+    ("GET", _CHANNEL, channels.channel_page),
+    ("GET", _CHANNEL + "/live", channels.channel_live),
+    ("GET", "/spawn-refusals", spawn_refusals.spawn_refusals),
+    ("GET", "/tickets", tickets.ticket_list),
+    ("GET", "/tickets/rows", tickets.ticket_rows),
+    ("GET", _TICKET, tickets.ticket_page),
+    ("GET", _TICKET + "/body", tickets.ticket_body),
+    ("POST", _TICKET + "/notes", tickets.add_note),
+    ("POST", _TICKET + "/status", tickets.set_status),
+    ("GET", "/changes", changes.change_list),
+    ("GET", "/changes/rows", changes.change_rows),
+    ("GET", _CHANGE, changes.change_page),
+    ("POST", _CHANGE + "/{decision}", changes.decide),
+    ("GET", "/audit", audit.audit_feed),
+    ("GET", "/audit/verify", audit.verify),
+]
 ROUTES: list[Route] = [
-    Route(PREFIX, _home, methods=["GET"]),
-    Route(PREFIX + "/", _home, methods=["GET"]),
-    Route(PREFIX + "/sign-in", auth.sign_in_form, methods=["GET"]),
-    Route(PREFIX + "/sign-in", auth.sign_in, methods=["POST"]),
-    Route(PREFIX + "/sign-out", auth.sign_out, methods=["POST"]),
-    Route(PREFIX + "/live/changes", tasks.tenant_changes, methods=["GET"]),
-    Route(PREFIX + "/tasks", tasks.task_list, methods=["GET"]),
-    Route(PREFIX + "/tasks", tasks.create_task, methods=["POST"]),
-    Route(PREFIX + "/tasks/rows", tasks.task_rows, methods=["GET"]),
-    Route(PREFIX + "/tasks/bulk", tasks.bulk_confirm, methods=["POST"]),
-    Route(PREFIX + "/tasks/bulk/apply", tasks.bulk_apply, methods=["POST"]),
-    Route(_TASK, task_detail.task_page, methods=["GET"]),
-    Route(_TASK + "/summary", task_detail.task_summary, methods=["GET"]),
-    Route(_TASK + "/live", task_detail.task_live, methods=["GET"]),
-    Route(_TASK + "/artifacts/{artifact_id}", task_detail.artifact, methods=["GET"]),
-    Route(_TASK + "/{action}", task_detail.task_action, methods=["POST"]),
-    Route(PREFIX + "/approvals", approvals.approvals, methods=["GET"]),
-    Route(PREFIX + "/approvals/rows", approvals.approvals_rows, methods=["GET"]),
-    Route(PREFIX + "/approvals/{approval_id}", approvals.resolve, methods=["POST"]),
-    Route(PREFIX + "/threads", conversations.threads, methods=["GET"]),
-    Route(PREFIX + "/threads", conversations.create_thread, methods=["POST"]),
-    Route(PREFIX + "/threads/{thread_id}", conversations.thread, methods=["GET"]),
-    Route(PREFIX + "/threads/{thread_id}/runs", conversations.send_message, methods=["POST"]),
-    Route(PREFIX + "/runs/{run_id}", conversations.run_page, methods=["GET"]),
-    Route(PREFIX + "/runs/{run_id}/steps", conversations.run_steps_fragment, methods=["GET"]),
-    Route(PREFIX + "/lanes", lanes.lanes, methods=["GET"]),
-    Route(PREFIX + "/sessions", sessions.session_list, methods=["GET"]),
-    Route(PREFIX + "/sessions/rows", sessions.session_rows, methods=["GET"]),
-    Route(_SESSION, sessions.session_page, methods=["GET"]),
-    Route(_SESSION + "/body", sessions.session_body, methods=["GET"]),
-    Route(PREFIX + "/channels", channels.channel_list, methods=["GET"]),
-    Route(_CHANNEL, channels.channel_page, methods=["GET"]),
-    Route(_CHANNEL + "/live", channels.channel_live, methods=["GET"]),
-    Route(PREFIX + "/spawn-refusals", spawn_refusals.spawn_refusals, methods=["GET"]),
-    Route(PREFIX + "/tickets", tickets.ticket_list, methods=["GET"]),
-    Route(PREFIX + "/tickets/rows", tickets.ticket_rows, methods=["GET"]),
-    Route(_TICKET, tickets.ticket_page, methods=["GET"]),
-    Route(_TICKET + "/body", tickets.ticket_body, methods=["GET"]),
-    Route(_TICKET + "/notes", tickets.add_note, methods=["POST"]),
-    Route(_TICKET + "/status", tickets.set_status, methods=["POST"]),
-    Route(PREFIX + "/changes", changes.change_list, methods=["GET"]),
-    Route(PREFIX + "/changes/rows", changes.change_rows, methods=["GET"]),
-    Route(_CHANGE, changes.change_page, methods=["GET"]),
-    Route(_CHANGE + "/{decision}", changes.decide, methods=["POST"]),
-    Route(PREFIX + "/audit", audit.audit_feed, methods=["GET"]),
-    Route(PREFIX + "/audit/verify", audit.verify, methods=["GET"]),
+    Route(PREFIX + path, handler, methods=[method]) for method, path, handler in _VIEWS
 ]
 # Anything else under /console is an HTML 404, not the API's JSON one.
 FALLBACK = Route(PREFIX + "/{path:path}", _not_found, methods=["GET", "POST"])

@@ -5,9 +5,12 @@ steering events and their acknowledgement). See `ledger/ticket_agents.py`.
 Literal paths under /api/agents (`active`, `stats`, and those other modules declare,
 such as `models` or `config`) never reach the routes of one agent: those take a UUID."""
 
+from collections.abc import Callable
 from uuid import UUID
 
-from api.endpoints import AGENT, Call, Endpoint, endpoint
+from pydantic import BaseModel
+
+from api.endpoints import AGENT, Call, Endpoint, Handler, endpoint
 from api.routes.tickets import ONE_TICKET, ticket_id
 from api.ticket_agent_schemas import (
     ActiveAgentsResponse,
@@ -156,51 +159,53 @@ async def agent_logs(call: Call[None, LimitQuery]) -> tuple[int, AgentLogsRespon
     return 200, AgentLogsResponse(events=events)
 
 
-@endpoint(
-    "POST",
-    ONE_AGENT + "/stop",
-    summary="Stops the agent: its task is cancelled, its open steering events expire and "
-    "the ticket is left without an agent. 409 when it is already stopped.",
-    role="operator",
-    response=AgentResponse,
-    statuses=_CHANGE,
-    body=AgentActionRequest,
-    tag=_TAG,
+def _agent_action(
+    action: str, response: type[BaseModel], summary: str
+) -> Callable[[Handler], Endpoint]:
+    """`POST /api/agents/{id}/<action>`: an operator's, with a reason, 409 when the
+    agent's state does not allow it."""
+    return endpoint(
+        "POST",
+        ONE_AGENT + f"/{action}",
+        summary=summary,
+        role="operator",
+        response=response,
+        statuses=_CHANGE,
+        body=AgentActionRequest,
+        tag=_TAG,
+    )
+
+
+@_agent_action(
+    "stop",
+    AgentResponse,
+    "Stops the agent: its task is cancelled, its open steering events expire and the "
+    "ticket is left without an agent. 409 when it is already stopped.",
 )
 async def stop_agent(call: Call[AgentActionRequest, None]) -> tuple[int, AgentResponse]:
     agent = await call.ledger.stop_agent(call.actor, agent_id(call), call.body.reason)
     return 200, AgentResponse(agent=agent)
 
 
-@endpoint(
-    "POST",
-    ONE_AGENT + "/wake",
-    summary="Gives an assigned agent whose last task has finished a new task (through "
-    "the policy); its unacknowledged steering events reach the new run. 409 while its "
-    "task is unfinished or once it is stopped.",
-    role="operator",
-    response=AgentTaskResponse,
-    statuses=_CHANGE,
-    body=AgentActionRequest,
-    tag=_TAG,
+@_agent_action(
+    "wake",
+    AgentTaskResponse,
+    "Gives an assigned agent whose last task has finished a new task (through the "
+    "policy); its unacknowledged steering events reach the new run. 409 while its task "
+    "is unfinished or once it is stopped.",
 )
 async def wake_agent(call: Call[AgentActionRequest, None]) -> tuple[int, AgentTaskResponse]:
     agent, created = await call.ledger.wake_agent(call.actor, agent_id(call), call.body.reason)
     return 200, AgentTaskResponse(agent=agent, task=created.task)
 
 
-@endpoint(
-    "POST",
-    ONE_AGENT + "/restart",
-    summary="Replaces an assigned agent by a new one with the same settings and a new "
-    "task; the old one is stopped (reason `restarted`) and its task cancelled, and its "
-    "open steering events are superseded by copies addressed to the new one. 409 once "
-    "it is stopped.",
-    role="operator",
-    response=AgentTaskResponse,
-    statuses=_CHANGE,
-    body=AgentActionRequest,
-    tag=_TAG,
+@_agent_action(
+    "restart",
+    AgentTaskResponse,
+    "Replaces an assigned agent by a new one with the same settings and a new task; the "
+    "old one is stopped (reason `restarted`) and its task cancelled, and its open "
+    "steering events are superseded by copies addressed to the new one. 409 once it is "
+    "stopped.",
 )
 async def restart_agent(call: Call[AgentActionRequest, None]) -> tuple[int, AgentTaskResponse]:
     agent, created = await call.ledger.restart_agent(call.actor, agent_id(call), call.body.reason)

@@ -21,11 +21,10 @@ import asyncpg
 import httpx
 import pytest
 from conftest import JWT_SECRET
-from planted_secrets import leaked
 from playwright.sync_api import Page, expect
 from process_helpers import Workbench
 from world import *  # noqa: F403 - the module's fixtures: browser, api, tokens, ...
-from world import DESKTOP, PHONE, TENANT, serious
+from world import TENANT, check_screens, serious
 
 TICKETS = "/api/tickets"
 CHANGES = "/api/changes"
@@ -329,19 +328,7 @@ def test_the_operations_screens_are_accessible_at_both_widths_and_schemes(
         "audit": "/console/audit",
         "audit-verify": "/console/audit/verify",
     }
-    context = new_context(viewport=DESKTOP if width == "desktop" else PHONE, color_scheme=scheme)
-    page = context.new_page()
-    page.goto("/console/sign-in")
-    page.get_by_label("Token").fill(tokens("owner"))
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/console/tasks")
-    problems = []
-    for name, path in screens.items():
-        page.goto(path)
-        problems += [f"{name}: {problem}" for problem in serious(page)]
-        assert leaked(page.content()) == [], name
-        page.screenshot(path=screenshots / f"{name}-{width}-{scheme}.png", full_page=True)
-    assert problems == []
+    check_screens(new_context, tokens("owner"), screens, screenshots, width, scheme)
 
 
 def test_verify_the_chain_then_see_where_an_altered_record_breaks_it(

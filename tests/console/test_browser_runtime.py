@@ -17,7 +17,7 @@ import pytest
 from planted_secrets import leaked
 from playwright.sync_api import Page, expect
 from world import *  # noqa: F403 - the module's fixtures: stack, browser, api, ...
-from world import DESKTOP, EXTERNAL, PHONE, mark, not_reloaded, serious
+from world import EXTERNAL, check_screens, mark, not_reloaded
 
 CLAIM_NEXT = "/api/agent/tasks/claim-next"
 SPAWN = "/api/agent/spawn"
@@ -168,16 +168,4 @@ def test_the_runtime_screens_are_accessible_at_both_widths_and_schemes(
         "channel": f"/console/channels/{agents['channel']}",
         "spawn-refusals": "/console/spawn-refusals",
     }
-    context = new_context(viewport=DESKTOP if width == "desktop" else PHONE, color_scheme=scheme)
-    page = context.new_page()
-    page.goto("/console/sign-in")
-    page.get_by_label("Token").fill(tokens("owner"))
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/console/tasks")
-    problems = []
-    for name, path in screens.items():
-        page.goto(path)
-        problems += [f"{name}: {problem}" for problem in serious(page)]
-        assert leaked(page.content()) == [], name
-        page.screenshot(path=screenshots / f"{name}-{width}-{scheme}.png", full_page=True)
-    assert problems == []
+    check_screens(new_context, tokens("owner"), screens, screenshots, width, scheme)

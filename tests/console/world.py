@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -23,10 +22,12 @@ import httpx
 import pytest
 import yaml
 from axe_playwright_python.sync_playwright import Axe
+from planted_secrets import leaked
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from process_helpers import Workbench
 
 from api.auth import mint_token
+from bench.local_server import LocalServer
 from ledger.policy import load_policy
 
 CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
@@ -46,40 +47,28 @@ HOLD_SECONDS = 9.0  # under the tool's own 10 s timeout
 expect.set_options(timeout=15_000)
 
 
-class HeldServer:
+class HeldServer(LocalServer):
     """`GET /hold/<key>` answers only once `release(key)` is called (or after
     HOLD_SECONDS): a tool call that stays under way as long as a test needs.
     `GET /attack?target=<url>` is a page of another origin that posts a form there."""
 
+    content_type = "text/html; charset=utf-8"
+
     def __init__(self) -> None:
+        # Before the server starts: a request may arrive as soon as it does.
         self._gates: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        gates = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/attack?target="):
-                    target = html.escape(unquote(self.path.split("=", 1)[1]))
-                    body = (
-                        f'<form method="post" action="{target}"><input name="reason" '
-                        'value="forged"></form><script>document.forms[0].submit()</script>'
-                    ).encode()
-                else:
-                    gates.gate(self.path.rsplit("/", 1)[-1]).wait(HOLD_SECONDS)
-                    body = b"service is healthy"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, path: str) -> bytes:
+        if path.startswith("/attack?target="):
+            target = html.escape(unquote(path.split("=", 1)[1]))
+            return (
+                f'<form method="post" action="{target}"><input name="reason" '
+                'value="forged"></form><script>document.forms[0].submit()</script>'
+            ).encode()
+        self.gate(path.rsplit("/", 1)[-1]).wait(HOLD_SECONDS)
+        return b"service is healthy"
 
     def gate(self, key: str) -> threading.Event:
         with self._lock:
@@ -91,8 +80,7 @@ class HeldServer:
     def close(self) -> None:
         for gate in list(self._gates.values()):
             gate.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().close()
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +245,30 @@ def serious(page: Page) -> list[str]:
         if violation["impact"] in ("serious", "critical")
         for node in violation["nodes"]
     ]
+
+
+def check_screens(
+    new_context: Callable[..., BrowserContext],
+    token: str,
+    screens: dict[str, str],
+    screenshots: Path,
+    width: str,
+    scheme: str,
+) -> None:
+    """Signed in with `token` at `width` (desktop or phone) in colour `scheme`, each of
+    `screens` (name: path) in turn: no planted secret on it, its screenshot
+    `<name>-<width>-<scheme>.png`, and no serious axe-core violation on any of them
+    (all of them named at once)."""
+    context = new_context(viewport=DESKTOP if width == "desktop" else PHONE, color_scheme=scheme)
+    page = context.new_page()
+    page.goto("/console/sign-in")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/tasks")
+    problems = []
+    for name, path in screens.items():
+        page.goto(path)
+        problems += [f"{name}: {problem}" for problem in serious(page)]
+        assert leaked(page.content()) == [], name
+        page.screenshot(path=screenshots / f"{name}-{width}-{scheme}.png", full_page=True)
+    assert problems == []

@@ -10,7 +10,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import yaml
 from process_helpers import ApiServer, Pipeline, Service, fast_lanes, stop_and_check
 
 from api.auth import mint_token
+from bench.local_server import LocalServer
 from ledger.policy import load_policy
 
 HERE = Path(__file__).parent
@@ -122,39 +122,26 @@ def running_cluster(
     assert not stuck, f"pool close timed out in {stuck}"
 
 
-class HeldServer:
-    """An HTTP server on 127.0.0.1 whose first request is held until `release`."""
+class HeldServer(LocalServer):
+    """A status page whose first request is held until `released` is set."""
+
+    url_path = "/status"
 
     def __init__(self) -> None:
+        # Before the server starts: a request may arrive as soon as it does.
         self.arrived = threading.Event()
         self.released = threading.Event()
-        held = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if not held.arrived.is_set():
-                    held.arrived.set()
-                    held.released.wait(HOLD_SECONDS)
-                body = b"checkout: 3 of 4 pods crash-looping"
-                # The held request's worker may have been killed meanwhile.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/status"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, path: str) -> bytes:
+        if not self.arrived.is_set():
+            self.arrived.set()
+            self.released.wait(HOLD_SECONDS)
+        return b"checkout: 3 of 4 pods crash-looping"
 
     def close(self) -> None:
         self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().close()
 
 
 def lanes_reaching_localhost(directory: Path) -> Path:
