@@ -89,6 +89,7 @@ ROUTES: list[Route] = [
     Route(_TICKET + "/status", tickets.set_status, methods=["POST"]),
     Route(_TICKET + "/request-info", tickets.request_info, methods=["POST"]),
     Route(_TICKET + "/user-response", tickets.user_response, methods=["POST"]),
+    Route(_TICKET + "/agents/{agent_id}/{action}", tickets.agent_action, methods=["POST"]),
     Route(PREFIX + "/changes", changes.change_list, methods=["GET"]),
     Route(PREFIX + "/changes/rows", changes.change_rows, methods=["GET"]),
     Route(_CHANGE, changes.change_page, methods=["GET"]),

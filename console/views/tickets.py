@@ -4,10 +4,10 @@ its current agent, its notes as a timeline (source and visibility), attachments'
 metadata, change requests, access requests, the tasks worked for it and the steering
 events of its agents. A person adds a note (which is how they steer the ticket's agent),
 moves the ticket to another status of its workflow, asks the requester a question and
-records their answer; each action is the REST route's: the same request model, the same
-ledger method, the same role.
+records their answer, and stops, wakes or restarts the ticket's agent; each action is
+the REST route's: the same request model, the same ledger method, the same role.
 
-A refusal because the ticket is not in a status the action leaves from (the
+A refusal because the ticket or its agent is not in a state the action leaves from (the
 API's 409) is an answer about this ticket: its page again with the refusal in the API's
 words, status and code, as a change's page answers one."""
 
@@ -20,13 +20,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from api.endpoints import validate_body, validate_query
-from api.errors import ledger_status
+from api.errors import ApiError, ledger_status
 from console.auth import Me, signed_view
 from console.render import PREFIX, is_fragment, page
 from console.views.sessions import list_params
 from console.views.task_detail import task_id_of
 from ledger.errors import Conflict, InvalidTransition
 from ledger.states import TERMINAL
+from ledger.ticket_agent_models import AgentActionRequest
 from ledger.ticket_models import (
     STEERING_SOURCES,
     NoteRequest,
@@ -46,7 +47,18 @@ _REFUSED = {
     "status": "Status not changed",
     "request-info": "Question not sent",
     "user-response": "Answer not recorded",
+    "stop": "Agent not stopped",
+    "wake": "Agent not woken",
+    "restart": "Agent not restarted",
 }
+
+
+def _agent_actions(assignment: dict[str, Any] | None, task_status: str | None) -> list[str]:
+    """The lifecycle actions the ledger would take for the ticket's agent now: stop and
+    restart while it is assigned, wake only once its last task has finished."""
+    if assignment is None or assignment["state"] != "assigned":
+        return []
+    return ["wake", "restart", "stop"] if task_status in _FINISHED else ["restart", "stop"]
 
 
 async def _list_context(request: Request, me: Me) -> dict[str, Any]:
@@ -97,6 +109,7 @@ async def _detail_context(request: Request, me: Me) -> dict[str, Any]:
         # As steering decides: a note reaches an assigned agent whose task has not ended.
         "agent_active": context.agent.agent_id is not None
         and context.agent.task_status not in (None, *_FINISHED),
+        "agent_actions": _agent_actions(assignment, context.agent.task_status),
         "terminal": context.ticket.status in TERMINAL_STATUSES,
         "awaiting_answer": context.ticket.status == AWAITING_USER_RESPONSE,
         "other_statuses": [s for s in TICKET_STATUSES if s != context.ticket.status],
@@ -199,3 +212,26 @@ async def user_response(request: Request, me: Me) -> Response:
     )
     answered = request.app.state.ledger.user_response(actor, ticket_id, body)
     return await _act(request, me, ticket_id, "user-response", answered)
+
+
+@signed_view
+async def agent_action(request: Request, me: Me) -> Response:
+    """stop, wake, restart the ticket's agent: as `POST /api/agents/{id}/<action>`."""
+    actor = me.principal.actor_for("operator")
+    ticket_id = task_id_of(request, "ticket_id")
+    agent_id = task_id_of(request, "agent_id")
+    action = str(request.path_params["action"])
+    ledger = request.app.state.ledger
+    lifecycle = {
+        "stop": ledger.stop_agent,
+        "wake": ledger.wake_agent,
+        "restart": ledger.restart_agent,
+    }.get(action)
+    if lifecycle is None:
+        raise ApiError(404, "not_found", "no such route")
+    agent = await ledger.get_agent(me.tenant, agent_id)
+    if agent.ticket_id != ticket_id:
+        raise ApiError(404, "not_found", "this ticket has no such agent")
+    form = await _form(request)
+    body = validate_body(AgentActionRequest, {"reason": form.get("reason", "").strip()})
+    return await _act(request, me, ticket_id, action, lifecycle(actor, agent_id, body.reason))
