@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
-from operations_people import TICKETS, ids
+from operations_people import TICKETS, ids, refusal
 from operations_people import change as change  # the fixtures
 from operations_people import person as person
 from operations_people import ticket as ticket
@@ -165,7 +165,10 @@ async def test_an_operator_adds_a_note_and_changes_the_status_within_the_workflo
     reopened = await operator.post(
         f"/console/tickets/{mine['id']}/status", data={"status": "new"}, headers=SAME_ORIGIN
     )
-    assert (reopened.status_code, error_code(reopened)) == (409, "conflict")
+    # Refused in words on the ticket's page, with the API's status and code.
+    assert (reopened.status_code, refusal(reopened)) == (409, ("409", "conflict"))
+    assert "Status not changed." in reopened.text
+    assert "cannot change the status of a ticket that is closed" in reopened.text
     empty = await operator.post(
         f"/console/tickets/{mine['id']}/notes", data={"body": "  "}, headers=SAME_ORIGIN
     )
