@@ -27,7 +27,11 @@ STEERED = re.compile("pending|delivered|acknowledged")
 @pytest.fixture(scope="module")
 def held_profile(api: httpx.Client) -> str:
     """A profile whose agents run in lane `external`, which no worker here takes."""
-    settings = {"profiles": {HELD_PROFILE: {"lane": EXTERNAL, "description": "Held."}}}
+    # Held agents stay live: room for every one the module starts.
+    settings = {
+        "profiles": {HELD_PROFILE: {"lane": EXTERNAL, "description": "Held."}},
+        "max_concurrent_agents": 50,
+    }
     stored = api.put(f"{AGENTS}/config", json=settings)
     assert stored.status_code == 200, stored.text
     return HELD_PROFILE
